@@ -1,0 +1,29 @@
+"""One error shape for /api/v2: a JSON object naming each field and the reason, never a 500 for bad input."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from django.db.models import ProtectedError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Turn model validation errors raised by services into 400s shaped like serializer errors."""
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+    elif isinstance(exc, ProtectedError):
+        users = sorted({str(obj) for obj in exc.protected_objects})[:10]
+        return Response(
+            {"detail": f"Still in use by {', '.join(users)}; change or delete those first."},
+            status=status.HTTP_409_CONFLICT,
+        )
+    elif isinstance(exc, IntegrityError):
+        # A race past full_clean's uniqueness checks: still the client's conflict, not a server error.
+        return Response(
+            {"detail": "The change conflicts with stored data (a duplicate?)."}, status=status.HTTP_409_CONFLICT
+        )
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,18 @@
+"""Serializer fields shared by the apps' APIs."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from dock2box.validators import normalise_mac
+
+
+class MACAddressField(serializers.CharField):
+    """A MAC address in any usual spelling, answered as `aa:bb:cc:dd:ee:ff`."""
+
+    def to_internal_value(self, data: Any) -> str:
+        try:
+            return normalise_mac(super().to_internal_value(data))
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from error

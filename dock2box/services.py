@@ -1,0 +1,29 @@
+"""Write helpers every app's services use: one way to validate and save a row."""
+
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from django.db import models
+
+M = TypeVar("M", bound=models.Model)
+
+
+def model_save(instance: M) -> M:
+    """Validate the row with every model rule and constraint (`full_clean`), then save it."""
+    instance.full_clean()
+    instance.save()
+    return instance
+
+
+def model_update(instance: M, *, data: Mapping[str, Any], fields: Iterable[str]) -> M:
+    """Set the given fields from `data` (those present in it) and validate and save the row.
+
+    Unknown keys in `data` are an error of the caller, not silently dropped.
+    """
+    allowed = set(fields)
+    unknown = set(data) - allowed
+    if unknown:
+        raise TypeError(f"{type(instance).__name__} has no updatable fields {sorted(unknown)}")
+    for name, value in data.items():
+        setattr(instance, name, value)
+    return model_save(instance)

@@ -1,0 +1,24 @@
+"""URLs: the admin (the main UI), /api/v2 and its schema, and the apps' boot endpoints."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from dock2box.api.views import ApiRootView
+
+api_v2 = [
+    path("", ApiRootView.as_view(), name="api-root"),
+    path("", include("images.api.urls")),
+    path("", include("hosts.api.urls")),
+    path("", include("provisioning.api.urls")),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("api/v2/", include(api_v2)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api-auth/", include("rest_framework.urls")),
+]

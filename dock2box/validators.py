@@ -1,0 +1,178 @@
+"""Validation that holds everywhere: admin forms, /api/v2, /api/v1, importers and installer callbacks.
+
+Anything that reaches an iPXE script, a kernel command line or a shell-sourced config is checked here against an
+allow-list, so that no stored value can start a second iPXE command or expand an iPXE or shell variable.
+"""
+
+import ipaddress
+import re
+
+import netaddr
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z"
+SITE_NAME_PATTERN = r"^[a-z][a-z0-9]+\Z"
+IFNAME_PATTERN = r"^[a-z][a-z0-9._-]{0,14}\Z"
+# Kernel options, menu labels and other free text: letters, digits, space and a few punctuation marks.
+# Left out on purpose: $ { } (iPXE variable expansion), | & ; (command chaining), # (comments), quotes,
+# backslash and backquote (quoting and substitution in iPXE and shell), and every control character.
+SAFE_TEXT_CHARS = "._,:=/+@%~!*()[]^?-"
+_SAFE_TEXT_RE = re.compile(r"^[A-Za-z0-9 " + re.escape(SAFE_TEXT_CHARS) + r"]*\Z")
+_FQDN_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_MAC_FORMATS = [
+    re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}\Z"),
+    re.compile(r"^([0-9a-f]{2}-){5}[0-9a-f]{2}\Z"),
+    re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}\Z"),
+    re.compile(r"^[0-9a-f]{12}\Z"),
+]
+
+validate_name = RegexValidator(
+    NAME_PATTERN, "Use letters, digits, '.', '_' and '-', starting with a letter or digit (e.g. centos-7.1-x86_64)."
+)
+validate_site_name = RegexValidator(
+    SITE_NAME_PATTERN, "Use lower-case letters and digits, starting with a letter, at least two characters (e.g. ams1)."
+)
+validate_ifname = RegexValidator(
+    IFNAME_PATTERN, "Use lower-case letters, digits, '.', '_' and '-', starting with a letter, at most 15 characters."
+)
+
+
+def normalise_mac(value: str) -> str:
+    """Return a MAC address as `aa:bb:cc:dd:ee:ff` (how iPXE prints `${netX/mac}`), or raise ValidationError.
+
+    Accepts `AA:BB:CC:DD:EE:FF`, `AA-BB-CC-DD-EE-FF`, `aabb.ccdd.eeff` and `aabbccddeeff`, in any case.
+    """
+    text = str(value).strip().lower()
+    if not any(pattern.match(text) for pattern in _MAC_FORMATS):
+        raise ValidationError(
+            "'%(value)s' is not a MAC address; write it as aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff "
+            "or aabbccddeeff.",
+            code="invalid_mac",
+            params={"value": value},
+        )
+    eui = netaddr.EUI(text, version=48, dialect=netaddr.mac_unix_expanded)
+    if eui.value == 0 or eui.words[0] & 1:
+        raise ValidationError(
+            "'%(value)s' is a zero, broadcast or multicast address, not the address of a network card.",
+            code="invalid_mac",
+            params={"value": value},
+        )
+    return str(eui)
+
+
+def normalise_fqdn(value: str) -> str:
+    """Return a host name as lower-case RFC 1123 FQDN without a trailing dot, or raise ValidationError."""
+    text = str(value).strip().lower().removesuffix(".")
+    labels = text.split(".")
+    problem = ""
+    if len(text) > 253:
+        problem = "is longer than 253 characters"
+    elif len(labels) < 2:
+        problem = "needs a domain (e.g. web01.example.com)"
+    elif not all(_FQDN_LABEL_RE.match(label) for label in labels):
+        problem = (
+            "has a label that is empty, longer than 63 characters, starts or ends with '-', or holds characters "
+            "other than letters, digits and '-'"
+        )
+    elif labels[-1].isdigit():
+        problem = "ends in a numeric label, which is not a domain"
+    if problem:
+        raise ValidationError(
+            "'%(value)s' %(problem)s.", code="invalid_fqdn", params={"value": value, "problem": problem}
+        )
+    return text
+
+
+def validate_fqdn(value: str) -> None:
+    normalise_fqdn(value)
+    if value != value.lower():
+        raise ValidationError("Write the host name in lower case.", code="invalid_fqdn")
+
+
+def validate_domain(value: str) -> None:
+    """A DNS domain (one label allowed, e.g. `lan`)."""
+    labels = value.split(".")
+    if not value or len(value) > 253 or not all(_FQDN_LABEL_RE.match(label) for label in labels):
+        raise ValidationError(
+            "'%(value)s' is not a lower-case DNS domain (e.g. example.com).",
+            code="invalid_domain",
+            params={"value": value},
+        )
+
+
+def validate_safe_text(value: str) -> None:
+    """Reject characters that could end, chain or expand an iPXE or kernel command line."""
+    if _SAFE_TEXT_RE.match(value):  # \Z, not $: a trailing newline must not slip through
+        return
+    bad = next(ch for ch in value if not _SAFE_TEXT_RE.match(ch))
+    shown = repr(bad) if not bad.isprintable() or bad == " " else f"'{bad}'"
+    raise ValidationError(
+        "Contains %(char)s, which is not allowed in text that reaches an iPXE script or kernel command line. "
+        "Allowed: letters, digits, space and %(allowed)s",
+        code="unsafe_text",
+        params={"char": shown, "allowed": SAFE_TEXT_CHARS},
+    )
+
+
+def validate_url(value: str) -> None:
+    """An http(s) URL that is also safe text (it lands on kernel command lines and in iPXE scripts)."""
+    if not re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?(/.*)?\Z", value):
+        raise ValidationError(
+            "'%(value)s' is not an http:// or https:// URL.", code="invalid_url", params={"value": value}
+        )
+    validate_safe_text(value)
+
+
+def validate_registry(value: str) -> None:
+    """A registry as Docker names it: host[:port][/path], without a scheme."""
+    if not re.match(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9._/-]+)?\Z", value):
+        raise ValidationError(
+            "'%(value)s' is not a registry name; write host[:port], e.g. registry.example.com:5000 (no scheme).",
+            code="invalid_registry",
+            params={"value": value},
+        )
+
+
+def parse_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """Parse a CIDR strictly; the error says the network the operator probably meant."""
+    try:
+        return ipaddress.ip_network(str(value).strip(), strict=True)
+    except ValueError:
+        pass
+    try:
+        meant = ipaddress.ip_network(str(value).strip(), strict=False)
+    except ValueError:
+        raise ValidationError(
+            "'%(value)s' is not a network; write it as address/prefix, e.g. 10.0.0.0/24 or 2001:db8::/64.",
+            code="invalid_network",
+            params={"value": value},
+        ) from None
+    raise ValidationError(
+        "'%(value)s' has host bits set; did you mean %(meant)s?",
+        code="invalid_network",
+        params={"value": value, "meant": meant},
+    )
+
+
+def validate_network(value: str) -> None:
+    parse_network(value)
+
+
+def parse_address_list(value: str) -> list[str]:
+    """Comma- or space-separated IP addresses, normalised; raises ValidationError naming the bad one."""
+    result = []
+    for item in re.split(r"[\s,]+", value.strip()):
+        if not item:
+            continue
+        try:
+            result.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ValidationError(
+                "'%(item)s' is not an IP address.", code="invalid_address", params={"item": item}
+            ) from None
+    return result
+
+
+def validate_address_list(value: str) -> None:
+    parse_address_list(value)

@@ -1,0 +1,165 @@
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Prefetch, QuerySet
+from django.http import HttpRequest
+
+from dock2box.admin import ServiceAdmin
+from dock2box.validators import normalise_mac
+from hosts import services
+from hosts.models import Host, Interface, Site, Subnet
+
+
+@admin.register(Site)
+class SiteAdmin(ServiceAdmin):
+    list_display = ["name", "domain", "file_uri", "registry", "image", "subnet_count", "host_count"]
+    search_fields = ["name", "domain", "description"]
+    autocomplete_fields = ["image", "boot_version", "pxe_menu"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "domain", "dns_servers", "ntp_servers"]}),
+        ("Sources", {"fields": ["file_uri", "registry"]}),
+        ("Defaults for its hosts", {"fields": ["image", "boot_version", "pxe_menu"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Site]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("image")
+            .annotate(subnet_count=Count("subnets", distinct=True), host_count=Count("hosts", distinct=True))
+        )
+
+    @admin.display(description="subnets", ordering="subnet_count")
+    def subnet_count(self, site: Any) -> int:
+        return site.subnet_count
+
+    @admin.display(description="hosts", ordering="host_count")
+    def host_count(self, site: Any) -> int:
+        return site.host_count
+
+    def save_with_service(self, obj: Site) -> None:
+        services.site_update(site=obj, data={})
+
+    def delete_with_service(self, obj: Site) -> None:
+        services.site_delete(site=obj)
+
+
+@admin.register(Subnet)
+class SubnetAdmin(ServiceAdmin):
+    list_display = ["network", "site", "gateway", "vlan", "dhcp", "interface_count", "description"]
+    list_filter = ["site", "dhcp"]
+    list_select_related = ["site"]
+    search_fields = ["network", "description", "site__name"]
+    autocomplete_fields = ["site"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Subnet]:
+        return super().get_queryset(request).annotate(interface_count=Count("interfaces"))
+
+    @admin.display(description="interfaces", ordering="interface_count")
+    def interface_count(self, subnet: Any) -> int:
+        return subnet.interface_count
+
+    def save_with_service(self, obj: Subnet) -> None:
+        services.subnet_update(subnet=obj, data={})
+
+    def delete_with_service(self, obj: Subnet) -> None:
+        services.subnet_delete(subnet=obj)
+
+
+class InterfaceInlineForm(forms.ModelForm):
+    class Meta:
+        model = Interface
+        fields = ["name", "mac", "ip", "subnet", "netmask", "gateway", "dhcp", "primary"]
+
+    def _get_validation_exclusions(self) -> set[str]:
+        # The primary flag moves between rows in one save; the service keeps it unique per host.
+        return {*super()._get_validation_exclusions(), "primary"}
+
+
+class InterfaceFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        kept = [form for form in self.forms if form.cleaned_data and not form.cleaned_data.get("DELETE")]
+        if sum(1 for form in kept if form.cleaned_data.get("primary")) > 1:
+            raise ValidationError("Only one interface can be primary (the boot NIC).")
+
+
+class InterfaceInline(admin.TabularInline):
+    model = Interface
+    form = InterfaceInlineForm
+    formset = InterfaceFormSet
+    extra = 1
+    autocomplete_fields = ["subnet"]
+
+
+class HostAdmin(ServiceAdmin):
+    """Hosts with their interfaces inline. Build mode actions come from provisioning's admin."""
+
+    list_display = [
+        "fqdn", "site", "image_and_version", "build", "status", "primary_mac", "primary_ip", "last_seen",
+    ]  # fmt: skip
+    list_filter = ["site", "image", "build", "status"]
+    list_select_related = ["site", "image", "image_version"]
+    search_fields = ["fqdn", "interfaces__mac", "interfaces__ip", "serial", "asset_tag"]
+    search_help_text = "Host name, MAC (any spelling), IP, serial or asset tag."
+    autocomplete_fields = ["site", "image", "image_version", "boot_version", "pxe_menu"]
+    readonly_fields = ["build", "status", "last_seen", "created", "updated"]
+    inlines = [InterfaceInline]
+    fieldsets = [
+        (None, {"fields": ["fqdn", "site", "image", "image_version", "build", "status", "last_seen"]}),
+        ("Install", {"fields": ["debug", "gpt", "kexec", "volmgt", "legacynet", "kopts", "boot_version", "pxe_menu"]}),
+        ("Identity", {"fields": ["serial", "uuid", "asset_tag", "labels", "created", "updated"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Host]:
+        return super().get_queryset(request).prefetch_related(Prefetch("interfaces", queryset=Interface.objects.all()))
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Host], search_term: str) -> Any:
+        # A MAC in any spelling finds its host: the column holds the normalised form.
+        try:
+            mac = normalise_mac(search_term)
+        except ValidationError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(interfaces__mac=mac), True
+
+    @admin.display(description="image:version", ordering="image__name")
+    def image_and_version(self, host: Host) -> str:
+        if not host.image_id:
+            return "-"
+        return f"{host.image}:{host.image_version.version if host.image_version_id else 'latest'}"
+
+    def _primary(self, host: Host) -> Interface | None:
+        return next((interface for interface in host.interfaces.all() if interface.primary), None)
+
+    @admin.display(description="primary MAC")
+    def primary_mac(self, host: Host) -> str:
+        interface = self._primary(host)
+        return interface.mac if interface else "-"
+
+    @admin.display(description="primary IP")
+    def primary_ip(self, host: Host) -> str:
+        interface = self._primary(host)
+        return (interface.ip or "dhcp") if interface else "-"
+
+    def save_with_service(self, obj: Host) -> None:
+        services.host_update(host=obj, data={})
+
+    def delete_with_service(self, obj: Host) -> None:
+        services.host_delete(host=obj)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not Interface:
+            super().save_formset(request, form, formset, change)
+            return
+        formset.save(commit=False)  # sets the change lists the admin's history message reads
+        interfaces = [
+            {name: value for name, value in item.cleaned_data.items() if name in InterfaceInlineForm.Meta.fields}
+            for item in formset.forms
+            if item.cleaned_data and not item.cleaned_data.get("DELETE")
+        ]
+        services.host_set_interfaces(host=form.instance, interfaces=interfaces)
+
+
+admin.site.register(Host, HostAdmin)

@@ -1,0 +1,137 @@
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from rest_framework import serializers
+
+from dock2box.api.serializers import MACAddressField
+from hosts import services
+from hosts.models import Host, Interface, Site, Subnet
+from images.choices import ImageType
+from images.models import LATEST, Image
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    image = serializers.SlugRelatedField(
+        slug_field="name", queryset=Image.objects.exclude(type=ImageType.BOOT), allow_null=True, required=False
+    )
+
+    class Meta:
+        model = Site
+        fields = [
+            "id", "url", "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry",
+            "image", "boot_version", "pxe_menu", "created", "updated",
+        ]  # fmt: skip
+        extra_kwargs = {"url": {"view_name": "site-detail"}}
+
+    def create(self, validated_data: dict[str, Any]) -> Site:
+        return services.site_create(data=validated_data)
+
+    def update(self, instance: Site, validated_data: dict[str, Any]) -> Site:
+        return services.site_update(site=instance, data=validated_data)
+
+
+class SubnetSerializer(serializers.ModelSerializer):
+    site = serializers.SlugRelatedField(slug_field="name", queryset=Site.objects.all())
+    netmask = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Subnet
+        fields = [
+            "id", "url", "network", "netmask", "site", "description", "gateway", "vlan", "dns_servers", "dhcp",
+            "reserved", "created", "updated",
+        ]  # fmt: skip
+        extra_kwargs = {"url": {"view_name": "subnet-detail"}}
+
+    def create(self, validated_data: dict[str, Any]) -> Subnet:
+        return services.subnet_create(data=validated_data)
+
+    def update(self, instance: Subnet, validated_data: dict[str, Any]) -> Subnet:
+        return services.subnet_update(subnet=instance, data=validated_data)
+
+
+class HostInterfaceSerializer(serializers.ModelSerializer):
+    """An interface inside a host document (uniqueness is checked by the service, across all hosts)."""
+
+    mac = MACAddressField()
+    subnet = serializers.SlugRelatedField(
+        slug_field="network", queryset=Subnet.objects.all(), allow_null=True, required=False
+    )
+
+    class Meta:
+        model = Interface
+        fields = ["name", "mac", "ip", "subnet", "netmask", "gateway", "dhcp", "primary"]
+        extra_kwargs = {"ip": {"validators": []}}
+        validators: list[Any] = []
+
+
+class HostSerializer(serializers.ModelSerializer):
+    site = serializers.SlugRelatedField(slug_field="name", queryset=Site.objects.all(), allow_null=True, required=False)
+    image = serializers.SlugRelatedField(
+        slug_field="name", queryset=Image.objects.exclude(type=ImageType.BOOT), allow_null=True, required=False
+    )
+    version = serializers.CharField(
+        source="image_version", allow_null=True, required=False, help_text="A version of the image, or 'latest'."
+    )
+    interfaces = HostInterfaceSerializer(many=True, required=False)
+
+    class Meta:
+        model = Host
+        fields = [
+            "id", "url", "fqdn", "site", "image", "version", "boot_version", "build", "status", "debug", "gpt",
+            "kexec", "volmgt", "legacynet", "kopts", "pxe_menu", "serial", "uuid", "asset_tag", "labels",
+            "interfaces", "last_seen", "created", "updated",
+        ]  # fmt: skip
+        read_only_fields = ["build", "status", "last_seen"]
+        extra_kwargs = {"url": {"view_name": "host-detail"}}
+
+    def to_representation(self, instance: Host) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["version"] = instance.image_version.version if instance.image_version_id else LATEST
+        return data
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "image_version" in attrs:
+            image = attrs.get("image", self.instance.image if self.instance else None)
+            version = attrs["image_version"]
+            if version in (None, "", LATEST):
+                attrs["image_version"] = None
+            elif image is None:
+                raise serializers.ValidationError({"version": "Give the image this is a version of."})
+            else:
+                try:
+                    attrs["image_version"] = image.versions.get(version=version)
+                except ObjectDoesNotExist:
+                    raise serializers.ValidationError(
+                        {"version": f"Image {image} has no version '{version}'."}
+                    ) from None
+        elif self.instance is not None and "image" in attrs and attrs["image"] != self.instance.image:
+            attrs["image_version"] = None  # a new image starts at its latest version
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> Host:
+        interfaces = validated_data.pop("interfaces", ())
+        return services.host_create(data=validated_data, interfaces=interfaces)
+
+    def update(self, instance: Host, validated_data: dict[str, Any]) -> Host:
+        interfaces = validated_data.pop("interfaces", None)
+        return services.host_update(host=instance, data=validated_data, interfaces=interfaces)
+
+
+class InterfaceSerializer(serializers.ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="fqdn", queryset=Host.objects.all())
+    mac = MACAddressField()
+    subnet = serializers.SlugRelatedField(
+        slug_field="network", queryset=Subnet.objects.all(), allow_null=True, required=False
+    )
+
+    class Meta:
+        model = Interface
+        fields = ["id", "url", "host", "name", "mac", "ip", "subnet", "netmask", "gateway", "dhcp", "primary"]
+        extra_kwargs = {"url": {"view_name": "interface-detail"}, "ip": {"validators": []}}
+        validators: list[Any] = []
+
+    def create(self, validated_data: dict[str, Any]) -> Interface:
+        return services.interface_create(data=validated_data)
+
+    def update(self, instance: Interface, validated_data: dict[str, Any]) -> Interface:
+        return services.interface_update(interface=instance, data=validated_data)

@@ -1,0 +1,67 @@
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from hosts import selectors, services
+from hosts.api.serializers import HostSerializer, InterfaceSerializer, SiteSerializer, SubnetSerializer
+from hosts.filtersets import HostFilterSet, InterfaceFilterSet, SiteFilterSet, SubnetFilterSet
+from hosts.models import Host, Interface, Site, Subnet
+
+
+class SiteViewSet(viewsets.ModelViewSet):
+    """Sites: domain, DNS, file server and registry of a location."""
+
+    queryset = selectors.site_list()
+    serializer_class = SiteSerializer
+    filterset_class = SiteFilterSet
+    ordering_fields = ["name", "created", "updated"]
+
+    def perform_destroy(self, instance: Site) -> None:
+        services.site_delete(site=instance)
+
+
+class SubnetViewSet(viewsets.ModelViewSet):
+    """Subnets (IPv4 and IPv6) of the sites."""
+
+    queryset = selectors.subnet_list()
+    serializer_class = SubnetSerializer
+    filterset_class = SubnetFilterSet
+    ordering_fields = ["network", "site__name", "vlan", "created"]
+
+    def perform_destroy(self, instance: Subnet) -> None:
+        services.subnet_delete(subnet=instance)
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer("NextFreeIp", {"ip": serializers.IPAddressField(allow_null=True)}),
+    )
+    @action(detail=True, methods=["get"], url_path="next-free-ip")
+    def next_free_ip(self, request: Request, pk: str | None = None) -> Response:
+        """The lowest address of the subnet that is neither used, reserved nor the gateway (null when full)."""
+        return Response({"ip": selectors.subnet_next_free_ip(subnet=self.get_object())})
+
+
+class HostViewSet(viewsets.ModelViewSet):
+    """Hosts with their interfaces. Build mode changes through the enter-build and cancel-build actions."""
+
+    queryset = selectors.host_list()
+    serializer_class = HostSerializer
+    filterset_class = HostFilterSet
+    ordering_fields = ["fqdn", "status", "last_seen", "created", "updated"]
+
+    def perform_destroy(self, instance: Host) -> None:
+        services.host_delete(host=instance)
+
+
+class InterfaceViewSet(viewsets.ModelViewSet):
+    """Network interfaces of hosts; exactly one per host is primary (the boot NIC)."""
+
+    queryset = selectors.interface_list()
+    serializer_class = InterfaceSerializer
+    filterset_class = InterfaceFilterSet
+    ordering_fields = ["host__fqdn", "name", "mac", "ip"]
+
+    def perform_destroy(self, instance: Interface) -> None:
+        services.interface_delete(interface=instance)

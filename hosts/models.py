@@ -1,0 +1,406 @@
+"""Inventory and addressing: sites, subnets, hosts and their network interfaces."""
+
+import contextlib
+import ipaddress
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from dock2box.fields import MACAddressField
+from dock2box.validators import (
+    normalise_fqdn,
+    parse_address_list,
+    parse_network,
+    validate_address_list,
+    validate_domain,
+    validate_fqdn,
+    validate_ifname,
+    validate_network,
+    validate_registry,
+    validate_safe_text,
+    validate_site_name,
+    validate_url,
+)
+from hosts.choices import HostStatus
+from images.choices import ImageType, VolumeManagement
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Site(models.Model):
+    """A location with its own domain, DNS, file server and registry; hosts and subnets belong to one."""
+
+    name = models.CharField(max_length=50, unique=True, validators=[validate_site_name])
+    description = models.CharField(max_length=200, blank=True, validators=[validate_safe_text])
+    domain = models.CharField(max_length=253, blank=True, validators=[validate_domain])
+    dns_servers = models.CharField(
+        "DNS servers", max_length=300, blank=True, validators=[validate_address_list], help_text="Comma-separated."
+    )
+    ntp_servers = models.CharField(
+        "NTP servers", max_length=300, blank=True, validators=[validate_safe_text], help_text="Comma-separated."
+    )
+    file_uri = models.CharField(
+        "file server URL",
+        max_length=300,
+        blank=True,
+        validators=[validate_url],
+        help_text="Where boot kernels and file images live (the original's file_uri / file_server).",
+    )
+    registry = models.CharField(
+        "Docker registry",
+        max_length=200,
+        blank=True,
+        validators=[validate_registry],
+        help_text="host[:port] of the registry for Docker images (the original's registry / docker_registry).",
+    )
+    image = models.ForeignKey(
+        "images.Image",
+        verbose_name="default image",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        limit_choices_to=~models.Q(type=ImageType.BOOT),
+    )
+    boot_version = models.ForeignKey(
+        "images.ImageVersion",
+        verbose_name="boot image version",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        limit_choices_to={"image__type": ImageType.BOOT},
+    )
+    pxe_menu = models.ForeignKey(
+        "provisioning.PxeMenu",
+        verbose_name="PXE menu",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.dns_servers:
+            self.dns_servers = ",".join(parse_address_list(self.dns_servers))
+        if self.image is not None and self.image.type == ImageType.BOOT:
+            raise ValidationError({"image": "A boot image cannot be the image hosts are installed with."})
+
+
+def _parse_ranges(text: str, network: IPNetwork) -> list[tuple[IPAddress, IPAddress]]:
+    """`10.0.0.1-10.0.0.20, 10.0.0.250` → [(start, end), ...] inside `network`, or ValidationError."""
+    ranges = []
+    for item in re.split(r"[\s,]+", text.strip()):
+        if not item:
+            continue
+        start_text, _, end_text = item.partition("-")
+        try:
+            start = ipaddress.ip_address(start_text)
+            end = ipaddress.ip_address(end_text or start_text)
+        except ValueError:
+            raise ValidationError(
+                "'%(item)s' is not an address or a range (write 10.0.0.1-10.0.0.20).", params={"item": item}
+            ) from None
+        if start not in network or end not in network or int(end) < int(start):
+            raise ValidationError(
+                "'%(item)s' is not a range inside %(network)s.", params={"item": item, "network": network}
+            )
+        ranges.append((start, end))
+    return ranges
+
+
+class Subnet(models.Model):
+    """An IPv4 or IPv6 network of a site. Subnets of one site never overlap; interfaces take addresses from it."""
+
+    network = models.CharField(
+        max_length=49, unique=True, validators=[validate_network], help_text="CIDR, e.g. 10.0.0.0/24."
+    )
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="subnets")
+    description = models.CharField(max_length=200, blank=True, validators=[validate_safe_text])
+    gateway = models.GenericIPAddressField(null=True, blank=True)
+    vlan = models.PositiveSmallIntegerField(
+        "VLAN", null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(4094)]
+    )
+    dns_servers = models.CharField(
+        "DNS servers",
+        max_length=300,
+        blank=True,
+        validators=[validate_address_list],
+        help_text="Comma-separated; empty means the site's.",
+    )
+    dhcp = models.BooleanField("DHCP", default=False, help_text="Hosts on this subnet get their address by DHCP.")
+    reserved = models.CharField(
+        "reserved ranges",
+        max_length=500,
+        blank=True,
+        help_text="Addresses never handed out, e.g. 10.0.0.1-10.0.0.20, 10.0.0.250.",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["site__name", "network"]
+
+    def __str__(self) -> str:
+        return self.network
+
+    @property
+    def ip_network(self) -> IPNetwork | None:
+        """The parsed network, or None while the field holds something invalid."""
+        try:
+            return parse_network(self.network)
+        except ValidationError:
+            return None
+
+    @property
+    def netmask(self) -> str:
+        network = self.ip_network
+        return str(network.netmask) if network else ""
+
+    def reserved_ranges(self) -> list[tuple[IPAddress, IPAddress]]:
+        network = self.ip_network
+        return _parse_ranges(self.reserved, network) if network and self.reserved else []
+
+    def clean(self) -> None:
+        network = self.ip_network
+        if network is None:
+            return
+        self.network = str(network)
+        errors: dict[str, str] = {}
+        if self.gateway:
+            gateway = ipaddress.ip_address(self.gateway)
+            if gateway not in network:
+                errors["gateway"] = f"{gateway} is outside {network}; pick an address inside it."
+            elif (
+                network.version == 4
+                and network.prefixlen < 31
+                and gateway in (network.network_address, network.broadcast_address)
+            ):
+                errors["gateway"] = f"{gateway} is the network or broadcast address of {network}."
+        if self.dns_servers:
+            self.dns_servers = ",".join(parse_address_list(self.dns_servers))
+        try:
+            self.reserved_ranges()
+        except ValidationError as error:
+            errors["reserved"] = error.messages[0]
+        if self.site_id:
+            for other in Subnet.objects.filter(site_id=self.site_id).exclude(pk=self.pk).only("network"):
+                other_network = other.ip_network
+                if other_network and other_network.version == network.version and other_network.overlaps(network):
+                    errors["network"] = f"{network} overlaps {other_network}, another subnet of site {self.site}."
+                    break
+        if errors:
+            raise ValidationError(errors)
+
+
+class Host(models.Model):
+    """A bare-metal machine that Dock2Box installs. Empty inheritable settings mean "inherit"."""
+
+    fqdn = models.CharField("FQDN", max_length=253, unique=True, validators=[validate_fqdn])
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, null=True, blank=True, related_name="hosts")
+    image = models.ForeignKey(
+        "images.Image",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="hosts",
+        limit_choices_to=~models.Q(type=ImageType.BOOT),
+        help_text="Empty means the site's default image.",
+    )
+    image_version = models.ForeignKey(
+        "images.ImageVersion",
+        verbose_name="version",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="hosts",
+        help_text="Empty means latest: the newest version of the image.",
+    )
+    boot_version = models.ForeignKey(
+        "images.ImageVersion",
+        verbose_name="boot image version",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        limit_choices_to={"image__type": ImageType.BOOT},
+        help_text="Empty means the image's, the site's or the global default.",
+    )
+    build = models.BooleanField("build mode", default=False, help_text="Install on the next PXE boot.")
+    debug = models.BooleanField(default=False, help_text="Do not reboot after the install.")
+    gpt = models.BooleanField("GPT", null=True, blank=True)
+    kexec = models.BooleanField(null=True, blank=True)
+    volmgt = models.CharField("volume management", max_length=10, choices=VolumeManagement.choices, blank=True)
+    legacynet = models.BooleanField("legacy interface names", default=False)
+    kopts = models.CharField(
+        "kernel options",
+        max_length=500,
+        blank=True,
+        validators=[validate_safe_text],
+        help_text="Added after the image's kernel options.",
+    )
+    pxe_menu = models.ForeignKey(
+        "provisioning.PxeMenu",
+        verbose_name="PXE menu",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty means the site's or the global menu.",
+    )
+    serial = models.CharField("serial number", max_length=100, blank=True, validators=[validate_safe_text])
+    uuid = models.UUIDField("UUID", null=True, blank=True)
+    asset_tag = models.CharField(max_length=100, blank=True, validators=[validate_safe_text])
+    labels = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Comma-separated labels, e.g. rack12, gpu.",
+    )
+    status = models.CharField(max_length=10, choices=HostStatus.choices, default=HostStatus.NEW)
+    last_seen = models.DateTimeField(null=True, blank=True, help_text="Last PXE boot.")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["fqdn"]
+        indexes = [models.Index(fields=["serial"]), models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return self.fqdn
+
+    @property
+    def hostname(self) -> str:
+        return self.fqdn.split(".", 1)[0]
+
+    def clean(self) -> None:
+        if self.fqdn:
+            with contextlib.suppress(ValidationError):  # the field's own validator reports it
+                self.fqdn = normalise_fqdn(self.fqdn)
+        errors: dict[str, str] = {}
+        if self.image_version is not None:
+            if self.image is None:
+                errors["image_version"] = "Pick the image first; a version belongs to an image."
+            elif self.image_version.image_id != self.image_id:
+                errors["image_version"] = f"{self.image_version} is not a version of {self.image}."
+        if self.image is not None and self.image.type == ImageType.BOOT:
+            errors["image"] = "A boot image cannot be installed on a host; pick a docker or file image."
+        if self.boot_version is not None and self.boot_version.image.type != ImageType.BOOT:
+            errors["boot_version"] = "Pick a version of a boot image."
+        labels = [label.strip() for label in self.labels.split(",") if label.strip()]
+        bad = [label for label in labels if not re.match(r"^[A-Za-z][A-Za-z0-9_.-]*\Z", label)]
+        if bad:
+            errors["labels"] = (
+                f"'{bad[0]}' is not a label; use letters, digits, '.', '_' and '-', starting with a letter."
+            )
+        else:
+            self.labels = ",".join(dict.fromkeys(labels))
+        if errors:
+            raise ValidationError(errors)
+
+
+class Interface(models.Model):
+    """A network card of a host. Exactly one per host is primary: the boot NIC (the original's `default`)."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="interfaces")
+    name = models.CharField(max_length=15, validators=[validate_ifname], help_text="e.g. eth0")
+    mac = MACAddressField("MAC address", unique=True, error_messages={"unique": "Another interface has this MAC."})
+    ip = models.GenericIPAddressField(
+        "IP address", null=True, blank=True, unique=True, error_messages={"unique": "Another interface has this IP."}
+    )
+    subnet = models.ForeignKey(
+        Subnet,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="interfaces",
+        help_text="Empty: found from the IP address.",
+    )
+    netmask = models.GenericIPAddressField(protocol="IPv4", null=True, blank=True, help_text="Empty: the subnet's.")
+    gateway = models.GenericIPAddressField(null=True, blank=True, help_text="Empty: the subnet's.")
+    dhcp = models.BooleanField("DHCP", default=False)
+    primary = models.BooleanField(default=False, help_text="The boot NIC; exactly one per host.")
+
+    class Meta:
+        ordering = ["host__fqdn", "-primary", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "name"],
+                name="interface_unique_name",
+                violation_error_message="This host has an interface with this name already.",
+            ),
+            models.UniqueConstraint(
+                fields=["host"],
+                condition=models.Q(primary=True),
+                name="interface_one_primary",
+                violation_error_message="This host has a primary interface already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.mac})"
+
+    def clean(self) -> None:
+        if not self.ip:
+            return
+        address = ipaddress.ip_address(self.ip)
+        if self.subnet_id is None:
+            self.subnet = self._find_subnet(address)
+        if self.subnet is None:
+            self._clean_without_subnet(address)
+            return
+        network = self.subnet.ip_network
+        if network is None:
+            return
+        errors: dict[str, str] = {}
+        if address not in network:
+            errors["ip"] = f"{address} is outside subnet {network}."
+        elif (
+            network.version == 4
+            and network.prefixlen < 31
+            and address in (network.network_address, network.broadcast_address)
+        ):
+            errors["ip"] = f"{address} is the network or broadcast address of {network}."
+        elif self.subnet.gateway and address == ipaddress.ip_address(self.subnet.gateway):
+            errors["ip"] = f"{address} is the gateway of {network}."
+        if network.version == 4:
+            if not self.netmask:
+                self.netmask = str(network.netmask)
+            elif self.netmask != str(network.netmask):
+                errors["netmask"] = f"Subnet {network} has netmask {network.netmask}, not {self.netmask}."
+        if not self.gateway:
+            self.gateway = self.subnet.gateway
+        elif ipaddress.ip_address(self.gateway) not in network:
+            errors["gateway"] = f"{self.gateway} is outside subnet {network}."
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_without_subnet(self, address: IPAddress) -> None:
+        """An address outside every known subnet must describe its own network (netmask), or it is a typo."""
+        if address.version == 6 or not self.netmask:
+            raise ValidationError(
+                {"ip": f"No subnet holds {address}; add its subnet first (or give the netmask for an IPv4 address)."}
+            )
+        try:
+            network = ipaddress.ip_network(f"{address}/{self.netmask}", strict=False)
+        except ValueError:
+            raise ValidationError({"netmask": f"{self.netmask} is not a netmask."}) from None
+        if self.gateway and ipaddress.ip_address(self.gateway) not in network:
+            raise ValidationError({"gateway": f"{self.gateway} is outside {network}."})
+
+    def _find_subnet(self, address: IPAddress) -> Subnet | None:
+        """The subnet holding `address`, preferring the host's site."""
+        site_id = self.host.site_id if self.host_id else None
+        candidates = [subnet for subnet in Subnet.objects.all() if subnet.ip_network and address in subnet.ip_network]
+        candidates.sort(key=lambda subnet: (subnet.site_id != site_id, -subnet.ip_network.prefixlen))  # type: ignore[union-attr]
+        return candidates[0] if candidates else None

@@ -1,0 +1,76 @@
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from dock2box.admin import ServiceAdmin
+from images import services
+from images.models import Image, ImageVersion
+
+
+class ImageVersionInline(admin.TabularInline):
+    model = ImageVersion
+    extra = 0
+    fields = ["version", "timestamp", "digest", "size", "kernel", "initrd", "kernel_url", "initrd_url"]
+    show_change_link = True
+
+
+@admin.register(Image)
+class ImageAdmin(ServiceAdmin):
+    list_display = ["name", "type", "registry", "file_url", "boot_version", "version_count", "host_count", "updated"]
+    list_filter = ["type"]
+    search_fields = ["name", "description", "repository"]
+    autocomplete_fields = ["boot_version"]
+    inlines = [ImageVersionInline]
+    fieldsets = [
+        (None, {"fields": ["name", "type", "description"]}),
+        ("Source", {"fields": ["registry", "repository", "file_url"]}),
+        ("Install defaults", {"fields": ["boot_version", "kopts", "debug", "gpt", "kexec", "uefi", "volmgt"]}),
+        ("Scripts", {"classes": ["collapse"], "fields": ["naming_scheme", "main_script", "post_script"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Image]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("boot_version__image")
+            .annotate(version_count=Count("versions", distinct=True), host_count=Count("hosts", distinct=True))
+        )
+
+    @admin.display(description="versions", ordering="version_count")
+    def version_count(self, image: Any) -> int:
+        return image.version_count
+
+    @admin.display(description="hosts", ordering="host_count")
+    def host_count(self, image: Any) -> int:
+        return image.host_count
+
+    def save_with_service(self, obj: Image) -> None:
+        services.image_update(image=obj, data={})
+
+    def delete_with_service(self, obj: Image) -> None:
+        services.image_delete(image=obj)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        versions = formset.save(commit=False)
+        for version in formset.deleted_objects:
+            services.image_version_delete(version=version)
+        for version in versions:
+            services.image_version_update(version=version, data={})
+
+
+@admin.register(ImageVersion)
+class ImageVersionAdmin(ServiceAdmin):
+    list_display = ["__str__", "image", "version", "timestamp", "digest", "size"]
+    list_filter = ["image__type", "image"]
+    list_select_related = ["image"]
+    search_fields = ["image__name", "version", "digest"]
+    autocomplete_fields = ["image"]
+    date_hierarchy = "timestamp"
+
+    def save_with_service(self, obj: ImageVersion) -> None:
+        services.image_version_update(version=obj, data={})
+
+    def delete_with_service(self, obj: ImageVersion) -> None:
+        services.image_version_delete(version=obj)

@@ -1,0 +1,20 @@
+"""Reads of images and versions, with their related rows already joined."""
+
+from django.db.models import QuerySet
+
+from images.models import Image, ImageVersion
+
+
+def image_list() -> QuerySet[Image]:
+    """All images with their boot version and versions, in two queries however many there are."""
+    return Image.objects.select_related("boot_version__image").prefetch_related("versions")
+
+
+def image_version_list() -> QuerySet[ImageVersion]:
+    """All image versions with their image."""
+    return ImageVersion.objects.select_related("image")
+
+
+def image_version_latest(*, image: Image) -> ImageVersion | None:
+    """The newest version of an image ('latest'), or None when it has none."""
+    return image.versions.order_by("-timestamp", "-id").first()

@@ -1,0 +1,81 @@
+from typing import Any
+
+from rest_framework import serializers
+
+from provisioning import services
+from provisioning.models import BootDefaults, Build, BuildEvent, PxeMenu, PxeMenuItem
+
+
+class PxeMenuItemSerializer(serializers.ModelSerializer):
+    menu = serializers.SlugRelatedField(slug_field="name", queryset=PxeMenu.objects.all())
+
+    class Meta:
+        model = PxeMenuItem
+        fields = ["id", "url", "menu", "key", "label", "commands", "position"]
+        extra_kwargs = {"url": {"view_name": "pxemenuitem-detail"}}
+
+    def create(self, validated_data: dict[str, Any]) -> PxeMenuItem:
+        return services.pxe_menu_item_create(data=validated_data)
+
+    def update(self, instance: PxeMenuItem, validated_data: dict[str, Any]) -> PxeMenuItem:
+        return services.pxe_menu_item_update(item=instance, data=validated_data)
+
+
+class PxeMenuSerializer(serializers.ModelSerializer):
+    default_item = serializers.SlugRelatedField(
+        slug_field="key", queryset=PxeMenuItem.objects.all(), allow_null=True, required=False
+    )
+    items = serializers.SlugRelatedField(slug_field="key", many=True, read_only=True)
+
+    class Meta:
+        model = PxeMenu
+        fields = ["id", "url", "name", "title", "timeout", "default_item", "theme", "items"]
+        extra_kwargs = {"url": {"view_name": "pxemenu-detail"}}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The default item is looked up among this menu's own items (keys repeat across menus).
+        menu = self.instance if isinstance(self.instance, PxeMenu) else None
+        self.fields["default_item"].queryset = (
+            PxeMenuItem.objects.filter(menu=menu) if menu else PxeMenuItem.objects.none()
+        )  # type: ignore[attr-defined]
+
+    def create(self, validated_data: dict[str, Any]) -> PxeMenu:
+        return services.pxe_menu_create(data=validated_data)
+
+    def update(self, instance: PxeMenu, validated_data: dict[str, Any]) -> PxeMenu:
+        return services.pxe_menu_update(menu=instance, data=validated_data)
+
+
+class BootDefaultsSerializer(serializers.ModelSerializer):
+    pxe_menu = serializers.SlugRelatedField(
+        slug_field="name", queryset=PxeMenu.objects.all(), allow_null=True, required=False
+    )
+
+    class Meta:
+        model = BootDefaults
+        fields = [
+            "pxe_menu", "menu_timeout", "build_timeout", "submenu_timeout", "menu_name", "submenu_name",
+            "boot_version", "domain",
+        ]  # fmt: skip
+
+    def update(self, instance: BootDefaults, validated_data: dict[str, Any]) -> BootDefaults:
+        return services.boot_defaults_update(data=validated_data)
+
+
+class BuildEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BuildEvent
+        fields = ["time", "stage", "progress", "message"]
+
+
+class BuildSerializer(serializers.ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="fqdn", read_only=True)
+    events = BuildEventSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Build
+        fields = [
+            "id", "url", "host", "state", "image_version", "created", "started", "finished", "last_activity", "events",
+        ]  # fmt: skip
+        extra_kwargs = {"url": {"view_name": "build-detail"}}

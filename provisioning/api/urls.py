@@ -1,0 +1,16 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from provisioning.api import views
+
+router = SimpleRouter()
+router.register("pxe-menus", views.PxeMenuViewSet)
+router.register("pxe-menu-items", views.PxeMenuItemViewSet)
+router.register("builds", views.BuildViewSet)
+
+urlpatterns = [
+    path("boot-defaults/", views.BootDefaultsView.as_view(), name="bootdefaults-detail"),
+    path("hosts/<int:pk>/enter-build/", views.HostEnterBuildView.as_view(), name="host-enter-build"),
+    path("hosts/<int:pk>/cancel-build/", views.HostCancelBuildView.as_view(), name="host-cancel-build"),
+    *router.urls,
+]

@@ -1,0 +1,91 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, mixins, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from dock2box.api.permissions import ModelPermissions
+from hosts.models import Host
+from provisioning import selectors, services
+from provisioning.api.serializers import (
+    BootDefaultsSerializer,
+    BuildSerializer,
+    PxeMenuItemSerializer,
+    PxeMenuSerializer,
+)
+from provisioning.filtersets import BuildFilterSet, PxeMenuItemFilterSet
+from provisioning.models import BootDefaults, PxeMenu, PxeMenuItem
+
+
+class PxeMenuViewSet(viewsets.ModelViewSet):
+    """PXE menus; their items are edited at /api/v2/pxe-menu-items/."""
+
+    queryset = selectors.pxe_menu_list()
+    serializer_class = PxeMenuSerializer
+    filterset_fields = ["name", "theme"]
+    ordering_fields = ["name"]
+
+    def perform_destroy(self, instance: PxeMenu) -> None:
+        services.pxe_menu_delete(menu=instance)
+
+
+class PxeMenuItemViewSet(viewsets.ModelViewSet):
+    """Items of PXE menus: a label and the iPXE commands it runs."""
+
+    queryset = selectors.pxe_menu_item_list()
+    serializer_class = PxeMenuItemSerializer
+    filterset_class = PxeMenuItemFilterSet
+    ordering_fields = ["menu__name", "position", "key"]
+
+    def perform_destroy(self, instance: PxeMenuItem) -> None:
+        services.pxe_menu_item_delete(item=instance)
+
+
+class BootDefaultsView(generics.RetrieveUpdateAPIView):
+    """The global boot defaults (a single document)."""
+
+    queryset = BootDefaults.objects.all()
+    serializer_class = BootDefaultsSerializer
+
+    def get_object(self) -> BootDefaults:
+        defaults = services.boot_defaults_get()
+        self.check_object_permissions(self.request, defaults)
+        return defaults
+
+
+class BuildViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Install attempts of hosts and their progress events (read-only)."""
+
+    queryset = selectors.build_list()
+    serializer_class = BuildSerializer
+    filterset_class = BuildFilterSet
+    ordering_fields = ["created", "state"]
+
+
+class HostBuildPermissions(ModelPermissions):
+    perms_map = {**ModelPermissions.perms_map, "POST": ["%(app_label)s.change_%(model_name)s"]}
+
+
+class HostEnterBuildView(generics.GenericAPIView):
+    """Put the host in build mode: it installs its image at its next PXE boot."""
+
+    queryset = Host.objects.all()
+    serializer_class = BuildSerializer
+    permission_classes = [HostBuildPermissions]
+
+    @extend_schema(request=None, responses=BuildSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        build = services.host_enter_build(host=self.get_object())
+        return Response(BuildSerializer(build, context=self.get_serializer_context()).data)
+
+
+class HostCancelBuildView(generics.GenericAPIView):
+    """Take the host out of build mode; its open build is cancelled."""
+
+    queryset = Host.objects.all()
+    serializer_class = BuildSerializer
+    permission_classes = [HostBuildPermissions]
+
+    @extend_schema(request=None, responses=BuildSerializer(allow_null=True))
+    def post(self, request: Request, pk: int) -> Response:
+        build = services.host_cancel_build(host=self.get_object())
+        return Response(BuildSerializer(build, context=self.get_serializer_context()).data if build else None)

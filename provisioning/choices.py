@@ -1,0 +1,26 @@
+from django.db import models
+
+
+class BuildState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class BuildStage(models.TextChoices):
+    CONFIG = "config", "Config"
+    DISK = "disk", "Disk"
+    IMAGE = "image", "Image"
+    CONFIGURE = "configure", "Configure"
+    BOOTLOADER = "bootloader", "Bootloader"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class MenuTheme(models.TextChoices):
+    DOCK2BOX = "dock2box", "Dock2Box"
+    DOCKER = "docker", "Docker"
+    GREY = "grey", "Grey"
+    NIGHT = "night", "Night"

@@ -1,0 +1,168 @@
+"""Boot defaults, PXE menus and builds: what a booting host is told to do."""
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from dock2box.validators import validate_domain, validate_safe_text
+from images.choices import ImageType
+from provisioning.choices import BuildStage, BuildState, MenuTheme
+
+validate_menu_key = RegexValidator(
+    r"^[a-z][a-z0-9_-]{0,49}\Z", "Use lower-case letters, digits, '_' and '-', starting with a letter."
+)
+# iPXE commands written by an operator: several lines are fine, other control characters are not.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def validate_ipxe_commands(value: str) -> None:
+    if _CONTROL_RE.search(value.replace("\r\n", "\n")):
+        raise ValidationError("Contains a control character; only plain text lines are allowed.", code="unsafe_text")
+
+
+class PxeMenu(models.Model):
+    """A boot menu: ordered items of iPXE commands, shown to hosts of the sites (or hosts) that use it."""
+
+    name = models.CharField(max_length=50, unique=True, validators=[validate_menu_key])
+    title = models.CharField(max_length=80, default="Dock2Box", validators=[validate_safe_text])
+    timeout = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(3600)], help_text="Seconds; empty means the global one."
+    )
+    default_item = models.ForeignKey(
+        "provisioning.PxeMenuItem",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Chosen when the timeout runs out; empty means local boot (or the install, in build mode).",
+    )
+    theme = models.CharField(max_length=20, choices=MenuTheme.choices, default=MenuTheme.DOCK2BOX)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "PXE menu"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.default_item is not None and self.default_item.menu_id != self.pk:
+            raise ValidationError({"default_item": "Pick an item of this menu."})
+
+
+class PxeMenuItem(models.Model):
+    """One entry of a PXE menu: a label and the iPXE commands it runs."""
+
+    menu = models.ForeignKey(PxeMenu, on_delete=models.CASCADE, related_name="items")
+    key = models.CharField(max_length=50, validators=[validate_menu_key], help_text="Identifier, e.g. localdisk.")
+    label = models.CharField(max_length=80, validators=[validate_safe_text], help_text="What the menu shows.")
+    commands = models.TextField(validators=[validate_ipxe_commands], help_text="iPXE commands, one per line.")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["menu__name", "position", "key"]
+        verbose_name = "PXE menu item"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["menu", "key"],
+                name="pxemenuitem_unique_key",
+                violation_error_message="This menu has an item with this key already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.menu.name}/{self.key}" if self.menu_id else self.key
+
+
+class BootDefaults(models.Model):
+    """The global defaults (one row): the original's `/default` and `/global`."""
+
+    pxe_menu = models.ForeignKey(
+        PxeMenu, verbose_name="PXE menu", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    menu_timeout = models.PositiveIntegerField(default=30, validators=[MaxValueValidator(3600)], help_text="Seconds.")
+    build_timeout = models.PositiveIntegerField(
+        default=5, validators=[MaxValueValidator(3600)], help_text="Seconds before a host in build mode installs."
+    )
+    submenu_timeout = models.PositiveIntegerField(default=30, validators=[MaxValueValidator(3600)])
+    menu_name = models.CharField(max_length=80, default="Dock2Box", validators=[validate_safe_text])
+    submenu_name = models.CharField(max_length=80, default="Versions", validators=[validate_safe_text])
+    boot_version = models.ForeignKey(
+        "images.ImageVersion",
+        verbose_name="boot image version",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        limit_choices_to={"image__type": ImageType.BOOT},
+    )
+    domain = models.CharField(max_length=253, blank=True, validators=[validate_domain])
+
+    class Meta:
+        verbose_name = "boot defaults"
+        verbose_name_plural = "boot defaults"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="bootdefaults_singleton")]
+
+    def __str__(self) -> str:
+        return "Boot defaults"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.pk = 1
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def clean(self) -> None:
+        if self.boot_version is not None and self.boot_version.image.type != ImageType.BOOT:
+            raise ValidationError({"boot_version": "Pick a version of a boot image."})
+
+
+class Build(models.Model):
+    """One install attempt of a host, with the token its installer authenticates with."""
+
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="builds")
+    token = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    state = models.CharField(max_length=10, choices=BuildState.choices, default=BuildState.PENDING)
+    image_version = models.ForeignKey(
+        "images.ImageVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    last_activity = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host"],
+                condition=models.Q(state__in=[BuildState.PENDING, BuildState.RUNNING]),
+                name="build_one_open_per_host",
+                violation_error_message="This host has an open build already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host} #{self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in (BuildState.PENDING, BuildState.RUNNING)
+
+
+class BuildEvent(models.Model):
+    """A progress report of a build: stage, percent and a message."""
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="events")
+    time = models.DateTimeField(auto_now_add=True)
+    stage = models.CharField(max_length=20, choices=BuildStage.choices)
+    progress = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["time", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.stage} {self.progress or 0}%"

@@ -1,0 +1,24 @@
+import pytest
+from django.contrib.auth.models import Permission, User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+
+def grant(user: User, *codenames: str) -> None:
+    """Give a user model permissions by `app_label.codename`."""
+    for name in codenames:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+
+
+@pytest.fixture
+def user(db) -> User:
+    return User.objects.create_user(username="operator", password="operator-password-1")
+
+
+@pytest.fixture
+def token_client(user) -> APIClient:
+    """An API client authenticated with the user's DRF token, as a script would be."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
