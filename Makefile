@@ -6,7 +6,7 @@ HOST_PORT ?= 127.0.0.1:8000
 
 # The test suite runs against PostgreSQL (pytest-django creates and drops test_dock2box).
 TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/dock2box} \
-	DJANGO_SECRET_KEY=test-only-not-secret DOCK2BOX_VAR_DIR=$(CURDIR)/var/test CELERY_BROKER_URL= \
+	DATABASE_CONN_MAX_AGE=0 DJANGO_SECRET_KEY=test-only-not-secret DOCK2BOX_VAR_DIR=$(CURDIR)/var/test CELERY_BROKER_URL= \
 	DJANGO_ALLOWED_HOSTS=testserver,localhost,127.0.0.1
 
 .PHONY: run test test-quick lint clean

@@ -73,6 +73,10 @@ class InterfaceInlineForm(forms.ModelForm):
         model = Interface
         fields = ["name", "mac", "ip", "subnet", "netmask", "gateway", "dhcp", "primary"]
 
+    def clean_ip(self) -> str | None:
+        # Empty is "no address" (NULL), not "": two rows without an address are not duplicates.
+        return self.cleaned_data["ip"] or None
+
     def _get_validation_exclusions(self) -> set[str]:
         # The primary flag moves between rows in one save; the service keeps it unique per host.
         return {*super()._get_validation_exclusions(), "primary"}

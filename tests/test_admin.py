@@ -1,0 +1,189 @@
+"""The admin: every page renders for a superuser, its forms refuse bad input, its actions work."""
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from hosts.models import Host
+from provisioning.models import Build
+from tests import factories
+
+
+@pytest.fixture
+def inventory(db):
+    """One row of every model, so change pages have something to show."""
+    boot_version = factories.ImageVersionFactory(image=factories.BootImageFactory())
+    version = factories.ImageVersionFactory()
+    menu = factories.PxeMenuFactory()
+    factories.PxeMenuItemFactory(menu=menu)
+    host = factories.HostFactory(image=version.image, image_version=version, boot_version=boot_version)
+    factories.InterfaceFactory(host=host)
+    factories.SubnetFactory(site=host.site)
+    factories.BuildFactory(host=host)
+    return host
+
+
+def _models():
+    return [model for model in admin.site._registry if model._meta.app_label in {"hosts", "images", "provisioning"}]
+
+
+@pytest.mark.parametrize("model", _models(), ids=lambda model: model._meta.label)
+def test_changelist_add_and_change_pages_render(admin_client, inventory, model):
+    opts = model._meta
+    changelist = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"), follow=True)
+    assert changelist.status_code == 200
+    model_admin = admin.site._registry[model]
+    if model_admin.has_add_permission(changelist.wsgi_request):
+        assert admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_add")).status_code == 200
+    row = model.objects.first()
+    if row is not None:
+        change_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk])
+        assert admin_client.get(change_url).status_code == 200
+
+
+def test_host_changelist_shows_the_columns_that_matter(admin_client, inventory):
+    interface = inventory.interfaces.get()
+    page = admin_client.get(reverse("admin:hosts_host_changelist")).content.decode()
+    for text in [inventory.fqdn, f"{inventory.image}:{inventory.image_version.version}", interface.mac, "New"]:
+        assert text in page
+
+
+@pytest.mark.parametrize("term", ["52:54:00:aa:bb:cc", "52-54-00-AA-BB-CC", "5254.00aa.bbcc", "525400aabbcc", "aa:bb"])
+def test_host_search_finds_a_mac_in_any_spelling(admin_client, db, term):
+    host = factories.HostFactory(fqdn="found.example.com")
+    factories.InterfaceFactory(host=host, mac="52:54:00:aa:bb:cc")
+    factories.InterfaceFactory(host=factories.HostFactory(fqdn="other.example.com"), mac="52:54:00:00:00:01")
+    page = admin_client.get(reverse("admin:hosts_host_changelist"), {"q": term}).content.decode()
+    assert "found.example.com" in page
+    assert "other.example.com" not in page
+
+
+@pytest.mark.parametrize("term", ["10.1.0.9", "SER123", "found"])
+def test_host_search_by_ip_serial_and_name(admin_client, db, term):
+    subnet = factories.SubnetFactory(network="10.1.0.0/24")
+    host = factories.HostFactory(fqdn="found.example.com", serial="SER123", site=subnet.site)
+    factories.InterfaceFactory(host=host, ip="10.1.0.9", subnet=subnet)
+    factories.HostFactory(fqdn="other.example.com")
+    page = admin_client.get(reverse("admin:hosts_host_changelist"), {"q": term}).content.decode()
+    assert "found.example.com" in page
+    assert "other.example.com" not in page
+
+
+def _host_form(**overrides):
+    data = {
+        "fqdn": "new.example.com",
+        "kopts": "",
+        "volmgt": "",
+        "labels": "",
+        "serial": "",
+        "asset_tag": "",
+        "interfaces-TOTAL_FORMS": "1",
+        "interfaces-INITIAL_FORMS": "0",
+        "interfaces-MIN_NUM_FORMS": "0",
+        "interfaces-MAX_NUM_FORMS": "1000",
+        "interfaces-0-name": "eth0",
+        "interfaces-0-mac": "AA-BB-CC-DD-EE-01",
+        "interfaces-0-ip": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_admin_creates_a_host_with_its_primary_interface(admin_client, db):
+    response = admin_client.post(reverse("admin:hosts_host_add"), _host_form())
+    assert response.status_code == 302, response.content.decode()[:2000]
+    interface = Host.objects.get(fqdn="new.example.com").interfaces.get()
+    assert (interface.mac, interface.primary) == ("aa:bb:cc:dd:ee:01", True)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"interfaces-0-mac": "aa:bb:cc"}, "is not a MAC address"),
+        ({"fqdn": "no_domain"}, "needs a domain"),
+        ({"kopts": "quiet\nchain http://evil/"}, "not allowed in text"),
+        ({"kopts": "a || b"}, "not allowed in text"),
+        ({"interfaces-0-ip": "10.99.0.1"}, "No subnet holds"),
+    ],
+)
+def test_admin_form_refuses_bad_input_with_a_message(admin_client, db, overrides, says):
+    response = admin_client.post(reverse("admin:hosts_host_add"), _host_form(**overrides))
+    assert response.status_code == 200
+    assert says in response.content.decode()
+    assert not Host.objects.exists()
+
+
+def test_admin_refuses_a_duplicate_mac(admin_client, db):
+    factories.InterfaceFactory(mac="aa:bb:cc:dd:ee:01")
+    response = admin_client.post(reverse("admin:hosts_host_add"), _host_form())
+    assert "Another interface has this MAC." in response.content.decode()
+
+
+def test_admin_refuses_two_primaries(admin_client, db):
+    form = _host_form(
+        **{
+            "interfaces-TOTAL_FORMS": "2",
+            "interfaces-0-primary": "on",
+            "interfaces-1-name": "eth1",
+            "interfaces-1-mac": "aa:bb:cc:dd:ee:02",
+            "interfaces-1-primary": "on",
+        }
+    )
+    response = admin_client.post(reverse("admin:hosts_host_add"), form)
+    assert "Only one interface can be primary" in response.content.decode()
+
+
+def test_admin_refuses_a_bad_subnet_with_the_fix(admin_client, db):
+    site = factories.SiteFactory()
+    response = admin_client.post(
+        reverse("admin:hosts_subnet_add"),
+        {"network": "10.0.0.1/24", "site": site.pk, "dns_servers": "", "reserved": ""},
+    )
+    assert "did you mean 10.0.0.0/24?" in response.content.decode()
+
+
+def test_enter_and_cancel_build_mode_actions(admin_client, db):
+    hosts = [factories.HostFactory() for _ in range(2)]
+    url = reverse("admin:hosts_host_changelist")
+    selected = [str(host.pk) for host in hosts]
+    response = admin_client.post(url, {"action": "enter_build", "_selected_action": selected}, follow=True)
+    assert "2 host(s) in build mode" in response.content.decode()
+    assert all(host.build for host in Host.objects.all())
+    assert Build.objects.filter(state="pending").count() == 2
+    assert all(len(build.token) >= 40 for build in Build.objects.all())
+
+    admin_client.post(url, {"action": "cancel_build", "_selected_action": selected})
+    assert not any(host.build for host in Host.objects.all())
+    assert set(Build.objects.values_list("state", flat=True)) == {"cancelled"}
+    assert not Build.objects.exclude(token=None).exists()
+
+
+def test_boot_defaults_list_goes_to_the_one_form(admin_client, db):
+    response = admin_client.get(reverse("admin:provisioning_bootdefaults_changelist"))
+    assert response.status_code == 302
+    assert response["Location"].endswith("/provisioning/bootdefaults/1/change/")
+
+
+def test_admin_moves_the_primary_flag_between_existing_interfaces(admin_client, db):
+    host = factories.HostFactory()
+    first = factories.InterfaceFactory(host=host, name="eth0", mac="aa:bb:cc:dd:ee:01")
+    second = factories.InterfaceFactory(host=host, name="eth1", mac="aa:bb:cc:dd:ee:02", primary=False)
+    form = _host_form(
+        fqdn=host.fqdn,
+        site=host.site.pk,
+        **{
+            "interfaces-TOTAL_FORMS": "2",
+            "interfaces-INITIAL_FORMS": "2",
+            "interfaces-0-id": first.pk,
+            "interfaces-0-host": host.pk,
+            "interfaces-0-mac": first.mac,
+            "interfaces-1-id": second.pk,
+            "interfaces-1-host": host.pk,
+            "interfaces-1-name": "eth1",
+            "interfaces-1-mac": second.mac,
+            "interfaces-1-primary": "on",
+        },
+    )
+    response = admin_client.post(reverse("admin:hosts_host_change", args=[host.pk]), form)
+    assert response.status_code == 302
+    assert host.interfaces.get(primary=True).name == "eth1"
