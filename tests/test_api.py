@@ -493,3 +493,12 @@ class TestBootDefaultsAPI:
         response = token_client.patch(self.url, {"boot_version": version.pk}, format="json")
         assert response.status_code == 400
         assert "boot_version" in response.json()
+
+
+def test_a_host_created_with_a_token_shows_up_in_the_admin(user, token_client, admin_client):
+    grant(user, "hosts.add_host", "hosts.view_host")
+    payload = {"fqdn": "api01.example.com", "interfaces": [{"name": "eth0", "mac": "52:54:00:0a:0b:0c", "dhcp": True}]}
+    assert token_client.post("/api/v2/hosts/", payload, format="json").status_code == 201
+    page = admin_client.get(reverse("admin:hosts_host_changelist")).content.decode()
+    assert "api01.example.com" in page
+    assert "52:54:00:0a:0b:0c" in page
