@@ -5,6 +5,8 @@ from typing import Any, TypeVar
 
 from django.db import models
 
+from dock2box.changes import record_change
+
 M = TypeVar("M", bound=models.Model)
 
 
@@ -12,7 +14,14 @@ def model_save(instance: M) -> M:
     """Validate the row with every model rule and constraint (`full_clean`), then save it."""
     instance.full_clean()
     instance.save()
+    record_change()
     return instance
+
+
+def model_delete(instance: models.Model) -> None:
+    """Delete the row (and what cascades from it)."""
+    instance.delete()
+    record_change()
 
 
 def model_update(instance: M, *, data: Mapping[str, Any], fields: Iterable[str]) -> M:

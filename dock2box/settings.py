@@ -94,6 +94,8 @@ TEMPLATES = [
 WSGI_APPLICATION = "dock2box.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'dock2box.sqlite3'}")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -150,6 +152,23 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the installed package, not a CDN: the portal often lives on a network without internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+# Build tokens expire this many seconds after their last use (config fetch or event); a boot refreshes them.
+DOCK2BOX_BUILD_TOKEN_IDLE = env.int("DOCK2BOX_BUILD_TOKEN_IDLE", default=6 * 3600)
+# A host's "last seen" is written at most once per this many seconds (boot storms are not write storms).
+DOCK2BOX_LAST_SEEN_INTERVAL = env.int("DOCK2BOX_LAST_SEEN_INTERVAL", default=60)
+
+# The cache holds the boot catalogue (menus, images, defaults) and its generation. Several processes (gunicorn
+# workers) must share it, so it defaults to the broker's Redis; the embedded default keeps it in memory.
+DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")
+_cache_url = DOCK2BOX_CACHE_URL or env.str("CELERY_BROKER_URL", default="")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url, "KEY_PREFIX": "d2b"}
+        if _cache_url.startswith(("redis://", "rediss://"))
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
 }
 
 # Celery: with no broker the embedded default runs every task in-process, at once.

@@ -21,6 +21,13 @@ class SiteAdmin(ServiceAdmin):
         (None, {"fields": ["name", "description", "domain", "dns_servers", "ntp_servers"]}),
         ("Sources", {"fields": ["file_uri", "registry"]}),
         ("Defaults for its hosts", {"fields": ["image", "boot_version", "pxe_menu"]}),
+        (
+            "Secrets (given only to installers with a valid build token)",
+            {
+                "classes": ["collapse"],
+                "fields": ["registry_username", "registry_password", "root_password_hash", "ssh_authorized_keys"],
+            },
+        ),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Site]:

@@ -82,6 +82,15 @@ class Site(models.Model):
         blank=True,
         related_name="+",
     )
+    # Secrets: handed only to an installer holding a valid build token, never to a menu or an anonymous read.
+    registry_username = models.CharField(max_length=100, blank=True)
+    registry_password = models.CharField(max_length=200, blank=True)
+    root_password_hash = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="crypt(3) hash for root on installed hosts (e.g. from mkpasswd -m sha-512).",
+    )
+    ssh_authorized_keys = models.TextField(blank=True, help_text="Installed for root, one key per line.")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -10,12 +10,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from dock2box.services import model_update
+from dock2box.services import model_delete, model_update
 from hosts.models import Host, Interface, Site, Subnet
 
 SITE_FIELDS = [
     "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry", "image", "boot_version",
-    "pxe_menu",
+    "pxe_menu", "registry_username", "registry_password", "root_password_hash", "ssh_authorized_keys",
 ]  # fmt: skip
 SUBNET_FIELDS = ["network", "site", "description", "gateway", "vlan", "dns_servers", "dhcp", "reserved"]
 # `build` and `status` are not here: build mode changes only through provisioning's build services.
@@ -41,7 +41,7 @@ def site_update(*, site: Site, data: Mapping[str, Any]) -> Site:
 @transaction.atomic
 def site_delete(*, site: Site) -> None:
     """Delete a site (refused while subnets or hosts belong to it)."""
-    site.delete()
+    model_delete(site)
 
 
 @transaction.atomic
@@ -59,7 +59,7 @@ def subnet_update(*, subnet: Subnet, data: Mapping[str, Any]) -> Subnet:
 @transaction.atomic
 def subnet_delete(*, subnet: Subnet) -> None:
     """Delete a subnet (refused while interfaces use it)."""
-    subnet.delete()
+    model_delete(subnet)
 
 
 @transaction.atomic
@@ -83,7 +83,7 @@ def host_update(*, host: Host, data: Mapping[str, Any], interfaces: Sequence[Map
 @transaction.atomic
 def host_delete(*, host: Host) -> None:
     """Delete a host with its interfaces and builds."""
-    host.delete()
+    model_delete(host)
 
 
 def host_set_interfaces(*, host: Host, interfaces: Sequence[Mapping[str, Any]]) -> list[Interface]:
@@ -146,7 +146,7 @@ def interface_update(*, interface: Interface, data: Mapping[str, Any]) -> Interf
 def interface_delete(*, interface: Interface) -> None:
     """Delete an interface; when it was primary, the host's next interface (by name) becomes primary."""
     host, was_primary = interface.host, interface.primary
-    interface.delete()
+    model_delete(interface)
     if was_primary:
         successor = host.interfaces.order_by("name").first()
         if successor:

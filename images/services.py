@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db import transaction
 
-from dock2box.services import model_update
+from dock2box.services import model_delete, model_update
 from images.models import Image, ImageVersion
 
 IMAGE_FIELDS = [
@@ -32,7 +32,7 @@ def image_update(*, image: Image, data: Mapping[str, Any]) -> Image:
 @transaction.atomic
 def image_delete(*, image: Image) -> None:
     """Delete an image and its versions (refused while a host, site or image uses it)."""
-    image.delete()
+    model_delete(image)
 
 
 @transaction.atomic
@@ -50,4 +50,4 @@ def image_version_update(*, version: ImageVersion, data: Mapping[str, Any]) -> I
 @transaction.atomic
 def image_version_delete(*, version: ImageVersion) -> None:
     """Delete an image version (refused while something boots or installs it)."""
-    version.delete()
+    model_delete(version)

@@ -24,3 +24,9 @@ class MenuTheme(models.TextChoices):
     DOCKER = "docker", "Docker"
     GREY = "grey", "Grey"
     NIGHT = "night", "Night"
+
+
+class TemplateKind(models.TextChoices):
+    KICKSTART = "kickstart", "Kickstart"
+    PRESEED = "preseed", "Preseed"
+    CLOUD_INIT = "cloud-init", "cloud-init"

@@ -6,9 +6,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from dock2box.fields import MACAddressField
 from dock2box.validators import validate_domain, validate_safe_text
 from images.choices import ImageType
-from provisioning.choices import BuildStage, BuildState, MenuTheme
+from provisioning.choices import BuildStage, BuildState, MenuTheme, TemplateKind
 
 validate_menu_key = RegexValidator(
     r"^[a-z][a-z0-9_-]{0,49}\Z", "Use lower-case letters, digits, '_' and '-', starting with a letter."
@@ -166,3 +167,73 @@ class BuildEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stage} {self.progress or 0}%"
+
+
+class DiscoveredHost(models.Model):
+    """A MAC that PXE-booted without being a known host's interface; the admin turns it into a Host."""
+
+    mac = MACAddressField("MAC address", unique=True)
+    uuid = models.CharField("UUID", max_length=64, blank=True)
+    serial = models.CharField(max_length=100, blank=True)
+    asset = models.CharField("asset tag", max_length=100, blank=True)
+    ip = models.GenericIPAddressField("IP address", null=True, blank=True)
+    platform = models.CharField(max_length=20, blank=True)
+    buildarch = models.CharField(max_length=20, blank=True)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return self.mac
+
+
+class BootTemplate(models.Model):
+    """An admin-editable installer config (kickstart, preseed, cloud-init), chosen host → image → site → default."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[validate_menu_key])
+    kind = models.CharField(max_length=20, choices=TemplateKind.choices)
+    content = models.TextField(help_text="Django template; the context is the host's resolved config (see docs).")
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    image = models.ForeignKey("images.Image", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    site = models.ForeignKey("hosts.Site", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(host__isnull=True, image__isnull=True)
+                    | models.Q(host__isnull=True, site__isnull=True)
+                    | models.Q(image__isnull=True, site__isnull=True)
+                ),
+                name="boottemplate_one_scope",
+                violation_error_message="A template applies to one host, one image, one site, or everything.",
+            ),
+            *[
+                models.UniqueConstraint(
+                    fields=["kind", *scope],
+                    condition=condition,
+                    name=f"boottemplate_unique_{name}",
+                    violation_error_message="There is a template of this kind for this scope already.",
+                )
+                for name, scope, condition in [
+                    ("host", ["host"], models.Q(host__isnull=False)),
+                    ("image", ["image"], models.Q(image__isnull=False)),
+                    ("site", ["site"], models.Q(site__isnull=False)),
+                    ("default", [], models.Q(host__isnull=True, image__isnull=True, site__isnull=True)),
+                ]
+            ],
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.template import Engine, TemplateSyntaxError
+
+        try:
+            Engine().from_string(self.content)
+        except TemplateSyntaxError as error:
+            raise ValidationError({"content": f"Template error: {error}"}) from error

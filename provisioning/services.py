@@ -2,16 +2,19 @@
 
 import secrets
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from dock2box.services import model_update
+from dock2box.services import model_delete, model_update
 from hosts.choices import HostStatus
 from hosts.models import Host
-from provisioning.choices import BuildState
-from provisioning.models import BootDefaults, Build, PxeMenu, PxeMenuItem
+from provisioning.choices import BuildStage, BuildState
+from provisioning.models import BootDefaults, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
+from provisioning.selectors import build_for_token
 
 MENU_FIELDS = ["name", "title", "timeout", "default_item", "theme"]
 MENU_ITEM_FIELDS = ["menu", "key", "label", "commands", "position"]
@@ -19,6 +22,10 @@ BOOT_DEFAULTS_FIELDS = [
     "pxe_menu", "menu_timeout", "build_timeout", "submenu_timeout", "menu_name", "submenu_name", "boot_version",
     "domain",
 ]  # fmt: skip
+
+
+DISCOVERED_FIELDS = ["uuid", "serial", "asset", "ip", "platform", "buildarch"]
+MAX_EVENT_MESSAGE = 16384
 
 
 def build_token_new() -> str:
@@ -41,7 +48,7 @@ def pxe_menu_update(*, menu: PxeMenu, data: Mapping[str, Any]) -> PxeMenu:
 @transaction.atomic
 def pxe_menu_delete(*, menu: PxeMenu) -> None:
     """Delete a PXE menu with its items (refused while a site or host uses it)."""
-    menu.delete()
+    model_delete(menu)
 
 
 @transaction.atomic
@@ -59,7 +66,7 @@ def pxe_menu_item_update(*, item: PxeMenuItem, data: Mapping[str, Any]) -> PxeMe
 @transaction.atomic
 def pxe_menu_item_delete(*, item: PxeMenuItem) -> None:
     """Delete a PXE menu item."""
-    item.delete()
+    model_delete(item)
 
 
 def boot_defaults_get() -> BootDefaults:
@@ -106,4 +113,97 @@ def host_cancel_build(*, host: Host) -> Build | None:
         build.save(update_fields=["state", "token", "finished"])
     host.build = False
     host.save(update_fields=fields)
+    return build
+
+
+def _token_idle() -> timedelta:
+    return timedelta(seconds=settings.DOCK2BOX_BUILD_TOKEN_IDLE)
+
+
+def boot_seen(*, host: Host, now: datetime) -> None:
+    """Record a PXE boot of a known host: at most one write per interval, so a boot storm is not a write storm."""
+    interval = timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL)
+    if host.last_seen is None or now - host.last_seen >= interval:
+        Host.objects.filter(pk=host.pk).update(last_seen=now)
+
+
+def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str]) -> None:
+    """Remember an unknown MAC that PXE-booted (first and last seen), coalescing writes like `boot_seen`."""
+    interval = timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL)
+    known = DiscoveredHost.objects.filter(mac=mac).values_list("last_seen", flat=True).first()
+    if known is not None and now - known < interval:
+        return
+    values = {name: value for name, value in details.items() if name in DISCOVERED_FIELDS}
+    try:
+        with transaction.atomic():
+            DiscoveredHost.objects.update_or_create(mac=mac, defaults={**values, "last_seen": now})
+    except IntegrityError:
+        pass  # a parallel boot of the same MAC recorded it first
+
+
+@transaction.atomic
+def build_token_for_boot(
+    *, host: Host, build_id: int | None, token: str | None, last_activity: datetime | None, now: datetime
+) -> str:
+    """A token the installer of a host in build mode can use for the whole idle expiry.
+
+    The open build's token while it is fresh; touched when half its idle time is gone (so a late boot is not
+    stranded); a fresh token when it expired; a new build when the host is in build mode without one.
+    """
+    idle = _token_idle()
+    if build_id is None:
+        return str(host_enter_build(host=host).token)
+    if token and last_activity and now - last_activity < idle / 2:
+        return token
+    if token and last_activity and now - last_activity < idle:
+        Build.objects.filter(pk=build_id).update(last_activity=now)
+        return token
+    fresh = build_token_new()
+    Build.objects.filter(pk=build_id).update(token=fresh, last_activity=now)
+    return fresh
+
+
+def build_for_installer(*, token: str, now: datetime) -> Build | None:
+    """The open build a token opens, if it is valid and fresh, marking its use; None means refuse (403)."""
+    build = build_for_token(token=token)
+    if build is None or not build.host.build:
+        return None
+    if build.last_activity is None or now - build.last_activity >= _token_idle():
+        return None
+    with transaction.atomic():
+        build.last_activity = now
+        fields = ["last_activity"]
+        if build.state == BuildState.PENDING:
+            build.state, build.started = BuildState.RUNNING, now
+            fields += ["state", "started"]
+            Host.objects.filter(pk=build.host_id).update(status=HostStatus.BUILDING)
+            build.host.status = HostStatus.BUILDING
+        build.save(update_fields=fields)
+    return build
+
+
+@transaction.atomic
+def build_event_record(*, build: Build, stage: str, progress: int | None, message: str, now: datetime) -> BuildEvent:
+    """Record an installer's progress; `done` and `failed` end the build and take the host out of build mode."""
+    event = BuildEvent(build=build, stage=stage, progress=progress, message=message[:MAX_EVENT_MESSAGE])
+    event.full_clean()
+    event.save()
+    if stage in (BuildStage.DONE, BuildStage.FAILED):
+        succeeded = stage == BuildStage.DONE
+        build.state = BuildState.DONE if succeeded else BuildState.FAILED
+        build.token, build.finished = None, now
+        build.save(update_fields=["state", "token", "finished"])
+        Host.objects.filter(pk=build.host_id).update(
+            build=False, status=HostStatus.INSTALLED if succeeded else HostStatus.FAILED, updated=now
+        )
+    return event
+
+
+@transaction.atomic
+def build_install_chosen(*, host: Host, version_id: int) -> Build:
+    """A version picked by hand in the boot menu: build mode with that version for this build."""
+    build = host_enter_build(host=host)
+    if build.image_version_id != version_id:
+        build.image_version_id = version_id
+        build.save(update_fields=["image_version"])
     return build

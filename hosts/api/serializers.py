@@ -19,9 +19,10 @@ class SiteSerializer(serializers.ModelSerializer):
         model = Site
         fields = [
             "id", "url", "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry",
-            "image", "boot_version", "pxe_menu", "created", "updated",
+            "image", "boot_version", "pxe_menu", "registry_username", "registry_password", "root_password_hash",
+            "ssh_authorized_keys", "created", "updated",
         ]  # fmt: skip
-        extra_kwargs = {"url": {"view_name": "site-detail"}}
+        extra_kwargs = {"url": {"view_name": "site-detail"}, "registry_password": {"write_only": True}}
 
     def create(self, validated_data: dict[str, Any]) -> Site:
         return services.site_create(data=validated_data)

@@ -48,14 +48,12 @@ class Command(BaseCommand):
         image_services.image_version_create(data={"image": centos, "version": "1", "timestamp": stamp})
 
         menu = services.pxe_menu_create(data={"name": "default", "title": "Dock2Box demo"})
-        local = services.pxe_menu_item_create(
-            data={"menu": menu, "key": "localdisk", "label": "Boot from local disk", "position": 1,
-                  "commands": "sanboot --no-describe --drive 0x80 || exit"}
-        )  # fmt: skip
+        services.pxe_menu_item_create(
+            data={"menu": menu, "key": "retry", "label": "Retry PXE boot", "position": 1, "commands": "autoboot"}
+        )
         services.pxe_menu_item_create(
             data={"menu": menu, "key": "shell", "label": "iPXE shell", "position": 2, "commands": "shell"}
         )
-        services.pxe_menu_update(menu=menu, data={"default_item": local})
         services.boot_defaults_update(data={"pxe_menu": menu, "boot_version": boot_version, "domain": "example.com"})
 
         site = host_services.site_create(

@@ -1,0 +1,102 @@
+"""The boot catalogue: everything a boot menu shows that is not the host itself, cached between boots.
+
+Menus, images with their versions, sites with their subnets and the global defaults change rarely and are the same
+for every booting host. They are read in a few queries, kept per process and rebuilt when the data generation
+(`dock2box.changes`) moves, which every service write does: a change is visible on the next boot, in every process.
+"""
+
+import ipaddress
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from django.db.models import Prefetch
+
+from dock2box.changes import generation
+from hosts.models import Site, Subnet
+from images.choices import ImageType
+from images.models import Image, ImageVersion
+from provisioning.models import BootDefaults, PxeMenu, PxeMenuItem
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    generation: str
+    defaults: BootDefaults
+    menus: Mapping[int, PxeMenu]  # each with `.item_list` in menu order
+    # Installable images (docker and file) by name, each with `.version_list` newest first.
+    images: Mapping[str, Image]
+    images_by_id: Mapping[int, Image]
+    versions: dict[int, ImageVersion]
+    sites: dict[int, Site]
+    subnets: list[Subnet] = field(default_factory=list)
+
+    def subnet_for(self, address: str | None) -> Subnet | None:
+        """The most specific known subnet holding `address`."""
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return None
+        holding = [subnet for subnet in self.subnets if subnet.ip_network and ip in subnet.ip_network]
+        return max(holding, key=lambda subnet: subnet.ip_network.prefixlen, default=None)  # type: ignore[union-attr]
+
+    def latest(self, image: Image) -> ImageVersion | None:
+        versions = self.images[image.name].version_list if image.name in self.images else []  # type: ignore[attr-defined]
+        return versions[0] if versions else None
+
+
+_memo: dict[str, Catalogue] = {}
+_lock = threading.Lock()
+
+
+def catalogue_get() -> Catalogue:
+    """The current catalogue: from this process's memo while the generation holds, else freshly read."""
+    current = generation()
+    cached = _memo.get("catalogue")
+    if cached is not None and cached.generation == current:
+        return cached
+    with _lock:
+        cached = _memo.get("catalogue")
+        if cached is None or cached.generation != current:
+            cached = _catalogue_read(current)
+            _memo["catalogue"] = cached
+    return cached
+
+
+def _catalogue_read(current: str) -> Catalogue:
+    defaults, _ = BootDefaults.objects.select_related("boot_version__image").get_or_create(pk=1)
+    menus = {
+        menu.pk: menu
+        for menu in PxeMenu.objects.prefetch_related(
+            Prefetch("items", queryset=PxeMenuItem.objects.order_by("position", "key"), to_attr="item_list")
+        )
+    }
+    images = {
+        image.name: image
+        for image in Image.objects.exclude(type=ImageType.BOOT)
+        .select_related("boot_version__image")
+        .prefetch_related(
+            Prefetch("versions", queryset=ImageVersion.objects.order_by("-timestamp", "-id"), to_attr="version_list")
+        )
+    }
+    versions = {version.pk: version for image in images.values() for version in image.version_list}
+    versions.update(
+        {
+            version.pk: version
+            for version in ImageVersion.objects.filter(image__type=ImageType.BOOT).select_related("image")
+        }
+    )
+    sites = {site.pk: site for site in Site.objects.select_related("boot_version__image")}
+    subnets = list(Subnet.objects.all())
+    for subnet in subnets:
+        subnet.site = sites[subnet.site_id]
+    return Catalogue(
+        generation=current,
+        defaults=defaults,
+        menus=menus,
+        images=images,
+        images_by_id={image.pk: image for image in images.values()},
+        versions=versions,
+        sites=sites,
+        subnets=subnets,
+    )

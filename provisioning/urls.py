@@ -1,0 +1,14 @@
+"""Boot endpoints: scripts and configs for booting hosts and their installers."""
+
+from django.urls import path
+
+from provisioning import views
+
+urlpatterns = [
+    path("boot.ipxe", views.boot_ipxe, name="boot-ipxe"),
+    path("ipxe", views.host_ipxe, name="host-ipxe"),
+    path("ipxe/install", views.install_chosen, name="install-chosen"),
+    path("pxe/<str:mac>", views.pxe_compat, name="pxe-compat"),
+    path("config/<str:token>", views.host_config, name="host-config"),
+    path("config/<str:token>/events", views.build_events, name="build-events"),
+]

@@ -1,0 +1,234 @@
+"""Boot endpoints: what a booting host and its installer talk to. Interfaces only: parse, call, render.
+
+A booting host never gets a 4xx or 5xx from the iPXE endpoints: whatever goes wrong, it gets a valid script that
+says what is wrong and boots from the local disk. The installer's config and events endpoints answer 403 to a
+token that is unknown, expired or whose host left build mode.
+"""
+
+import ipaddress
+import json
+import logging
+import re
+from collections.abc import Callable
+from functools import wraps
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from dock2box.validators import normalise_mac
+from provisioning import selectors, services
+from provisioning.catalogue import catalogue_get
+from provisioning.configs import host_config_render
+from provisioning.models import Build
+from provisioning.rendering import ipxe
+from provisioning.resolve import HostSettings, boot_file_urls, host_settings
+
+logger = logging.getLogger("dock2box.boot")
+_DETAIL_RE = re.compile(r"^[A-Za-z0-9 ._:/+-]{1,100}\Z")
+MAX_EVENT_BODY = 64 * 1024
+
+
+def portal_url(request: HttpRequest) -> str:
+    """The portal's absolute base URL: DOCK2BOX_PUBLIC_URL, else what the request was addressed to."""
+    return django_settings.DOCK2BOX_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
+
+
+def _script(text: str) -> HttpResponse:
+    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def never_fails(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Whatever happens inside, a booting host gets a valid script (and the error goes to the log)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Exception:
+            logger.exception("boot request failed: %s", request.get_full_path()[:300])
+            return _script(ipxe.notice_script(message="the portal had an internal error; see its log"))
+
+    return wrapper
+
+
+def _address(value: str | None) -> str:
+    try:
+        return str(ipaddress.ip_address((value or "").strip()))
+    except ValueError:
+        return ""
+
+
+def _detail(value: str | None) -> str:
+    """A free-text identity value (serial, uuid, asset) kept only when it is plain."""
+    return value if value and _DETAIL_RE.match(value) else ""
+
+
+def _boot_request(request: HttpRequest, mac: str, ip_param: str = "ip") -> ipxe.BootRequest:
+    platform = request.GET.get("platform", "")
+    return ipxe.BootRequest(
+        mac=mac,
+        ip=_address(request.GET.get(ip_param)),
+        netmask=_address(request.GET.get("netmask")),
+        gateway=_address(request.GET.get("gateway")),
+        platform=platform if platform in ("pcbios", "efi") else "",
+    )
+
+
+@require_GET
+@never_fails
+def boot_ipxe(request: HttpRequest) -> HttpResponse:
+    """`/boot.ipxe`: the generic first script, chaining to the per-host one."""
+    return _script(ipxe.boot_script(portal=portal_url(request)))
+
+
+def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> HttpResponse:
+    platform = request.GET.get("platform", "")
+    try:
+        mac = normalise_mac(raw_mac or "")
+    except ValidationError:
+        shown = re.sub(r"[^0-9A-Za-z:.-]", "?", (raw_mac or "")[:40])
+        logger.info("boot mac=%s outcome=error reason=bad-mac", shown or "-")
+        reason = f"'{shown}' is not a MAC address" if raw_mac else "the request named no MAC address"
+        return _script(ipxe.notice_script(message=reason, platform=platform if platform in ("pcbios", "efi") else ""))
+    boot = _boot_request(request, mac, ip_param)
+    portal, now = portal_url(request), timezone.now()
+    catalogue = catalogue_get()
+    interface = selectors.interface_for_boot(mac=mac)
+    if interface is None:
+        details = {name: _detail(request.GET.get(name)) for name in ("uuid", "serial", "asset", "buildarch")}
+        services.discovered_host_record(
+            mac=mac, now=now, details={**details, "ip": boot.ip or None, "platform": boot.platform}
+        )
+        logger.info("boot mac=%s host=- outcome=unknown", mac)
+        return _script(ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=None, install=None))
+
+    host = interface.host
+    services.boot_seen(host=host, now=now)
+    version_id = getattr(interface, "open_build_version", None)
+    settings = host_settings(host=host, interface=interface, catalogue=catalogue, version_id=version_id)
+    install = None
+    if host.build:
+        token = services.build_token_for_boot(
+            host=host,
+            build_id=interface.open_build_id,  # type: ignore[attr-defined]
+            token=interface.open_build_token,  # type: ignore[attr-defined]
+            last_activity=interface.open_build_activity,  # type: ignore[attr-defined]
+            now=now,
+        )
+        install = _install_lines(portal, settings, token)
+    logger.info("boot mac=%s host=%s outcome=%s", mac, host.fqdn, "build" if install else "known")
+    return _script(
+        ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=settings, install=install)
+    )
+
+
+def _install_lines(portal: str, settings: HostSettings, token: str) -> list[str]:
+    files = boot_file_urls(settings=settings, portal=portal)
+    if files is None:
+        return [
+            "echo Dock2Box: no boot environment is set for this host (image, site or boot defaults)",
+            "sleep 10",
+            "goto local",
+        ]
+    return ipxe.install_lines(portal=portal, settings=settings, token=token, kernel_url=files[0], initrd_url=files[1])
+
+
+@require_GET
+@never_fails
+def host_ipxe(request: HttpRequest) -> HttpResponse:
+    """`/ipxe?mac=...`: the per-host menu."""
+    return _host_menu(request, request.GET.get("mac"), "ip")
+
+
+@require_GET
+@never_fails
+def pxe_compat(request: HttpRequest, mac: str) -> HttpResponse:
+    """`/pxe/<mac>?ipv4=&netmask=&gateway=&serial=`: the URL the original's embedded iPXE script chains to."""
+    return _host_menu(request, mac, "ipv4")
+
+
+@require_GET
+@never_fails
+def install_chosen(request: HttpRequest) -> HttpResponse:
+    """`/ipxe/install?mac=&version=`: a version picked by hand in the menu."""
+    platform = request.GET.get("platform", "")
+    platform = platform if platform in ("pcbios", "efi") else ""
+    try:
+        mac = normalise_mac(request.GET.get("mac", ""))
+        version_id = int(request.GET.get("version", ""))
+    except (ValidationError, ValueError):
+        return _script(ipxe.notice_script(message="the install request was malformed", platform=platform))
+    catalogue = catalogue_get()
+    interface = selectors.interface_for_boot(mac=mac)
+    if interface is None or version_id not in catalogue.versions:
+        message = "register this MAC as a host before installing it" if interface is None else "that version is gone"
+        return _script(ipxe.notice_script(message=message, platform=platform))
+    portal = portal_url(request)
+    build = services.build_install_chosen(host=interface.host, version_id=version_id)
+    interface.host.build = True
+    settings = host_settings(host=interface.host, interface=interface, catalogue=catalogue, version_id=version_id)
+    logger.info("boot mac=%s host=%s outcome=build chosen-version=%s", mac, interface.host.fqdn, version_id)
+    lines = ["#!ipxe", *_install_lines(portal, settings, str(build.token)), ":local", ":failed"]
+    return _script(
+        "\n".join([*lines, "echo Dock2Box: install did not start", "sleep 10", ipxe._local_boot(platform), ""])
+    )
+
+
+def _build_or_403(token: str) -> Build | None:
+    return services.build_for_installer(token=token, now=timezone.now())
+
+
+def _forbidden() -> JsonResponse:
+    return JsonResponse({"detail": "Unknown or expired build token, or the host left build mode."}, status=403)
+
+
+@require_GET
+def host_config(request: HttpRequest, token: str) -> HttpResponse:
+    """`/config/<token>?format=env|json|kickstart|preseed|cloud-init`: the host's config, for its installer."""
+    build = _build_or_403(token)
+    if build is None:
+        return _forbidden()
+    rendered = host_config_render(
+        host=build.host, build=build, fmt=request.GET.get("format", "env"), portal=portal_url(request)
+    )
+    response = HttpResponse(rendered.text, content_type=rendered.content_type, status=rendered.status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+@require_POST
+def build_events(request: HttpRequest, token: str) -> JsonResponse:
+    """`POST /config/<token>/events` `{"stage", "progress", "message"}`: the installer's progress."""
+    if len(request.body) > MAX_EVENT_BODY:
+        return JsonResponse({"detail": f"Body over {MAX_EVENT_BODY} bytes."}, status=413)
+    build = _build_or_403(token)
+    if build is None:
+        return _forbidden()
+    try:
+        payload = json.loads(request.body or b"{}")
+    except ValueError:
+        return JsonResponse({"detail": "The body is not JSON."}, status=400)
+    if not isinstance(payload, dict):
+        return JsonResponse({"detail": 'Send an object: {"stage": ..., "progress": ..., "message": ...}.'}, status=400)
+    progress = payload.get("progress")
+    if progress is not None and (isinstance(progress, bool) or not isinstance(progress, int)):
+        return JsonResponse({"progress": ["Send a whole number from 0 to 100."]}, status=400)
+    message = payload.get("message", "")
+    try:
+        event = services.build_event_record(
+            build=build,
+            stage=str(payload.get("stage", "")),
+            progress=progress,
+            message=str(message),
+            now=timezone.now(),
+        )
+    except ValidationError as error:
+        return JsonResponse(error.message_dict, status=400)
+    return JsonResponse({"stage": event.stage, "progress": event.progress, "time": event.time.isoformat()}, status=201)
