@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from dock2box.services import model_delete, model_update
@@ -134,14 +134,13 @@ def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str
     if known is not None and now - known < interval:
         return
     values = {name: value for name, value in details.items() if name in DISCOVERED_FIELDS}
-    try:
-        with transaction.atomic():
-            DiscoveredHost.objects.update_or_create(mac=mac, defaults={**values, "last_seen": now})
-    except IntegrityError:
-        pass  # a parallel boot of the same MAC recorded it first
+    if known is None:
+        # A parallel boot of the same MAC may insert it first: then this one is a no-op.
+        DiscoveredHost.objects.bulk_create([DiscoveredHost(mac=mac, last_seen=now, **values)], ignore_conflicts=True)
+    else:
+        DiscoveredHost.objects.filter(mac=mac).update(last_seen=now, **values)
 
 
-@transaction.atomic
 def build_token_for_boot(
     *, host: Host, build_id: int | None, token: str | None, last_activity: datetime | None, now: datetime
 ) -> str:

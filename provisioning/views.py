@@ -161,14 +161,17 @@ def install_chosen(request: HttpRequest) -> HttpResponse:
     platform = platform if platform in ("pcbios", "efi") else ""
     try:
         mac = normalise_mac(request.GET.get("mac", ""))
-        version_id = int(request.GET.get("version", ""))
-    except (ValidationError, ValueError):
-        return _script(ipxe.notice_script(message="the install request was malformed", platform=platform))
+    except ValidationError:
+        return _script(ipxe.notice_script(message="the install request named no valid MAC", platform=platform))
     catalogue = catalogue_get()
+    image = catalogue.images.get(request.GET.get("image", ""))
+    versions = image.version_list if image is not None else []  # type: ignore[attr-defined]
+    version = next((item for item in versions if item.version == request.GET.get("version")), None)
     interface = selectors.interface_for_boot(mac=mac)
-    if interface is None or version_id not in catalogue.versions:
+    if interface is None or version is None:
         message = "register this MAC as a host before installing it" if interface is None else "that version is gone"
         return _script(ipxe.notice_script(message=message, platform=platform))
+    version_id = version.pk
     portal = portal_url(request)
     build = services.build_install_chosen(host=interface.host, version_id=version_id)
     interface.host.build = True

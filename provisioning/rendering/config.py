@@ -14,12 +14,13 @@ _engine = Engine(autoescape=False)
 
 
 def _interface(interface: Interface) -> dict[str, Any]:
+    subnet = interface.subnet
     return {
         "name": interface.name,
         "mac": interface.mac,
         "ip": interface.ip or "",
-        "netmask": interface.netmask or "",
-        "gateway": interface.gateway or "",
+        "netmask": interface.netmask or (subnet.netmask if subnet and interface.ip else ""),
+        "gateway": interface.gateway or (subnet.gateway if subnet and interface.ip and subnet.gateway else ""),
         "prefixlen": interface.subnet.ip_network.prefixlen
         if interface.subnet and interface.subnet.ip_network
         else None,
@@ -50,7 +51,8 @@ def config_document(
     Without a build (an operator's preview) the build id is empty and the token in the events URL a placeholder.
     """
     host, site, image, version = settings.host, settings.site, settings.image, settings.version
-    boot = settings.interface
+    nics = [_interface(interface) for interface in interfaces]
+    boot = next((nic for nic in nics if settings.interface and nic["mac"] == settings.interface.mac), None)
     return {
         "build_id": build.pk if build else "",
         "events_url": f"{portal}/config/{build.token if build else 'TOKEN'}/events",
@@ -60,12 +62,12 @@ def config_document(
         "site": site.name if site else "",
         "dns_servers": settings.dns_servers,
         "ntp_servers": settings.ntp_servers,
-        "boot_hwaddr": boot.mac if boot else "",
-        "ipv4": (boot.ip or "") if boot else "",
-        "netmask": (boot.netmask or "") if boot else "",
-        "gateway": (boot.gateway or "") if boot else "",
-        "dhcp": bool(boot is None or boot.dhcp or not boot.ip),
-        "interfaces": [_interface(interface) for interface in interfaces],
+        "boot_hwaddr": boot["mac"] if boot else "",
+        "ipv4": boot["ip"] if boot else "",
+        "netmask": boot["netmask"] if boot else "",
+        "gateway": boot["gateway"] if boot else "",
+        "dhcp": boot["dhcp"] if boot else True,
+        "interfaces": nics,
         "image": image.name if image else "",
         "image_version": version.version if version else "",
         "image_type": image.type if image else "",

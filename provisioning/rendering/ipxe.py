@@ -171,16 +171,19 @@ def menu_script(
             f"item --gap -- {_banner(defaults.submenu_name)}",
             "item --key 0x08 start Back (backspace)",
         ]
-        lines += [f"item v{version.pk} {version.version} ({version.timestamp:%Y-%m-%d %H:%M})" for version in versions]
-        first = f"v{versions[0].pk}" if versions else "start"
+        lines += [
+            f"item i{number}v{index} {version.version} ({version.timestamp:%Y-%m-%d %H:%M})"
+            for index, version in enumerate(versions, 1)
+        ]
+        first = f"i{number}v1" if versions else "start"
         lines.append(
             f"choose --default {first} --timeout ${{submenu-timeout}} target && goto ${{target}} || goto start"
         )
-        for version in versions:
-            url = f"{portal}/ipxe/install?mac={request.mac}&version={version.pk}"
+        for index, version in enumerate(versions, 1):
+            url = f"{portal}/ipxe/install?mac={request.mac}&image={image.name}&version={version.version}"
             if request.platform:
                 url += f"&platform={request.platform}"
-            lines += [f":v{version.pk}", f"chain --autofree {url} || goto start"]
+            lines += [f":i{number}v{index}", f"chain --autofree {url} || goto start"]
     lines += [
         ":failed",
         "echo Dock2Box: the boot environment did not load; back to the menu in 10 seconds",

@@ -1,0 +1,348 @@
+"""The boot path over HTTP: scripts for every shape of request, build mode from start to end, configs and events."""
+
+import os
+import re
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from hosts.models import Host
+from provisioning.models import BootTemplate, Build, BuildEvent, DiscoveredHost
+from tests.boot_world import BUILD_MAC, IDLE_MAC, UNKNOWN_MAC, make_world
+
+GOLDEN = Path(__file__).parent / "golden"
+TOKEN_RE = re.compile(r"/config/[A-Za-z0-9_-]{20,}")
+
+
+@pytest.fixture
+def world(db, settings):
+    settings.DOCK2BOX_PUBLIC_URL = "http://portal.example.com:8000"
+    return make_world()
+
+
+def golden(name: str, text: str) -> None:
+    """Compare with tests/golden/<name> (tokens masked); UPDATE_GOLDEN=1 rewrites the file."""
+    text = TOKEN_RE.sub("/config/TOKEN", text)
+    text = re.sub(r"D2B_BUILD_ID='\d+'", "D2B_BUILD_ID='ID'", text)
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs; UPDATE_GOLDEN=1 rewrites it after review"
+
+
+def script(client, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    text = response.content.decode()
+    assert text.startswith("#!ipxe\n")
+    return text
+
+
+def token_of(text: str) -> str:
+    return re.search(r"d2b\.config=\S+/config/([A-Za-z0-9_-]+)", text).group(1)
+
+
+# Script shapes ---------------------------------------------------------------------------------------------------
+
+
+def test_boot_ipxe_chains_with_the_host_identity(client, world):
+    golden("boot.ipxe", script(client, "/boot.ipxe"))
+
+
+def test_known_host_in_build_mode_defaults_to_install_bios(client, world):
+    text = script(client, f"/ipxe?mac={BUILD_MAC}&platform=pcbios&ip=10.0.0.11")
+    golden("known-build-bios.ipxe", text)
+    assert "choose --default install --timeout ${menu-timeout}" in text
+    assert "set menu-timeout 5000" in text
+
+
+def test_known_host_not_in_build_mode_defaults_to_local_boot_bios(client, world):
+    text = script(client, f"/ipxe?mac={IDLE_MAC}&platform=pcbios&ip=10.0.0.12")
+    golden("known-idle-bios.ipxe", text)
+    assert "choose --default local" in text
+    assert "sanboot --no-describe --drive 0x80" in text
+    assert ":install" not in text
+
+
+def test_known_host_uefi_boots_locally_with_exit(client, world):
+    text = script(client, f"/ipxe?mac={IDLE_MAC}&platform=efi")
+    golden("known-idle-uefi.ipxe", text)
+    local = text.split(":local\n", 1)[1].split("\n:", 1)[0]
+    assert "exit" in local
+    assert "sanboot" not in local
+
+
+def test_unknown_host_gets_the_menu_with_local_default_and_is_recorded(client, world):
+    url = f"/ipxe?mac={UNKNOWN_MAC.upper()}&platform=pcbios&ip=10.0.0.99&serial=ABC123&uuid=0000-11&asset=$(x)"
+    golden("unknown-bios.ipxe", script(client, url))
+    discovered = DiscoveredHost.objects.get()
+    assert (discovered.mac, discovered.ip, discovered.serial, discovered.uuid, discovered.asset) == (
+        UNKNOWN_MAC,
+        "10.0.0.99",
+        "ABC123",
+        "0000-11",
+        "",
+    )
+
+
+def test_original_pxe_url_answers_like_ipxe(client, world):
+    text = script(client, f"/pxe/{BUILD_MAC}?ipv4=10.0.0.11&netmask=255.255.255.0&gateway=10.0.0.1&serial=X")
+    assert "item --gap -- hostname: build.ams1.example.com" in text
+    assert "choose --default install" in text
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("/ipxe", "the request named no MAC address"),
+        ("/ipxe?mac=", "the request named no MAC address"),
+        ("/ipxe?mac=zz:zz", "'zz:zz' is not a MAC address"),
+        ("/ipxe?mac=%0Achain%20http://evil/$%7Bx%7D", "is not a MAC address"),
+        ("/pxe/not-a-mac", "'not-a-mac' is not a MAC address"),
+        (f"/ipxe?mac={BUILD_MAC}&junk=" + "x" * 4000, "hostname: build.ams1.example.com"),
+        (f"/ipxe?mac={BUILD_MAC}&ip=';reboot&platform=../../x", "hostname: build.ams1.example.com"),
+    ],
+)
+def test_bad_input_still_gets_a_valid_script(client, world, url, says):
+    text = script(client, url)
+    assert says in text
+    assert "$(" not in text
+    assert "chain http://evil" not in text
+    assert "reboot" not in text
+
+
+def test_bad_mac_script_boots_locally(client, world):
+    golden("bad-mac.ipxe", script(client, "/ipxe?mac=12345&platform=pcbios"))
+
+
+def test_an_internal_error_still_gets_a_script(client, world, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr("provisioning.selectors.interface_for_boot", broken)
+    text = script(client, f"/ipxe?mac={BUILD_MAC}")
+    assert "internal error" in text
+    assert "sanboot" in text
+
+
+# Build mode -------------------------------------------------------------------------------------------------------
+
+
+def test_build_mode_from_boot_to_installed(client, world):
+    text = script(client, f"/ipxe?mac={BUILD_MAC}&platform=pcbios")
+    token = token_of(text)
+    assert world.build.token == token
+
+    config = client.get(f"/config/{token}")
+    assert config.status_code == 200
+    assert "D2B_HOSTNAME='build'" in config.content.decode()
+    world.build_host.refresh_from_db()
+    assert world.build_host.status == "building"
+    assert Build.objects.get(pk=world.build.pk).state == "running"
+
+    for stage, progress in [("config", 0), ("disk", 10), ("image", 50), ("configure", 80), ("bootloader", 90)]:
+        response = client.post(
+            f"/config/{token}/events", {"stage": stage, "progress": progress, "message": stage}, "application/json"
+        )
+        assert response.status_code == 201, response.content
+    assert (
+        client.post(f"/config/{token}/events", {"stage": "done", "progress": 100}, "application/json").status_code
+        == 201
+    )
+
+    world.build_host.refresh_from_db()
+    assert (world.build_host.build, world.build_host.status) == (False, "installed")
+    build = Build.objects.get(pk=world.build.pk)
+    assert (build.state, build.token) == ("done", None)
+    assert list(build.events.values_list("stage", flat=True)) == [
+        "config", "disk", "image", "configure", "bootloader", "done",
+    ]  # fmt: skip
+    assert client.get(f"/config/{token}").status_code == 403
+    assert client.post(f"/config/{token}/events", {"stage": "disk"}, "application/json").status_code == 403
+    assert "choose --default local" in script(client, f"/ipxe?mac={BUILD_MAC}")
+
+
+def test_build_failure_ends_the_build_and_keeps_the_events(client, world):
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    client.post(f"/config/{token}/events", {"stage": "disk", "progress": 5}, "application/json")
+    response = client.post(
+        f"/config/{token}/events", {"stage": "failed", "message": "sfdisk: /dev/vda: No space"}, "application/json"
+    )
+    assert response.status_code == 201
+    world.build_host.refresh_from_db()
+    assert (world.build_host.build, world.build_host.status) == (False, "failed")
+    assert BuildEvent.objects.filter(build=world.build).count() == 2
+    assert BuildEvent.objects.get(stage="failed").message == "sfdisk: /dev/vda: No space"
+    assert client.get(f"/config/{token}").status_code == 403
+    assert "choose --default local" in script(client, f"/ipxe?mac={BUILD_MAC}")
+
+
+def test_an_expired_token_is_refused_and_the_next_boot_mints_a_fresh_one(client, world, settings):
+    old = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    Build.objects.filter(pk=world.build.pk).update(
+        last_activity=timezone.now() - timedelta(seconds=settings.DOCK2BOX_BUILD_TOKEN_IDLE + 1)
+    )
+    assert client.get(f"/config/{old}").status_code == 403
+    fresh = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    assert fresh != old
+    assert client.get(f"/config/{old}").status_code == 403
+    assert client.get(f"/config/{fresh}").status_code == 200
+    assert Build.objects.filter(host=world.build_host).count() == 1
+
+
+def test_a_late_boot_refreshes_the_token_lifetime(client, world, settings):
+    half_gone = timezone.now() - timedelta(seconds=settings.DOCK2BOX_BUILD_TOKEN_IDLE * 0.75)
+    Build.objects.filter(pk=world.build.pk).update(last_activity=half_gone)
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    assert token == world.build.token
+    assert Build.objects.get(pk=world.build.pk).last_activity > half_gone + timedelta(minutes=1)
+
+
+def test_a_slow_install_keeps_its_token_while_it_reports(client, world, settings):
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    for _ in range(3):
+        Build.objects.filter(pk=world.build.pk).update(
+            last_activity=timezone.now() - timedelta(seconds=settings.DOCK2BOX_BUILD_TOKEN_IDLE - 5)
+        )
+        assert client.post(f"/config/{token}/events", {"stage": "image"}, "application/json").status_code == 201
+
+
+def test_a_token_of_a_host_that_left_build_mode_is_refused(client, world):
+    from provisioning.services import host_cancel_build
+
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    host_cancel_build(host=world.build_host)
+    assert client.get(f"/config/{token}").status_code == 403
+    assert client.get("/config/not-a-token").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"stage": "partying"}, "stage"),
+        ({"stage": "image", "progress": 101}, "progress"),
+        ({"stage": "image", "progress": -1}, "progress"),
+        ({"stage": "image", "progress": "50%"}, "progress"),
+        ({"progress": 5}, "stage"),
+    ],
+)
+def test_bad_events_are_400(client, world, body, field):
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    response = client.post(f"/config/{token}/events", body, "application/json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not BuildEvent.objects.exists()
+
+
+def test_events_body_must_be_a_json_object(client, world):
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    assert client.post(f"/config/{token}/events", "not json", "application/json").status_code == 400
+    assert client.post(f"/config/{token}/events", "[1]", "application/json").status_code == 400
+    assert client.post(f"/config/{token}/events", "x" * 70000, "application/json").status_code == 413
+
+
+def test_a_version_picked_in_the_menu_installs_that_version(client, world):
+    text = script(client, f"/ipxe/install?mac={IDLE_MAC}&image=debian-12&version=a&platform=pcbios")
+    assert "installing debian-12:a on idle.ams1.example.com" in text
+    token = token_of(text)
+    assert "D2B_IMAGE_VERSION='a'" in client.get(f"/config/{token}").content.decode()
+    assert Host.objects.get(pk=world.idle_host.pk).build is True
+
+
+def test_an_unknown_host_cannot_pick_an_install(client, world):
+    text = script(client, f"/ipxe/install?mac={UNKNOWN_MAC}&image=debian-12&version=a")
+    assert "register this MAC as a host" in text
+    assert not Build.objects.filter(host__interfaces__mac=UNKNOWN_MAC).exists()
+
+
+# Last seen and queries ---------------------------------------------------------------------------------------------
+
+
+def test_last_seen_moves_and_writes_are_coalesced(client, world):
+    assert world.idle_host.last_seen is None
+    script(client, f"/ipxe?mac={IDLE_MAC}")
+    first = Host.objects.get(pk=world.idle_host.pk).last_seen
+    assert first is not None
+    with CaptureQueriesContext(connection) as queries:
+        script(client, f"/ipxe?mac={IDLE_MAC}")
+    assert not [query for query in queries if query["sql"].startswith("UPDATE")]
+    assert Host.objects.get(pk=world.idle_host.pk).last_seen == first
+
+
+@pytest.mark.parametrize("mac", [BUILD_MAC, IDLE_MAC, UNKNOWN_MAC])
+def test_a_boot_request_makes_at_most_three_queries(client, world, mac):
+    script(client, "/ipxe?mac=52:54:00:00:00:42")  # warms the catalogue
+    with CaptureQueriesContext(connection) as queries:
+        script(client, f"/ipxe?mac={mac}&platform=pcbios&ip=10.0.0.50")
+    assert len(queries) <= 3, [query["sql"] for query in queries]
+
+
+def test_a_change_is_visible_on_the_next_boot(client, world, django_capture_on_commit_callbacks):
+    from images.services import image_update
+
+    assert "item i1 debian-12" in script(client, f"/ipxe?mac={IDLE_MAC}")
+    with django_capture_on_commit_callbacks(execute=True):
+        image_update(image=world.debian, data={"name": "debian-13"})
+    assert "item i1 debian-13" in script(client, f"/ipxe?mac={IDLE_MAC}")
+
+
+# Configs ---------------------------------------------------------------------------------------------------------
+
+
+def test_env_and_json_configs(client, world):
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    golden("config-build.env", client.get(f"/config/{token}").content.decode().replace(token, "TOKEN"))
+    document = client.get(f"/config/{token}?format=json").json()
+    assert document["image_source"] == {
+        "registry": "registry.example.com:5000",
+        "repository": "dock2box/debian",
+        "tag": "b",
+        "digest": "sha256:" + "b" * 64,
+        "size": None,
+    }
+    assert document["secrets"]["registry_password"] == "s3cret-pull"
+    assert [interface["name"] for interface in document["interfaces"]] == ["eth0", "eth1"]
+
+
+def test_secrets_appear_only_with_a_valid_token(client, world):
+    for url in [f"/ipxe?mac={BUILD_MAC}", f"/ipxe?mac={IDLE_MAC}", "/boot.ipxe", f"/pxe/{BUILD_MAC}"]:
+        text = script(client, url)
+        assert "s3cret-pull" not in text and "$6$salt$hash" not in text
+    assert client.get("/config/guess").status_code == 403
+
+
+def test_hostile_values_stay_inside_their_quotes(client, world, tmp_path):
+    """Allowed punctuation in kernel options and anything in scripts survive a real shell's `.` unchanged."""
+    from images.services import image_update
+
+    hostile_script = "echo '$(reboot)' \"`id`\"\nrm -rf / ; exit 1 # it's"
+    image_update(image=world.debian, data={"main_script": hostile_script, "kopts": "a=(b) !c *d ?e [f] ^g %h ~i"})
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    env_file = tmp_path / "config.env"
+    env_file.write_bytes(client.get(f"/config/{token}").content)
+    printed = subprocess.run(
+        ["sh", "-c", f'. "{env_file}" && printf "%s\\n--\\n%s" "$D2B_MAIN_SCRIPT" "$D2B_KOPTS"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert printed == f"{hostile_script}\n--\nconsole=ttyS0 a=(b) !c *d ?e [f] ^g %h ~i nomodeset"
+
+
+def test_kickstart_template_chosen_host_then_image_then_site_then_default(client, world):
+    BootTemplate.objects.create(name="all", kind="kickstart", content="default {{ fqdn }}")
+    BootTemplate.objects.create(name="site", kind="kickstart", site=world.site, content="site {{ site }}")
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    assert client.get(f"/config/{token}?format=kickstart").content.decode() == "site ams1"
+    BootTemplate.objects.create(name="image", kind="kickstart", image=world.debian, content="image {{ image }}")
+    assert client.get(f"/config/{token}?format=kickstart").content.decode() == "image debian-12"
+    BootTemplate.objects.create(name="host", kind="kickstart", host=world.build_host, content="host {{ hostname }}")
+    assert client.get(f"/config/{token}?format=kickstart").content.decode() == "host build"
+    assert client.get(f"/config/{token}?format=preseed").status_code == 404
+    assert client.get(f"/config/{token}?format=yaml").status_code == 400
