@@ -159,6 +159,11 @@ DOCK2BOX_BUILD_TOKEN_IDLE = env.int("DOCK2BOX_BUILD_TOKEN_IDLE", default=6 * 360
 # A host's "last seen" is written at most once per this many seconds (boot storms are not write storms).
 DOCK2BOX_LAST_SEEN_INTERVAL = env.int("DOCK2BOX_LAST_SEEN_INTERVAL", default=60)
 
+# TFTP: where Debian's ipxe package put the binaries, and where to listen (port 69 needs root or CAP_NET_BIND_SERVICE).
+DOCK2BOX_IPXE_DIR = env.str("DOCK2BOX_IPXE_DIR", default="/usr/lib/ipxe")
+DOCK2BOX_TFTP_BIND = env.str("DOCK2BOX_TFTP_BIND", default="0.0.0.0")  # noqa: S104 - a PXE server listens on the LAN
+DOCK2BOX_TFTP_PORT = env.int("DOCK2BOX_TFTP_PORT", default=69)
+
 # The cache holds the boot catalogue (menus, images, defaults) and its generation. Several processes (gunicorn
 # workers) must share it, so it defaults to the broker's Redis; the embedded default keeps it in memory.
 DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")

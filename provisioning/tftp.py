@@ -1,0 +1,117 @@
+"""The TFTP server: iPXE binaries and a generated first-stage script, nothing else.
+
+tftpy serves files from its root directory before it asks us, so its root is an empty private directory and every
+download goes through `BootFiles.open`: a fixed set of names, each a real file (tftpy ends the server after an
+in-memory file, upstream issue #155). Uploads are refused. Names outside the set, `../` and absolute paths get a
+TFTP error and a log line. The server loop is restarted if tftpy ever raises out of it, so one odd packet cannot
+take TFTP down for a whole rack.
+"""
+
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+import tftpy
+
+logger = logging.getLogger("dock2box.tftp")
+BINARIES = ["undionly.kpxe", "ipxe.efi", "snponly.efi"]
+STAGE0 = "stage0.ipxe"
+
+
+def stage0_script(*, portal: str) -> str:
+    """The first stage for iPXE loaded over TFTP: bring the NIC up if needed and chain to the portal over HTTP."""
+    return "\n".join(
+        [
+            "#!ipxe",
+            "isset ${netX/ip} || dhcp || goto failed",
+            f"chain --autofree {portal}/boot.ipxe || goto failed",
+            "exit",
+            ":failed",
+            "echo Dock2Box: cannot reach the portal; booting from local disk in 10 seconds",
+            "sleep 10",
+            "iseq ${platform} efi && exit || sanboot --no-describe --drive 0x80 || exit",
+            "",
+        ]
+    )
+
+
+class BootFiles:
+    """The served set: name → a file on disk."""
+
+    def __init__(self, *, ipxe_dir: Path, portal: str, workdir: Path) -> None:
+        self.root = workdir / "empty-root"
+        self.root.mkdir(parents=True, exist_ok=True)
+        stage0 = workdir / STAGE0
+        stage0.write_text(stage0_script(portal=portal))
+        self.files: dict[str, Path] = {STAGE0: stage0}
+        # The binaries are found once, by fixed name (Debian links ipxe.efi to /boot): a request never names a path.
+        for name in BINARIES:
+            path = (ipxe_dir / name).resolve()
+            if path.is_file():
+                self.files[name] = path
+            else:
+                logger.warning("tftp: %s not found in %s; it will not be served", name, ipxe_dir)
+
+    def open(self, name: str, raddress: str = "", rport: int = 0, **kwargs: Any) -> IO[bytes] | None:
+        path = self.files.get(name.lstrip("/"))
+        if path is None:
+            logger.warning("tftp file=%r client=%s:%s outcome=refused", name[:200], raddress, rport)
+            return None
+        logger.info("tftp file=%s client=%s:%s outcome=served", name.lstrip("/"), raddress, rport)
+        return path.open("rb")
+
+    def refuse_upload(self, path: str, context: Any) -> None:
+        logger.warning("tftp upload=%r client=%s outcome=refused", str(path)[:200], getattr(context, "host", "?"))
+        return None
+
+
+class BootFileServer:
+    """A tftpy server over `BootFiles` that keeps serving whatever a client sends."""
+
+    def __init__(self, *, ipxe_dir: Path, portal: str, workdir: Path | None = None) -> None:
+        self._workdir = tempfile.TemporaryDirectory(prefix="dock2box-tftp-") if workdir is None else None
+        base = Path(self._workdir.name) if self._workdir else workdir
+        assert base is not None
+        self.files = BootFiles(ipxe_dir=ipxe_dir, portal=portal, workdir=base)
+        self._stopping = threading.Event()
+        self.server: tftpy.TftpServer | None = None
+        self.port = 0
+
+    def serve(self, *, bind: str, port: int, ready: threading.Event | None = None) -> None:
+        """Serve until `stop()`; if tftpy raises out of its loop, log it and listen again."""
+        while not self._stopping.is_set():
+            self.server = tftpy.TftpServer(
+                str(self.files.root), dyn_file_func=self.files.open, upload_open=self.files.refuse_upload
+            )
+            watcher = threading.Thread(target=self._announce, args=(ready,), daemon=True)
+            watcher.start()
+            try:
+                self.server.listen(bind, port, timeout=1)
+            except Exception:
+                logger.exception("tftp: the server loop failed; listening again")
+                self._close_sockets()
+
+    def _announce(self, ready: threading.Event | None) -> None:
+        server = self.server
+        if server is not None and server.is_running.wait(10):
+            self.port = server.listenport
+            logger.info("tftp: serving %s on port %s", ", ".join(sorted(self.files.files)), self.port)
+            if ready is not None:
+                ready.set()
+
+    def _close_sockets(self) -> None:
+        server = self.server
+        if server is None:
+            return
+        for session in list(server.sessions.values()):
+            session.end()
+        server.sessions.clear()
+        if getattr(server, "sock", None) is not None:
+            server.sock.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.server is not None:
+            self.server.stop(now=True)
