@@ -1,15 +1,21 @@
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from dock2box.admin import ServiceAdmin
 from hosts.admin import HostAdmin
 from hosts.models import Host
-from provisioning import services
-from provisioning.models import BootDefaults, Build, BuildEvent, PxeMenu, PxeMenuItem
+from provisioning import selectors, services
+from provisioning.choices import BuildState
+from provisioning.configs import FORMATS, host_config_render
+from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
+from provisioning.views import portal_url
 
 
 class PxeMenuItemInline(admin.TabularInline):
@@ -92,9 +98,87 @@ class BuildAdmin(admin.ModelAdmin):
 
 
 class BuildHostAdmin(HostAdmin):
-    """The host admin with build mode actions (provisioning owns builds)."""
+    """The host admin with what provisioning adds: build mode actions, build progress, events, config previews."""
 
     actions = ["enter_build", "cancel_build"]
+    list_display = [*HostAdmin.list_display, "build_progress"]
+    readonly_fields = [*HostAdmin.readonly_fields, "build_timeline", "config_previews"]
+    fieldsets = [
+        *HostAdmin.fieldsets,
+        ("Builds", {"fields": ["build_timeline", "config_previews"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Host]:
+        latest_progress = BuildEvent.objects.filter(
+            build__host=OuterRef("pk"), build__state=BuildState.RUNNING, progress__isnull=False
+        ).order_by("-time", "-id")
+        return super().get_queryset(request).annotate(running_progress=Subquery(latest_progress.values("progress")[:1]))
+
+    @admin.display(description="progress")
+    def build_progress(self, host: Any) -> str:
+        if host.running_progress is None:
+            return "-"
+        return format_html(
+            '<progress value="{}" max="100" title="{}%"></progress> {}%',
+            host.running_progress,
+            host.running_progress,
+            host.running_progress,
+        )
+
+    @admin.display(description="latest build")
+    def build_timeline(self, host: Host) -> str:
+        build = selectors.build_latest(host=host)
+        if build is None:
+            return "No build yet."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><pre style='margin:0'>{}</pre></td></tr>",
+            (
+                (
+                    timezone.localtime(event.time).strftime("%Y-%m-%d %H:%M:%S"),
+                    event.stage,
+                    event.progress,
+                    event.message,
+                )
+                for event in build.events.all()
+            ),
+        )
+        return format_html(
+            "<p>Build #{} is <b>{}</b> (created {}).</p>"
+            "<table><thead><tr><th>time</th><th>stage</th><th>%</th><th>message</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            build.pk,
+            build.get_state_display(),
+            timezone.localtime(build.created).strftime("%Y-%m-%d %H:%M"),
+            rows or format_html("<tr><td colspan=4>No events yet.</td></tr>"),
+        )
+
+    @admin.display(description="config preview")
+    def config_previews(self, host: Host) -> str:
+        if not host.pk:
+            return "-"
+        links = format_html_join(
+            " | ",
+            '<a href="{}" target="_blank">{}</a>',
+            ((reverse("admin:hosts_host_config_preview", args=[host.pk, fmt]), fmt) for fmt in FORMATS),
+        )
+        return format_html(
+            "{} <br><small>Secrets are masked; the installer gets them with its build token.</small>", links
+        )
+
+    def get_urls(self) -> list[Any]:
+        preview = self.admin_site.admin_view(self.config_preview_view)
+        return [
+            path("<int:pk>/config/<str:fmt>/", preview, name="hosts_host_config_preview"),
+            *super().get_urls(),
+        ]
+
+    def config_preview_view(self, request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+        host = self.get_object(request, str(pk))
+        if host is None or not self.has_view_permission(request, host):
+            raise PermissionDenied
+        rendered = host_config_render(host=host, build=None, fmt=fmt, portal=portal_url(request))
+        return HttpResponse(rendered.text, content_type="text/plain; charset=utf-8", status=rendered.status)
 
     @admin.action(description="Enter build mode (install at next PXE boot)", permissions=["change"])
     def enter_build(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
@@ -107,6 +191,41 @@ class BuildHostAdmin(HostAdmin):
         for host in queryset:
             services.host_cancel_build(host=host)
         self.message_user(request, f"{queryset.count()} host(s) out of build mode.", messages.SUCCESS)
+
+
+@admin.register(DiscoveredHost)
+class DiscoveredHostAdmin(admin.ModelAdmin):
+    """MACs that PXE-booted without being known; "register" turns them into hosts."""
+
+    list_display = ["mac", "ip", "serial", "uuid", "asset", "platform", "first_seen", "last_seen"]
+    list_filter = ["platform"]
+    search_fields = ["mac", "ip", "serial", "uuid", "asset"]
+    readonly_fields = [*list_display, "buildarch"]
+    actions = ["register"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Register as hosts (named after the MAC; rename them after)", permissions=["delete"])
+    def register(self, request: HttpRequest, queryset: QuerySet[DiscoveredHost]) -> None:
+        hosts = [services.discovered_host_register(discovered=discovered) for discovered in queryset]
+        self.message_user(request, f"Registered {', '.join(host.fqdn for host in hosts)}.", messages.SUCCESS)
+
+
+@admin.register(BootTemplate)
+class BootTemplateAdmin(ServiceAdmin):
+    """Kickstart, preseed and cloud-init templates; preview them from a host's page."""
+
+    list_display = ["name", "kind", "host", "image", "site"]
+    list_filter = ["kind"]
+    search_fields = ["name", "content"]
+    autocomplete_fields = ["host", "image", "site"]
+
+    def save_with_service(self, obj: BootTemplate) -> None:
+        services.boot_template_update(template=obj, data={})
+
+    def delete_with_service(self, obj: BootTemplate) -> None:
+        services.boot_template_delete(template=obj)
 
 
 admin.site.unregister(Host)

@@ -68,3 +68,8 @@ def boot_template_for(*, host: Host, kind: str) -> BootTemplate | None:
         return 0 if template.host_id else 1 if template.image_id else 2 if template.site_id else 3
 
     return min(candidates, key=rank, default=None)
+
+
+def build_latest(*, host: Host) -> Build | None:
+    """The host's newest build with its events."""
+    return host.builds.prefetch_related("events").order_by("-created", "-id").first()

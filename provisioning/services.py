@@ -1,9 +1,11 @@
 """Writes of boot defaults, PXE menus and builds. Build mode changes only through here."""
 
+import ipaddress
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -11,9 +13,10 @@ from django.utils import timezone
 
 from dock2box.services import model_delete, model_update
 from hosts.choices import HostStatus
-from hosts.models import Host
+from hosts.models import Host, Subnet
+from hosts.services import host_create
 from provisioning.choices import BuildStage, BuildState
-from provisioning.models import BootDefaults, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
+from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 from provisioning.selectors import build_for_token
 
 MENU_FIELDS = ["name", "title", "timeout", "default_item", "theme"]
@@ -206,3 +209,55 @@ def build_install_chosen(*, host: Host, version_id: int) -> Build:
         build.image_version_id = version_id
         build.save(update_fields=["image_version"])
     return build
+
+
+TEMPLATE_FIELDS = ["name", "kind", "content", "host", "image", "site"]
+
+
+@transaction.atomic
+def boot_template_create(*, data: Mapping[str, Any]) -> BootTemplate:
+    """Create a kickstart, preseed or cloud-init template."""
+    return model_update(BootTemplate(), data=data, fields=TEMPLATE_FIELDS)
+
+
+@transaction.atomic
+def boot_template_update(*, template: BootTemplate, data: Mapping[str, Any]) -> BootTemplate:
+    """Change the given fields of a template."""
+    return model_update(template, data=data, fields=TEMPLATE_FIELDS)
+
+
+@transaction.atomic
+def boot_template_delete(*, template: BootTemplate) -> None:
+    """Delete a template."""
+    model_delete(template)
+
+
+@transaction.atomic
+def discovered_host_register(*, discovered: DiscoveredHost) -> Host:
+    """Turn a discovered MAC into a host named after it (`525400123456.<domain>`), with its NIC as primary.
+
+    The domain and site come from the subnet holding the address it booted with, else the global defaults.
+    """
+    subnet = next(
+        (subnet for subnet in Subnet.objects.select_related("site") if subnet.ip_network and discovered.ip and
+         ipaddress.ip_address(discovered.ip) in subnet.ip_network),
+        None,
+    )  # fmt: skip
+    site = subnet.site if subnet else None
+    domain = (site.domain if site and site.domain else boot_defaults_get().domain) or "localdomain"
+    try:
+        uuid = UUID(discovered.uuid) if discovered.uuid else None
+    except ValueError:
+        uuid = None
+    host = host_create(
+        data={
+            "fqdn": f"{discovered.mac.replace(':', '')}.{domain}",
+            "site": site,
+            "serial": discovered.serial,
+            "uuid": uuid,
+            "asset_tag": discovered.asset,
+        },
+        interfaces=[{"name": "eth0", "mac": discovered.mac, "ip": discovered.ip if subnet else None}],
+    )
+    discovered.delete()
+    return host

@@ -187,3 +187,44 @@ def test_admin_moves_the_primary_flag_between_existing_interfaces(admin_client, 
     response = admin_client.post(reverse("admin:hosts_host_change", args=[host.pk]), form)
     assert response.status_code == 302
     assert host.interfaces.get(primary=True).name == "eth1"
+
+
+def test_host_page_shows_the_build_timeline_and_the_list_a_progress_bar(admin_client, db):
+    from provisioning.models import BuildEvent
+
+    build = factories.BuildFactory(state="running")
+    BuildEvent.objects.create(build=build, stage="disk", progress=10, message="partitioning /dev/vda")
+    BuildEvent.objects.create(build=build, stage="image", progress=42, message="layer 2 of 3")
+    page = admin_client.get(reverse("admin:hosts_host_change", args=[build.host.pk])).content.decode()
+    assert "partitioning /dev/vda" in page and "layer 2 of 3" in page
+    listing = admin_client.get(reverse("admin:hosts_host_changelist")).content.decode()
+    assert '<progress value="42" max="100"' in listing
+
+
+def test_config_preview_from_the_host_page(admin_client, db):
+    site = factories.SiteFactory(registry_password="hunter2")
+    host = factories.HostFactory(site=site)
+    factories.InterfaceFactory(host=host)
+    response = admin_client.get(reverse("admin:hosts_host_config_preview", args=[host.pk, "env"]))
+    assert response.status_code == 200
+    assert f"D2B_FQDN='{host.fqdn}'" in response.content.decode()
+    assert "hunter2" not in response.content.decode()
+
+
+def test_discovered_hosts_are_registered_as_hosts(admin_client, db):
+    from django.utils import timezone
+
+    from provisioning.models import DiscoveredHost
+
+    subnet = factories.SubnetFactory(network="10.7.0.0/24", site=factories.SiteFactory(domain="lab.example.com"))
+    found = DiscoveredHost.objects.create(mac="52:54:00:12:34:56", ip="10.7.0.9", serial="S1", last_seen=timezone.now())
+    admin_client.post(
+        reverse("admin:provisioning_discoveredhost_changelist"),
+        {"action": "register", "_selected_action": [found.pk]},
+    )
+    host = Host.objects.get(fqdn="525400123456.lab.example.com")
+    interface = host.interfaces.get()
+    assert (host.site, host.serial, interface.mac, interface.ip, interface.subnet) == (
+        subnet.site, "S1", "52:54:00:12:34:56", "10.7.0.9", subnet,
+    )  # fmt: skip
+    assert not DiscoveredHost.objects.exists()

@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 from hosts.models import Host, Interface, Site, Subnet
 from images.models import Image, ImageVersion
-from provisioning.models import BootDefaults, PxeMenu, PxeMenuItem
+from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, PxeMenu, PxeMenuItem
 from tests import factories
 from tests.api_testcases import APIViewTestCase
 from tests.conftest import grant
@@ -502,3 +502,69 @@ def test_a_host_created_with_a_token_shows_up_in_the_admin(user, token_client, a
     page = admin_client.get(reverse("admin:hosts_host_changelist")).content.decode()
     assert "api01.example.com" in page
     assert "52:54:00:0a:0b:0c" in page
+
+
+class TestBootTemplateAPI(APIViewTestCase):
+    basename = "boottemplate"
+    model = BootTemplate
+    filters = [("kind=kickstart", 1), ("kind=preseed", 1)]
+
+    def make_row(self):
+        return BootTemplate.objects.create(name=f"t{BootTemplate.objects.count()}", kind="kickstart",
+                                           content="x", host=factories.HostFactory())  # fmt: skip
+
+    def create_payload(self):
+        return {"name": "ks-default", "kind": "kickstart", "content": "network --hostname={{ fqdn }}"}
+
+    def update_payload(self, row):
+        return {"name": "ks-renamed", "kind": "cloud-init", "content": "#cloud-config", "host": row.host.fqdn}
+
+    def partial_payload(self):
+        return {"content": "text {{ hostname }}"}
+
+    def bad_payloads(self):
+        good = self.create_payload()
+        return [
+            ("content", {**good, "content": "{% if %}"}),
+            ("kind", {**good, "kind": "autoyast"}),
+            ("host", {**good, "host": "missing.example.com"}),
+        ]
+
+    def make_filter_rows(self):
+        BootTemplate.objects.create(name="a", kind="kickstart", content="a")
+        BootTemplate.objects.create(name="b", kind="preseed", content="b")
+
+    def test_one_template_per_kind_and_scope(self, user, token_client):
+        grant(user, self.perm("view"), self.perm("add"))
+        BootTemplate.objects.create(name="first", kind="kickstart", content="a")
+        response = token_client.post(self.list_url(), self.create_payload(), format="json")
+        assert response.status_code == 400
+        assert "template of this kind for this scope" in str(response.json())
+
+
+@pytest.mark.django_db
+class TestDiscoveredHostAPI:
+    def test_listed_and_deletable_not_creatable(self, user, token_client):
+        from django.utils import timezone
+
+        row = DiscoveredHost.objects.create(mac="52:54:00:00:00:aa", last_seen=timezone.now())
+        grant(user, "provisioning.view_discoveredhost")
+        assert token_client.get(reverse("discoveredhost-list")).json()["results"][0]["mac"] == row.mac
+        assert token_client.post(reverse("discoveredhost-list"), {"mac": "x"}, format="json").status_code in (403, 405)
+        grant(user, "provisioning.delete_discoveredhost")
+        assert token_client.delete(reverse("discoveredhost-detail", args=[row.pk])).status_code == 204
+
+
+def test_host_config_preview_masks_secrets(user, token_client):
+    site = factories.SiteFactory(registry_password="hunter2", root_password_hash="$6$x")
+    host = factories.HostFactory(site=site)
+    factories.InterfaceFactory(host=host)
+    url = reverse("host-config-preview", args=[host.pk])
+    assert token_client.get(url).status_code == 403
+    grant(user, "hosts.view_host")
+    text = token_client.get(url).content.decode()
+    assert f"D2B_FQDN='{host.fqdn}'" in text
+    assert "hunter2" not in text and "$6$x" not in text
+    assert "D2B_REGISTRY_PASSWORD='********'" in text
+    assert token_client.get(url + "?type=json").json()["secrets"]["registry_password"] == "********"
+    assert token_client.get(url + "?type=nope").status_code == 400

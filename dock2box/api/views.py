@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 # The collections of /api/v2, by route name; the apps register them (see dock2box/urls.py).
 ENDPOINTS = [
     "site-list", "subnet-list", "host-list", "interface-list", "image-list", "imageversion-list", "pxemenu-list",
-    "pxemenuitem-list", "bootdefaults-detail", "build-list",
+    "pxemenuitem-list", "bootdefaults-detail", "build-list", "discoveredhost-list", "boottemplate-list",
 ]  # fmt: skip
 
 

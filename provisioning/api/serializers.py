@@ -2,8 +2,10 @@ from typing import Any
 
 from rest_framework import serializers
 
+from hosts.models import Host, Site
+from images.models import Image
 from provisioning import services
-from provisioning.models import BootDefaults, Build, BuildEvent, PxeMenu, PxeMenuItem
+from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 
 
 class PxeMenuItemSerializer(serializers.ModelSerializer):
@@ -79,3 +81,42 @@ class BuildSerializer(serializers.ModelSerializer):
             "id", "url", "host", "state", "image_version", "created", "started", "finished", "last_activity", "events",
         ]  # fmt: skip
         extra_kwargs = {"url": {"view_name": "build-detail"}}
+
+
+class DiscoveredHostSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DiscoveredHost
+        fields = [
+            "id",
+            "url",
+            "mac",
+            "ip",
+            "uuid",
+            "serial",
+            "asset",
+            "platform",
+            "buildarch",
+            "first_seen",
+            "last_seen",
+        ]
+        extra_kwargs = {"url": {"view_name": "discoveredhost-detail"}}
+
+
+class BootTemplateSerializer(serializers.ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="fqdn", queryset=Host.objects.all(), allow_null=True, required=False)
+    image = serializers.SlugRelatedField(
+        slug_field="name", queryset=Image.objects.all(), allow_null=True, required=False
+    )
+    site = serializers.SlugRelatedField(slug_field="name", queryset=Site.objects.all(), allow_null=True, required=False)
+
+    class Meta:
+        model = BootTemplate
+        fields = ["id", "url", "name", "kind", "content", "host", "image", "site"]
+        extra_kwargs = {"url": {"view_name": "boottemplate-detail"}}
+        validators: list[Any] = []
+
+    def create(self, validated_data: dict[str, Any]) -> BootTemplate:
+        return services.boot_template_create(data=validated_data)
+
+    def update(self, instance: BootTemplate, validated_data: dict[str, Any]) -> BootTemplate:
+        return services.boot_template_update(template=instance, data=validated_data)

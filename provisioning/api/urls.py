@@ -7,10 +7,13 @@ router = SimpleRouter()
 router.register("pxe-menus", views.PxeMenuViewSet)
 router.register("pxe-menu-items", views.PxeMenuItemViewSet)
 router.register("builds", views.BuildViewSet)
+router.register("discovered-hosts", views.DiscoveredHostViewSet)
+router.register("boot-templates", views.BootTemplateViewSet)
 
 urlpatterns = [
     path("boot-defaults/", views.BootDefaultsView.as_view(), name="bootdefaults-detail"),
     path("hosts/<int:pk>/enter-build/", views.HostEnterBuildView.as_view(), name="host-enter-build"),
     path("hosts/<int:pk>/cancel-build/", views.HostCancelBuildView.as_view(), name="host-cancel-build"),
+    path("hosts/<int:pk>/config/", views.HostConfigPreviewView.as_view(), name="host-config-preview"),
     *router.urls,
 ]

@@ -1,4 +1,6 @@
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, mixins, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -8,12 +10,16 @@ from hosts.models import Host
 from provisioning import selectors, services
 from provisioning.api.serializers import (
     BootDefaultsSerializer,
+    BootTemplateSerializer,
     BuildSerializer,
+    DiscoveredHostSerializer,
     PxeMenuItemSerializer,
     PxeMenuSerializer,
 )
+from provisioning.configs import FORMATS, host_config_render
 from provisioning.filtersets import BuildFilterSet, PxeMenuItemFilterSet
-from provisioning.models import BootDefaults, PxeMenu, PxeMenuItem
+from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, PxeMenu, PxeMenuItem
+from provisioning.views import portal_url
 
 
 class PxeMenuViewSet(viewsets.ModelViewSet):
@@ -89,3 +95,46 @@ class HostCancelBuildView(generics.GenericAPIView):
     def post(self, request: Request, pk: int) -> Response:
         build = services.host_cancel_build(host=self.get_object())
         return Response(BuildSerializer(build, context=self.get_serializer_context()).data if build else None)
+
+
+class DiscoveredHostViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """MACs that PXE-booted unknown (read and delete; they are recorded by the boot endpoints)."""
+
+    queryset = DiscoveredHost.objects.all()
+    serializer_class = DiscoveredHostSerializer
+    filterset_fields = ["mac", "ip", "serial", "platform"]
+    ordering_fields = ["last_seen", "first_seen", "mac"]
+
+
+class BootTemplateViewSet(viewsets.ModelViewSet):
+    """Kickstart, preseed and cloud-init templates, chosen host → image → site → default."""
+
+    queryset = BootTemplate.objects.select_related("host", "image", "site")
+    serializer_class = BootTemplateSerializer
+    filterset_fields = ["kind", "name"]
+    ordering_fields = ["name", "kind"]
+
+    def perform_destroy(self, instance: BootTemplate) -> None:
+        services.boot_template_delete(template=instance)
+
+
+class HostConfigPreviewView(generics.GenericAPIView):
+    """The host's installer config as its installer would get it, with the secrets masked.
+
+    `?type=` names the format (DRF keeps `?format=` for its own renderers).
+    """
+
+    queryset = Host.objects.all()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("type", str, enum=FORMATS, default="env")],
+        responses={(200, "text/plain"): OpenApiTypes.STR},
+    )
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        rendered = host_config_render(
+            host=self.get_object(),
+            build=None,
+            fmt=request.query_params.get("type", "env"),
+            portal=portal_url(request),
+        )
+        return HttpResponse(rendered.text, content_type=rendered.content_type, status=rendered.status)

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.template import Context, Engine
 
-from hosts.models import Interface
+from hosts.models import Interface, Site
 from images.choices import ImageType
 from provisioning.models import Build
 from provisioning.resolve import HostSettings
@@ -85,14 +85,27 @@ def config_document(
             text for text in [image.main_script if image else "", version.main_script if version else ""] if text
         ),
         "post_script": image.post_script if image else "",
-        "secrets": {
-            "root_password_hash": site.root_password_hash if site else "",
-            "ssh_authorized_keys": [
-                key for key in (site.ssh_authorized_keys if site else "").splitlines() if key.strip()
-            ],
-            "registry_username": site.registry_username if site else "",
-            "registry_password": site.registry_password if site else "",
-        },
+        "secrets": _secrets(site) if build else MASKED,
+    }
+
+
+# What a preview (no build token) shows instead of the secrets.
+MASKED = {
+    "root_password_hash": "********",
+    "ssh_authorized_keys": ["********"],
+    "registry_username": "********",
+    "registry_password": "********",
+}
+
+
+def _secrets(site: Site | None) -> dict[str, Any]:
+    if site is None:
+        return {"root_password_hash": "", "ssh_authorized_keys": [], "registry_username": "", "registry_password": ""}
+    return {
+        "root_password_hash": site.root_password_hash,
+        "ssh_authorized_keys": [key for key in site.ssh_authorized_keys.splitlines() if key.strip()],
+        "registry_username": site.registry_username,
+        "registry_password": site.registry_password,
     }
 
 
