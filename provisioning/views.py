@@ -84,6 +84,7 @@ def _boot_request(request: HttpRequest, mac: str, ip_param: str = "ip") -> ipxe.
 @never_fails
 def boot_ipxe(request: HttpRequest) -> HttpResponse:
     """`/boot.ipxe`: the generic first script, chaining to the per-host one."""
+    logger.info("boot script=boot.ipxe client=%s", request.META.get("REMOTE_ADDR", "-"))
     return _script(ipxe.boot_script(portal=portal_url(request)))
 
 
@@ -105,7 +106,7 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
         services.discovered_host_record(
             mac=mac, now=now, details={**details, "ip": boot.ip or None, "platform": boot.platform}
         )
-        logger.info("boot mac=%s host=- outcome=unknown", mac)
+        logger.info("boot mac=%s host=- platform=%s outcome=unknown", mac, boot.platform or "-")
         return _script(ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=None, install=None))
 
     host = interface.host
@@ -122,7 +123,8 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
             now=now,
         )
         install = _install_lines(portal, settings, token)
-    logger.info("boot mac=%s host=%s outcome=%s", mac, host.fqdn, "build" if install else "known")
+    outcome = "build" if install else "known"
+    logger.info("boot mac=%s host=%s platform=%s outcome=%s", mac, host.fqdn, boot.platform or "-", outcome)
     return _script(
         ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=settings, install=install)
     )

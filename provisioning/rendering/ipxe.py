@@ -13,9 +13,10 @@ from provisioning.resolve import HostSettings
 LOCAL_BIOS = "sanboot --no-describe --drive 0x80 || exit"
 LOCAL_UEFI = "exit"
 LOCAL_ANY = "iseq ${platform} efi && exit || sanboot --no-describe --drive 0x80 || exit"
+# MAC, IP and UUID in their own text forms (`:uristring` would print their raw bytes); strings URI-escaped.
 BOOT_QUERY = (
-    "mac=${netX/mac:uristring}&uuid=${uuid:uristring}&serial=${serial:uristring}&asset=${asset:uristring}"
-    "&buildarch=${buildarch:uristring}&platform=${platform:uristring}&ip=${netX/ip:uristring}"
+    "mac=${netX/mac}&uuid=${uuid}&serial=${serial:uristring}&asset=${asset:uristring}"
+    "&buildarch=${buildarch:uristring}&platform=${platform:uristring}&ip=${netX/ip}"
 )
 WIDTH = 60
 

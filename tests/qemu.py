@@ -1,0 +1,64 @@
+"""Booting a real iPXE client in QEMU (TCG; see ../shared/RECIPES.md), watching its serial console."""
+
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class Machine:
+    """A QEMU guest with a virtio NIC on user-mode networking (the host's loopback is 10.0.2.2)."""
+
+    def __init__(self, *, mac: str, bootfile: str, workdir: Path, uefi: bool = False, disks: list[Path] = ()):
+        args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-m", "512", "-boot", "n"]
+        args += ["-netdev", f"user,id=n0,bootfile={bootfile}", "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
+        if uefi:
+            variables = workdir / "OVMF_VARS.fd"
+            shutil.copy(OVMF_VARS, variables)
+            args += ["-machine", "q35"]
+            args += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}"]
+            args += ["-drive", f"if=pflash,format=raw,file={variables}"]
+        for disk in disks:
+            args += ["-drive", f"file={disk},if=virtio,format=raw"]
+        self.args = args
+        self.output = ""
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Machine":
+        self._process = subprocess.Popen(
+            self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for chunk in iter(lambda: self._process.stdout.read1(4096), b""):  # type: ignore[union-attr]
+            self.output += chunk.decode("utf-8", "replace")
+
+    @property
+    def console(self) -> str:
+        """The serial console so far, without terminal escape sequences."""
+        return _ANSI.sub(" ", self.output)
+
+    def wait_for(self, *texts: str, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(text in self.console for text in texts):
+                return self.console
+            if self._process is not None and self._process.poll() is not None:
+                break
+            time.sleep(0.2)
+        missing = [text for text in texts if text not in self.console]
+        raise AssertionError(f"console never showed {missing}; it showed:\n{self.console[-3000:]}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
