@@ -1,8 +1,14 @@
 """Reads of menus, defaults and builds."""
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from hosts.models import Host, Interface
+from django.db import connection
+from django.db.models import Q, QuerySet
+
+from hosts.models import Host, Interface, Subnet
 from provisioning.choices import BuildState
 from provisioning.models import BootTemplate, Build, PxeMenu, PxeMenuItem
 
@@ -22,20 +28,69 @@ def build_list() -> QuerySet[Build]:
     return Build.objects.select_related("host", "image_version__image").prefetch_related("events")
 
 
-def interface_for_boot(*, mac: str) -> Interface | None:
-    """The interface with this MAC, its host and the host's open build, in one query (or None)."""
-    open_builds = Build.objects.filter(host=OuterRef("host_id"), state__in=[BuildState.PENDING, BuildState.RUNNING])
-    return (
-        Interface.objects.select_related("host", "subnet")
-        .annotate(
-            open_build_id=Subquery(open_builds.values("pk")[:1]),
-            open_build_token=Subquery(open_builds.values("token")[:1]),
-            open_build_activity=Subquery(open_builds.values("last_activity")[:1]),
-            open_build_version=Subquery(open_builds.values("image_version_id")[:1]),
-        )
-        .filter(mac=mac)
-        .first()
+@dataclass(frozen=True)
+class BootLookup:
+    """What a boot request needs about a MAC: its interface (with host and subnet) and the host's open build."""
+
+    interface: Interface
+    build_id: int | None
+    build_token: str | None
+    build_activity: datetime | None
+    build_version_id: int | None
+
+
+_BOOT_MODELS = [(Interface, "i"), (Host, "h"), (Subnet, "s")]
+_BUILD_FIELDS = ["id", "token", "last_activity", "image_version"]
+
+
+@functools.cache
+def _boot_lookup_sql() -> tuple[str, list[Any], list[list[str]]]:
+    """The boot lookup as one SQL statement, written once: it runs on every PXE boot, and building it with the ORM
+    costs several times more than running it. The one-open-build-per-host constraint makes it one row at most.
+
+    Returns the SQL, the column expressions (for the database's value converters) and each model's field names.
+    """
+    expressions: list[Any] = []
+    names = []
+    for model, alias in _BOOT_MODELS:
+        fields = model._meta.concrete_fields
+        expressions += [field.get_col(alias) for field in fields]
+        names.append([field.attname for field in fields])
+    expressions += [Build._meta.get_field(name).get_col("b") for name in _BUILD_FIELDS]  # type: ignore[union-attr]
+    columns = ", ".join(f'{expression.alias}."{expression.target.column}"' for expression in expressions)
+    sql = (
+        f"SELECT {columns} FROM {Interface._meta.db_table} i "
+        f"JOIN {Host._meta.db_table} h ON h.id = i.host_id "
+        f"LEFT JOIN {Subnet._meta.db_table} s ON s.id = i.subnet_id "
+        f"LEFT JOIN {Build._meta.db_table} b ON b.host_id = h.id AND b.state IN (%s, %s) "
+        "WHERE i.mac = %s"
     )
+    return sql, expressions, names
+
+
+def interface_for_boot(*, mac: str) -> BootLookup | None:
+    """The interface with this MAC, its host and subnet and the host's open build, in one query (or None)."""
+    sql, expressions, (interface_fields, host_fields, subnet_fields) = _boot_lookup_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [BuildState.PENDING.value, BuildState.RUNNING.value, mac])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # The database's value converters (SQLite's datetimes and booleans, ...), worked out once per connection.
+    cached = getattr(connection, "_dock2box_boot_converters", None)
+    if cached is None:
+        compiler = Interface.objects.none().query.get_compiler(connection=connection)
+        cached = (compiler, compiler.get_converters(expressions))
+        connection._dock2box_boot_converters = cached  # type: ignore[attr-defined]
+    compiler, converters = cached
+    values = list(next(iter(compiler.apply_converters([row], converters))) if converters else row)
+    first, second = len(interface_fields), len(interface_fields) + len(host_fields)
+    third = second + len(subnet_fields)
+    interface = Interface.from_db(connection.alias, interface_fields, values[:first])
+    interface.host = Host.from_db(connection.alias, host_fields, values[first:second])
+    interface.subnet = Subnet.from_db(connection.alias, subnet_fields, values[second:third]) if values[second] else None
+    build_id, token, activity, version_id = values[third:]
+    return BootLookup(interface, build_id, token, activity, version_id)
 
 
 def build_for_token(*, token: str) -> Build | None:

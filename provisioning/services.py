@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dock2box.services import model_delete, model_update
@@ -138,8 +138,10 @@ def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str
         return
     values = {name: value for name, value in details.items() if name in DISCOVERED_FIELDS}
     if known is None:
-        # A parallel boot of the same MAC may insert it first: then this one is a no-op.
-        DiscoveredHost.objects.bulk_create([DiscoveredHost(mac=mac, last_seen=now, **values)], ignore_conflicts=True)
+        try:
+            DiscoveredHost.objects.create(mac=mac, last_seen=now, **values)
+        except IntegrityError:
+            pass  # a parallel boot of the same MAC recorded it first
     else:
         DiscoveredHost.objects.filter(mac=mac).update(last_seen=now, **values)
 
@@ -172,15 +174,17 @@ def build_for_installer(*, token: str, now: datetime) -> Build | None:
         return None
     if build.last_activity is None or now - build.last_activity >= _token_idle():
         return None
-    with transaction.atomic():
-        build.last_activity = now
-        fields = ["last_activity"]
-        if build.state == BuildState.PENDING:
-            build.state, build.started = BuildState.RUNNING, now
-            fields += ["state", "started"]
+    # Single-statement writes (no transaction round trips): this runs on every config fetch and event.
+    build.last_activity = now
+    if build.state == BuildState.PENDING:
+        build.state, build.started = BuildState.RUNNING, now
+        if Build.objects.filter(pk=build.pk, state=BuildState.PENDING).update(
+            state=build.state, started=now, last_activity=now
+        ):
             Host.objects.filter(pk=build.host_id).update(status=HostStatus.BUILDING)
             build.host.status = HostStatus.BUILDING
-        build.save(update_fields=fields)
+    else:
+        Build.objects.filter(pk=build.pk).update(last_activity=now)
     return build
 
 

@@ -100,8 +100,8 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
     boot = _boot_request(request, mac, ip_param)
     portal, now = portal_url(request), timezone.now()
     catalogue = catalogue_get()
-    interface = selectors.interface_for_boot(mac=mac)
-    if interface is None:
+    lookup = selectors.interface_for_boot(mac=mac)
+    if lookup is None:
         details = {name: _detail(request.GET.get(name)) for name in ("uuid", "serial", "asset", "buildarch")}
         services.discovered_host_record(
             mac=mac, now=now, details={**details, "ip": boot.ip or None, "platform": boot.platform}
@@ -109,18 +109,15 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
         logger.info("boot mac=%s host=- platform=%s outcome=unknown", mac, boot.platform or "-")
         return _script(ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=None, install=None))
 
-    host = interface.host
+    host = lookup.interface.host
     services.boot_seen(host=host, now=now)
-    version_id = getattr(interface, "open_build_version", None)
-    settings = host_settings(host=host, interface=interface, catalogue=catalogue, version_id=version_id)
+    settings = host_settings(
+        host=host, interface=lookup.interface, catalogue=catalogue, version_id=lookup.build_version_id
+    )
     install = None
     if host.build:
         token = services.build_token_for_boot(
-            host=host,
-            build_id=interface.open_build_id,  # type: ignore[attr-defined]
-            token=interface.open_build_token,  # type: ignore[attr-defined]
-            last_activity=interface.open_build_activity,  # type: ignore[attr-defined]
-            now=now,
+            host=host, build_id=lookup.build_id, token=lookup.build_token, last_activity=lookup.build_activity, now=now
         )
         install = _install_lines(portal, settings, token)
     outcome = "build" if install else "known"
@@ -169,20 +166,15 @@ def install_chosen(request: HttpRequest) -> HttpResponse:
     image = catalogue.images.get(request.GET.get("image", ""))
     versions = image.version_list if image is not None else []  # type: ignore[attr-defined]
     version = next((item for item in versions if item.version == request.GET.get("version")), None)
-    interface = selectors.interface_for_boot(mac=mac)
-    if interface is None or version is None:
-        message = "register this MAC as a host before installing it" if interface is None else "that version is gone"
+    lookup = selectors.interface_for_boot(mac=mac)
+    if lookup is None or version is None:
+        message = "register this MAC as a host before installing it" if lookup is None else "that version is gone"
         return _script(ipxe.notice_script(message=message, platform=platform))
-    version_id = version.pk
-    portal = portal_url(request)
-    build = services.build_install_chosen(host=interface.host, version_id=version_id)
-    interface.host.build = True
-    settings = host_settings(host=interface.host, interface=interface, catalogue=catalogue, version_id=version_id)
-    logger.info("boot mac=%s host=%s outcome=build chosen-version=%s", mac, interface.host.fqdn, version_id)
-    lines = ["#!ipxe", *_install_lines(portal, settings, str(build.token)), ":local", ":failed"]
-    return _script(
-        "\n".join([*lines, "echo Dock2Box: install did not start", "sleep 10", ipxe._local_boot(platform), ""])
-    )
+    interface, portal = lookup.interface, portal_url(request)
+    build = services.build_install_chosen(host=interface.host, version_id=version.pk)
+    settings = host_settings(host=interface.host, interface=interface, catalogue=catalogue, version_id=version.pk)
+    logger.info("boot mac=%s host=%s outcome=build version=%s", mac, interface.host.fqdn, settings.image_label)
+    return _script(ipxe.install_script(install=_install_lines(portal, settings, str(build.token)), platform=platform))
 
 
 def _build_or_403(token: str) -> Build | None:

@@ -92,6 +92,22 @@ def install_lines(*, portal: str, settings: HostSettings, token: str, kernel_url
     ]
 
 
+def install_script(*, install: list[str], platform: str) -> str:
+    """A script that only installs (a version picked by hand); if the boot environment does not load, boot locally."""
+    return "\n".join(
+        [
+            "#!ipxe",
+            *install,
+            ":local",
+            ":failed",
+            "echo Dock2Box: the install did not start; booting from local disk in 10 seconds",
+            "sleep 10",
+            _local_boot(platform),
+            "",
+        ]
+    )
+
+
 def _identity(request: BootRequest, settings: HostSettings | None, catalogue: Catalogue) -> list[str]:
     if settings is None:
         subnet = catalogue.subnet_for(request.ip)
