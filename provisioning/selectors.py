@@ -58,8 +58,9 @@ def _boot_lookup_sql() -> tuple[str, list[Any], list[list[str]]]:
         names.append([field.attname for field in fields])
     expressions += [Build._meta.get_field(name).get_col("b") for name in _BUILD_FIELDS]  # type: ignore[union-attr]
     columns = ", ".join(f'{expression.alias}."{expression.target.column}"' for expression in expressions)
+    # Names come from the models' metadata; the values are parameters.
     sql = (
-        f"SELECT {columns} FROM {Interface._meta.db_table} i "
+        f"SELECT {columns} FROM {Interface._meta.db_table} i "  # noqa: S608
         f"JOIN {Host._meta.db_table} h ON h.id = i.host_id "
         f"LEFT JOIN {Subnet._meta.db_table} s ON s.id = i.subnet_id "
         f"LEFT JOIN {Build._meta.db_table} b ON b.host_id = h.id AND b.state IN (%s, %s) "

@@ -1,5 +1,6 @@
 """Writes of boot defaults, PXE menus and builds. Build mode changes only through here."""
 
+import contextlib
 import ipaddress
 import secrets
 from collections.abc import Mapping
@@ -138,10 +139,8 @@ def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str
         return
     values = {name: value for name, value in details.items() if name in DISCOVERED_FIELDS}
     if known is None:
-        try:
+        with contextlib.suppress(IntegrityError):  # a parallel boot of the same MAC recorded it first
             DiscoveredHost.objects.create(mac=mac, last_seen=now, **values)
-        except IntegrityError:
-            pass  # a parallel boot of the same MAC recorded it first
     else:
         DiscoveredHost.objects.filter(mac=mac).update(last_seen=now, **values)
 
