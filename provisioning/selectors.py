@@ -7,8 +7,11 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Q, QuerySet
+from django.db.models.fields.files import FieldFile
 
 from hosts.models import Host, Interface, Subnet
+from images.choices import ImageType
+from images.models import ImageVersion
 from provisioning.choices import BuildState
 from provisioning.models import BootTemplate, Build, PxeMenu, PxeMenuItem
 
@@ -129,3 +132,12 @@ def boot_template_for(*, host: Host, kind: str) -> BootTemplate | None:
 def build_latest(*, host: Host) -> Build | None:
     """The host's newest build with its events."""
     return host.builds.prefetch_related("events").order_by("-created", "-id").first()
+
+
+def boot_file_for(*, image: str, version: str, kind: str) -> FieldFile | None:
+    """The stored kernel or initrd of a boot image version, or None."""
+    if kind not in ("kernel", "initrd"):
+        return None
+    found = ImageVersion.objects.filter(image__name=image, image__type=ImageType.BOOT, version=version).first()
+    stored = getattr(found, kind, None) if found else None
+    return stored if stored else None

@@ -11,4 +11,5 @@ urlpatterns = [
     path("pxe/<str:mac>", views.pxe_compat, name="pxe-compat"),
     path("config/<str:token>", views.host_config, name="host-config"),
     path("config/<str:token>/events", views.build_events, name="build-events"),
+    path("files/boot/<str:image>/<str:version>/<str:kind>", views.boot_file, name="boot-file"),
 ]

@@ -9,12 +9,13 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
+from typing import IO
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -229,3 +230,51 @@ def build_events(request: HttpRequest, token: str) -> JsonResponse:
     except ValidationError as error:
         return JsonResponse(error.message_dict, status=400)
     return JsonResponse({"stage": event.stage, "progress": event.progress, "time": event.time.isoformat()}, status=201)
+
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@require_GET
+def boot_file(request: HttpRequest, image: str, version: str, kind: str) -> HttpResponse:
+    """`/files/boot/<image>/<version>/{kernel,initrd}`: a stored boot environment file, with `Range` support."""
+    stored = selectors.boot_file_for(image=image, version=version, kind=kind)
+    if stored is None:
+        return HttpResponse("No such boot file.\n", status=404, content_type="text/plain")
+    size = stored.size
+    start, end = 0, size - 1
+    header = request.headers.get("Range", "")
+    match = _RANGE_RE.match(header.replace(" ", "")) if header else None
+    if header and (match is None or match.groups() == ("", "")):
+        match = None  # not a single byte range: answer with the whole file, as RFC 9110 allows
+    elif match:
+        first, last = match.groups()
+        if first:
+            start, end = int(first), min(int(last), size - 1) if last else size - 1
+        else:
+            start, end = max(size - int(last), 0), size - 1
+        if start >= size or start > end:
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+    handle = stored.open("rb")
+    handle.seek(start)
+    response = StreamingHttpResponse(_read_span(handle, end - start + 1), content_type="application/octet-stream")
+    response["Content-Length"] = str(end - start + 1)
+    response["Accept-Ranges"] = "bytes"
+    if match:
+        response.status_code = 206
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return response
+
+
+def _read_span(handle: IO[bytes], length: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    try:
+        while length > 0:
+            data = handle.read(min(chunk, length))
+            if not data:
+                break
+            length -= len(data)
+            yield data
+    finally:
+        handle.close()

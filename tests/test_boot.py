@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from hosts.models import Host
 from provisioning.models import BootTemplate, Build, BuildEvent, DiscoveredHost
+from tests import factories
 from tests.boot_world import BUILD_MAC, IDLE_MAC, UNKNOWN_MAC, make_world
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -29,6 +30,7 @@ def golden(name: str, text: str) -> None:
     """Compare with tests/golden/<name> (tokens masked); UPDATE_GOLDEN=1 rewrites the file."""
     text = TOKEN_RE.sub("/config/TOKEN", text)
     text = re.sub(r"D2B_BUILD_ID='\d+'", "D2B_BUILD_ID='ID'", text)
+    text = re.sub(r'"build_id": \d+', '"build_id": "ID"', text)
     path = GOLDEN / name
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(text)
@@ -346,3 +348,44 @@ def test_kickstart_template_chosen_host_then_image_then_site_then_default(client
     assert client.get(f"/config/{token}?format=kickstart").content.decode() == "host build"
     assert client.get(f"/config/{token}?format=preseed").status_code == 404
     assert client.get(f"/config/{token}?format=yaml").status_code == 400
+
+
+def test_json_config_document(client, world):
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    golden("config-build.json", client.get(f"/config/{token}?format=json").content.decode().replace(token, "TOKEN"))
+
+
+# Boot files ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stored_kernel(db, settings, tmp_path):
+    from django.core.files.base import ContentFile
+
+    settings.MEDIA_ROOT = tmp_path
+    version = factories.ImageVersionFactory(image=factories.BootImageFactory(name="bootenv"), version="2")
+    version.kernel.save("kernel", ContentFile(bytes(range(256)) * 40))
+    return bytes(range(256)) * 40
+
+
+def test_a_stored_kernel_is_served_whole_and_by_range(client, stored_kernel):
+    url = "/files/boot/bootenv/2/kernel"
+    whole = client.get(url)
+    assert (whole.status_code, whole["Content-Length"], whole["Accept-Ranges"]) == (200, "10240", "bytes")
+    assert b"".join(whole.streaming_content) == stored_kernel
+    for header, start, end in [("bytes=0-99", 0, 99), ("bytes=10000-", 10000, 10239), ("bytes=-40", 10200, 10239),
+                               ("bytes=10200-99999", 10200, 10239)]:  # fmt: skip
+        part = client.get(url, HTTP_RANGE=header)
+        assert part.status_code == 206, header
+        assert part["Content-Range"] == f"bytes {start}-{end}/10240"
+        assert part["Content-Length"] == str(end - start + 1)
+        assert b"".join(part.streaming_content) == stored_kernel[start : end + 1]
+    assert client.get(url, HTTP_RANGE="bytes=20000-").status_code == 416
+    assert client.get(url, HTTP_RANGE="bytes=5-1").status_code == 416
+    assert client.get(url, HTTP_RANGE="pages=1-2").status_code == 200
+
+
+def test_missing_boot_files_are_404(client, stored_kernel):
+    assert client.get("/files/boot/bootenv/2/initrd").status_code == 404
+    assert client.get("/files/boot/bootenv/9/kernel").status_code == 404
+    assert client.get("/files/boot/bootenv/2/etc-passwd").status_code == 404
