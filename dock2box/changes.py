@@ -1,15 +1,22 @@
-"""What every service calls after changing a row others depend on.
+"""What every service calls when it changes data others depend on.
 
-Today it bumps the generation of the boot catalogue (so cached menus are rebuilt on the next boot, in every
-process); the etcd outbox hooks in here too.
+`record_change` (1) marks cached views stale once the transaction commits (the boot catalogue is rebuilt on the next
+boot, in every process) and (2) when the etcd mirror is on, writes an outbox row per changed document in the same
+transaction, then wakes the mirror on commit. Provisioning subscribes the mirror's drain with `on_commit_subscribe`
+(dock2box does not import provisioning).
 """
 
+import logging
 import uuid
+from collections.abc import Callable, Iterable
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+logger = logging.getLogger("dock2box.changes")
 GENERATION_KEY = "dock2box:generation"
+_subscribers: list[Callable[[], None]] = []
 
 
 def generation() -> str:
@@ -22,6 +29,33 @@ def generation() -> str:
     return str(value)
 
 
-def record_change() -> None:
-    """Mark cached views stale once the current transaction commits (at once outside a transaction)."""
-    transaction.on_commit(lambda: cache.set(GENERATION_KEY, uuid.uuid4().hex, timeout=None))
+def document(kind: str, key: str = "") -> str:
+    """The name of a mirrored document: `host/<fqdn>`, `hwaddr/<mac>`, ..., or `default`."""
+    return f"{kind}/{key}" if key else kind
+
+
+def record_change(documents: Iterable[str] = ()) -> None:
+    """Record that `documents` changed (outbox rows now, in this transaction) and mark caches stale on commit."""
+    from dock2box.models import OutboxEntry
+
+    names = sorted(set(documents))
+    if names and settings.DOCK2BOX_ETCD_URL:
+        OutboxEntry.objects.bulk_create([OutboxEntry(document=name) for name in names])
+    transaction.on_commit(lambda: _after_commit(bool(names)))
+
+
+def on_commit_subscribe(callback: Callable[[], None]) -> None:
+    """Call `callback` after every commit that changed mirrored documents (the mirror's drain)."""
+    _subscribers.append(callback)
+
+
+def _after_commit(mirrored: bool) -> None:
+    cache.set(GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+    if not (mirrored and settings.DOCK2BOX_ETCD_URL):
+        return
+    for callback in _subscribers:
+        try:
+            callback()
+        except Exception:
+            # The change is safe in the outbox; the periodic drain delivers it when the broker is back.
+            logger.warning("could not wake the etcd mirror; the periodic drain will deliver the change", exc_info=True)

@@ -11,7 +11,10 @@ M = TypeVar("M", bound=models.Model)
 
 
 def model_save(instance: M) -> M:
-    """Validate the row with every model rule and constraint (`full_clean`), then save it."""
+    """Validate the row with every model rule and constraint (`full_clean`), save it, mark caches stale.
+
+    Services record the mirrored documents they change themselves (`record_change`): they know old and new names.
+    """
     instance.full_clean()
     instance.save()
     record_change()
@@ -19,7 +22,7 @@ def model_save(instance: M) -> M:
 
 
 def model_delete(instance: models.Model) -> None:
-    """Delete the row (and what cascades from it)."""
+    """Delete the row (and what cascades from it) and mark caches stale."""
     instance.delete()
     record_change()
 

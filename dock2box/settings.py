@@ -164,6 +164,15 @@ DOCK2BOX_IPXE_DIR = env.str("DOCK2BOX_IPXE_DIR", default="/usr/lib/ipxe")
 DOCK2BOX_TFTP_BIND = env.str("DOCK2BOX_TFTP_BIND", default="0.0.0.0")  # noqa: S104 - a PXE server listens on the LAN
 DOCK2BOX_TFTP_PORT = env.int("DOCK2BOX_TFTP_PORT", default=69)
 
+# The etcd mirror of the original Dock2Box layout. Unset URL = mirror off (nothing is recorded for it).
+DOCK2BOX_ETCD_URL = env.str("DOCK2BOX_ETCD_URL", default="")
+DOCK2BOX_ETCD_API = env.str("DOCK2BOX_ETCD_API", default="v3")  # v3, v2 or both
+DOCK2BOX_ETCD_PREFIX = env.str("DOCK2BOX_ETCD_PREFIX", default="").rstrip("/")
+DOCK2BOX_ETCD_TIMEOUT = env.float("DOCK2BOX_ETCD_TIMEOUT", default=5.0)
+# Seconds between periodic drains of what is left in the outbox, and between full reconciles.
+DOCK2BOX_OUTBOX_DRAIN_INTERVAL = env.int("DOCK2BOX_OUTBOX_DRAIN_INTERVAL", default=30)
+DOCK2BOX_RECONCILE_INTERVAL = env.int("DOCK2BOX_RECONCILE_INTERVAL", default=300)
+
 # The cache holds the boot catalogue (menus, images, defaults) and its generation. Several processes (gunicorn
 # workers) must share it, so it defaults to the broker's Redis; the embedded default keeps it in memory.
 DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")
@@ -188,6 +197,13 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
+# A broker that is down must not hold a request up: publishing gives up quickly; the change waits in the outbox.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BEAT_SCHEDULE = {
+    "outbox-drain": {"task": "provisioning.tasks.outbox_drain_periodic", "schedule": DOCK2BOX_OUTBOX_DRAIN_INTERVAL},
+    "mirror-reconcile": {"task": "provisioning.tasks.mirror_reconcile", "schedule": DOCK2BOX_RECONCILE_INTERVAL},
+}
 
 LOGGING = {
     "version": 1,

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from dock2box.changes import document, record_change
 from dock2box.services import model_delete, model_update
 from hosts.models import Host, Interface, Site, Subnet
 
@@ -26,40 +27,93 @@ HOST_FIELDS = [
 INTERFACE_FIELDS = ["host", "name", "mac", "ip", "subnet", "netmask", "gateway", "dhcp", "primary"]
 
 
+def subnet_key(network: str) -> str:
+    """A subnet's key in the original layout: the CIDR with '/' written '-' (`10.0.0.0-24`)."""
+    return network.replace("/", "-")
+
+
+def _site_documents(site_id: int | None, *, dependents: bool) -> set[str]:
+    """A site's document; with `dependents` (a rename) also its hosts' and subnets' (they name their site)."""
+    if site_id is None:
+        return set()
+    name = Site.objects.filter(pk=site_id).values_list("name", flat=True).first()
+    if name is None:
+        return set()
+    documents = {document("sites", name)}
+    if dependents:
+        documents |= {
+            document("host", fqdn) for fqdn in Host.objects.filter(site_id=site_id).values_list("fqdn", flat=True)
+        }
+        networks = Subnet.objects.filter(site_id=site_id).values_list("network", flat=True)
+        documents |= {document("subnets", subnet_key(network)) for network in networks}
+    return documents
+
+
+def _subnet_documents(subnet_id: int | None) -> set[str]:
+    network = Subnet.objects.filter(pk=subnet_id).values_list("network", flat=True).first() if subnet_id else None
+    return {document("subnets", subnet_key(network))} if network else set()
+
+
+def host_documents(host_id: int | None) -> set[str]:
+    """A host's document and the `/hwaddr` entries of its MACs, as stored now."""
+    if host_id is None:
+        return set()
+    fqdn = Host.objects.filter(pk=host_id).values_list("fqdn", flat=True).first()
+    if fqdn is None:
+        return set()
+    macs = Interface.objects.filter(host_id=host_id).values_list("mac", flat=True)
+    return {document("host", fqdn)} | {document("hwaddr", mac) for mac in macs}
+
+
 @transaction.atomic
 def site_create(*, data: Mapping[str, Any]) -> Site:
     """Create a site."""
-    return model_update(Site(), data=data, fields=SITE_FIELDS)
+    site = model_update(Site(), data=data, fields=SITE_FIELDS)
+    record_change(_site_documents(site.pk, dependents=False))
+    return site
 
 
 @transaction.atomic
 def site_update(*, site: Site, data: Mapping[str, Any]) -> Site:
     """Change the given fields of a site."""
-    return model_update(site, data=data, fields=SITE_FIELDS)
+    before = _site_documents(site.pk, dependents=True)
+    site = model_update(site, data=data, fields=SITE_FIELDS)
+    renamed = document("sites", site.name) not in before
+    record_change(before | _site_documents(site.pk, dependents=renamed))
+    return site
 
 
 @transaction.atomic
 def site_delete(*, site: Site) -> None:
     """Delete a site (refused while subnets or hosts belong to it)."""
+    before = _site_documents(site.pk, dependents=False)
     model_delete(site)
+    record_change(before)
 
 
 @transaction.atomic
 def subnet_create(*, data: Mapping[str, Any]) -> Subnet:
     """Create a subnet."""
-    return model_update(Subnet(), data=data, fields=SUBNET_FIELDS)
+    subnet = model_update(Subnet(), data=data, fields=SUBNET_FIELDS)
+    record_change(_subnet_documents(subnet.pk))
+    return subnet
 
 
 @transaction.atomic
 def subnet_update(*, subnet: Subnet, data: Mapping[str, Any]) -> Subnet:
     """Change the given fields of a subnet."""
-    return model_update(subnet, data=data, fields=SUBNET_FIELDS)
+    before = _subnet_documents(subnet.pk)
+    subnet = model_update(subnet, data=data, fields=SUBNET_FIELDS)
+    record_change(before | _subnet_documents(subnet.pk))
+    return subnet
 
 
 @transaction.atomic
 def subnet_delete(*, subnet: Subnet) -> None:
     """Delete a subnet (refused while interfaces use it)."""
+    before = _subnet_documents(subnet.pk)
     model_delete(subnet)
+    record_change(before)
 
 
 @transaction.atomic
@@ -68,22 +122,27 @@ def host_create(*, data: Mapping[str, Any], interfaces: Sequence[Mapping[str, An
     host = model_update(Host(), data=data, fields=HOST_FIELDS)
     if interfaces:
         host_set_interfaces(host=host, interfaces=interfaces)
+    record_change(host_documents(host.pk))
     return host
 
 
 @transaction.atomic
 def host_update(*, host: Host, data: Mapping[str, Any], interfaces: Sequence[Mapping[str, Any]] | None = None) -> Host:
     """Change the given fields of a host; with `interfaces`, replace its interfaces (matched by name)."""
+    before = host_documents(host.pk)
     host = model_update(host, data=data, fields=HOST_FIELDS)
     if interfaces is not None:
         host_set_interfaces(host=host, interfaces=interfaces)
+    record_change(before | host_documents(host.pk))
     return host
 
 
 @transaction.atomic
 def host_delete(*, host: Host) -> None:
     """Delete a host with its interfaces and builds."""
+    before = host_documents(host.pk)
     model_delete(host)
+    record_change(before)
 
 
 def host_set_interfaces(*, host: Host, interfaces: Sequence[Mapping[str, Any]]) -> list[Interface]:
@@ -97,6 +156,7 @@ def host_set_interfaces(*, host: Host, interfaces: Sequence[Mapping[str, Any]]) 
         raise ValidationError({"interfaces": "Only one interface can be primary (the boot NIC)."})
     primary_name = primaries[0]["name"] if primaries else (names[0] if names else None)
 
+    before = host_documents(host.pk)
     existing = {interface.name: interface for interface in host.interfaces.all()}
     host.interfaces.exclude(name__in=names).delete()
     host.interfaces.update(primary=False)
@@ -111,6 +171,7 @@ def host_set_interfaces(*, host: Host, interfaces: Sequence[Mapping[str, Any]]) 
             errors.extend(f"{item['name']}: {message}" for message in _flatten(error))
     if errors:
         raise ValidationError({"interfaces": errors})
+    record_change(before | host_documents(host.pk))
     return saved
 
 
@@ -124,7 +185,9 @@ def interface_create(*, data: Mapping[str, Any]) -> Interface:
         values["primary"] = True
     elif values.get("primary"):
         host.interfaces.update(primary=False)
-    return model_update(Interface(), data=values, fields=INTERFACE_FIELDS)
+    interface = model_update(Interface(), data=values, fields=INTERFACE_FIELDS)
+    record_change(host_documents(host.pk))
+    return interface
 
 
 @transaction.atomic
@@ -139,14 +202,19 @@ def interface_update(*, interface: Interface, data: Mapping[str, Any]) -> Interf
         )
     if data.get("primary") and not was_primary:
         interface.host.interfaces.exclude(pk=interface.pk).update(primary=False)
-    return model_update(interface, data=data, fields=INTERFACE_FIELDS)
+    before = host_documents(interface.host_id)
+    interface = model_update(interface, data=data, fields=INTERFACE_FIELDS)
+    record_change(before | host_documents(interface.host_id))
+    return interface
 
 
 @transaction.atomic
 def interface_delete(*, interface: Interface) -> None:
     """Delete an interface; when it was primary, the host's next interface (by name) becomes primary."""
     host, was_primary = interface.host, interface.primary
+    before = host_documents(host.pk)
     model_delete(interface)
+    record_change(before | host_documents(host.pk))
     if was_primary:
         successor = host.interfaces.order_by("name").first()
         if successor:

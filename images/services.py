@@ -5,6 +5,7 @@ from typing import Any
 
 from django.db import transaction
 
+from dock2box.changes import document, record_change
 from dock2box.services import model_delete, model_update
 from images.models import Image, ImageVersion
 
@@ -17,37 +18,83 @@ VERSION_FIELDS = [
 ]  # fmt: skip
 
 
+def _image_documents(image_id: int | None, *, dependents: bool) -> set[str]:
+    """The mirrored documents showing an image: its own and the defaults (a boot image's name is the defaults'
+    bootstrap image); with `dependents` (a rename) also the hosts installed with it and the images booting with it."""
+    if image_id is None:
+        return set()
+    name = Image.objects.filter(pk=image_id).values_list("name", flat=True).first()
+    if name is None:
+        return set()
+    documents = {document("image", name), document("default")}
+    if dependents:
+        # Through reverse relations: images does not import hosts.
+        hosts = Image.objects.filter(pk=image_id, hosts__isnull=False).values_list("hosts__fqdn", flat=True)
+        booted = Image.objects.filter(boot_version__image_id=image_id).values_list("name", flat=True)
+        documents |= {document("host", fqdn) for fqdn in hosts} | {document("image", other) for other in booted}
+    return documents
+
+
+def _version_documents(version_id: int | None, *, dependents: bool) -> set[str]:
+    """The documents showing a version: its image's (and the defaults); renamed, also the hosts pinned to it."""
+    if version_id is None:
+        return set()
+    row = ImageVersion.objects.filter(pk=version_id).values_list("image_id", "version").first()
+    if row is None:
+        return set()
+    documents = _image_documents(row[0], dependents=False)
+    if dependents:
+        hosts = ImageVersion.objects.filter(pk=version_id, hosts__isnull=False).values_list("hosts__fqdn", flat=True)
+        documents |= {document("host", fqdn) for fqdn in hosts}
+    return documents
+
+
 @transaction.atomic
 def image_create(*, data: Mapping[str, Any]) -> Image:
     """Create an image from field values."""
-    return model_update(Image(), data=data, fields=IMAGE_FIELDS)
+    image = model_update(Image(), data=data, fields=IMAGE_FIELDS)
+    record_change(_image_documents(image.pk, dependents=False))
+    return image
 
 
 @transaction.atomic
 def image_update(*, image: Image, data: Mapping[str, Any]) -> Image:
     """Change the given fields of an image."""
-    return model_update(image, data=data, fields=IMAGE_FIELDS)
+    before = _image_documents(image.pk, dependents=True)
+    image = model_update(image, data=data, fields=IMAGE_FIELDS)
+    renamed = document("image", image.name) not in before
+    record_change(before | _image_documents(image.pk, dependents=renamed))
+    return image
 
 
 @transaction.atomic
 def image_delete(*, image: Image) -> None:
     """Delete an image and its versions (refused while a host, site or image uses it)."""
+    before = _image_documents(image.pk, dependents=True)
     model_delete(image)
+    record_change(before)
 
 
 @transaction.atomic
 def image_version_create(*, data: Mapping[str, Any]) -> ImageVersion:
     """Add a version to an image."""
-    return model_update(ImageVersion(), data=data, fields=VERSION_FIELDS)
+    version = model_update(ImageVersion(), data=data, fields=VERSION_FIELDS)
+    record_change(_version_documents(version.pk, dependents=False))
+    return version
 
 
 @transaction.atomic
 def image_version_update(*, version: ImageVersion, data: Mapping[str, Any]) -> ImageVersion:
     """Change the given fields of an image version."""
-    return model_update(version, data=data, fields=VERSION_FIELDS)
+    before = _version_documents(version.pk, dependents=True)
+    version = model_update(version, data=data, fields=VERSION_FIELDS)
+    record_change(before | _version_documents(version.pk, dependents=True))
+    return version
 
 
 @transaction.atomic
 def image_version_delete(*, version: ImageVersion) -> None:
     """Delete an image version (refused while something boots or installs it)."""
+    before = _version_documents(version.pk, dependents=True)
     model_delete(version)
+    record_change(before)

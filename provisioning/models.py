@@ -237,3 +237,19 @@ class BootTemplate(models.Model):
             Engine().from_string(self.content)
         except TemplateSyntaxError as error:
             raise ValidationError({"content": f"Template error: {error}"}) from error
+
+
+class MirrorState(models.Model):
+    """The etcd mirror's state (one row): when it last synced, its last error. Its row lock serialises drains."""
+
+    last_success = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "etcd mirror"
+        verbose_name_plural = "etcd mirror"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="mirrorstate_singleton")]
+
+    def __str__(self) -> str:
+        return "etcd mirror"

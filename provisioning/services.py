@@ -12,10 +12,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from dock2box.changes import document, record_change
 from dock2box.services import model_delete, model_update
 from hosts.choices import HostStatus
 from hosts.models import Host, Subnet
-from hosts.services import host_create
+from hosts.services import host_create, host_documents
 from provisioning.choices import BuildStage, BuildState
 from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 from provisioning.selectors import build_for_token
@@ -40,37 +41,47 @@ def build_token_new() -> str:
 @transaction.atomic
 def pxe_menu_create(*, data: Mapping[str, Any]) -> PxeMenu:
     """Create a PXE menu."""
-    return model_update(PxeMenu(), data=data, fields=MENU_FIELDS)
+    saved = model_update(PxeMenu(), data=data, fields=MENU_FIELDS)
+    record_change({document("default")})  # menus and defaults show in /default
+    return saved
 
 
 @transaction.atomic
 def pxe_menu_update(*, menu: PxeMenu, data: Mapping[str, Any]) -> PxeMenu:
     """Change the given fields of a PXE menu."""
-    return model_update(menu, data=data, fields=MENU_FIELDS)
+    saved = model_update(menu, data=data, fields=MENU_FIELDS)
+    record_change({document("default")})  # menus and defaults show in /default
+    return saved
 
 
 @transaction.atomic
 def pxe_menu_delete(*, menu: PxeMenu) -> None:
     """Delete a PXE menu with its items (refused while a site or host uses it)."""
     model_delete(menu)
+    record_change({document("default")})
 
 
 @transaction.atomic
 def pxe_menu_item_create(*, data: Mapping[str, Any]) -> PxeMenuItem:
     """Add an item to a PXE menu."""
-    return model_update(PxeMenuItem(), data=data, fields=MENU_ITEM_FIELDS)
+    saved = model_update(PxeMenuItem(), data=data, fields=MENU_ITEM_FIELDS)
+    record_change({document("default")})  # menus and defaults show in /default
+    return saved
 
 
 @transaction.atomic
 def pxe_menu_item_update(*, item: PxeMenuItem, data: Mapping[str, Any]) -> PxeMenuItem:
     """Change the given fields of a PXE menu item."""
-    return model_update(item, data=data, fields=MENU_ITEM_FIELDS)
+    saved = model_update(item, data=data, fields=MENU_ITEM_FIELDS)
+    record_change({document("default")})  # menus and defaults show in /default
+    return saved
 
 
 @transaction.atomic
 def pxe_menu_item_delete(*, item: PxeMenuItem) -> None:
     """Delete a PXE menu item."""
     model_delete(item)
+    record_change({document("default")})
 
 
 def boot_defaults_get() -> BootDefaults:
@@ -82,7 +93,9 @@ def boot_defaults_get() -> BootDefaults:
 @transaction.atomic
 def boot_defaults_update(*, data: Mapping[str, Any]) -> BootDefaults:
     """Change the given global boot defaults."""
-    return model_update(boot_defaults_get(), data=data, fields=BOOT_DEFAULTS_FIELDS)
+    saved = model_update(boot_defaults_get(), data=data, fields=BOOT_DEFAULTS_FIELDS)
+    record_change({document("default")})  # menus and defaults show in /default
+    return saved
 
 
 @transaction.atomic
@@ -95,6 +108,7 @@ def host_enter_build(*, host: Host) -> Build:
     if not host.build:
         host.build = True
         host.save(update_fields=["build", "updated"])
+        record_change(host_documents(host.pk))
     return build
 
 
@@ -117,6 +131,7 @@ def host_cancel_build(*, host: Host) -> Build | None:
         build.save(update_fields=["state", "token", "finished"])
     host.build = False
     host.save(update_fields=fields)
+    record_change(host_documents(host.pk))
     return build
 
 
@@ -201,6 +216,7 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
         Host.objects.filter(pk=build.host_id).update(
             build=False, status=HostStatus.INSTALLED if succeeded else HostStatus.FAILED, updated=now
         )
+        record_change(host_documents(build.host_id))
     return event
 
 

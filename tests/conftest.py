@@ -32,3 +32,23 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory):
+    """One private etcd for the session (tests wipe it with the `etcd` fixture)."""
+    from tests.services import Etcd
+
+    server = Etcd(tmp_path_factory.mktemp("etcd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["v3", "v2"])
+def etcd(request, etcd_server, settings):
+    """The mirror pointed at the private etcd, once per API, starting empty."""
+    etcd_server.wipe()
+    settings.DOCK2BOX_ETCD_URL = etcd_server.url
+    settings.DOCK2BOX_ETCD_API = request.param
+    yield etcd_server
+    etcd_server.wipe()

@@ -47,3 +47,46 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class Etcd:
+    """A private etcd (v3, with the v2 API on) on free loopback ports; stop() and start() keep its data."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.client_port, self.peer_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.client_port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Etcd":
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        log = (self.workdir / "etcd.log").open("a")
+        self.process = subprocess.Popen(
+            ["etcd", "--name", "t", "--data-dir", str(self.workdir / "data"),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"t={peer}", "--enable-v2=true"],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        wait_until(self.healthy, what="etcd")
+        return self
+
+    def healthy(self) -> bool:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+            return b"true" in response.read()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def wipe(self) -> None:
+        """Delete every key, in both keyspaces."""
+        import requests
+
+        requests.post(f"{self.url}/v3/kv/deleterange", json={"key": "AA==", "range_end": "AA=="}, timeout=5)
+        listing = requests.get(f"{self.url}/v2/keys/", timeout=5).json()
+        for node in listing.get("node", {}).get("nodes", []):
+            requests.delete(f"{self.url}/v2/keys{node['key']}", params={"recursive": "true"}, timeout=5)
