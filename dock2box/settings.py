@@ -198,8 +198,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
 # A broker that is down must not hold a request up: publishing gives up quickly; the change waits in the outbox.
-CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 CELERY_BEAT_SCHEDULE = {
     "outbox-drain": {"task": "provisioning.tasks.outbox_drain_periodic", "schedule": DOCK2BOX_OUTBOX_DRAIN_INTERVAL},
     "mirror-reconcile": {"task": "provisioning.tasks.mirror_reconcile", "schedule": DOCK2BOX_RECONCILE_INTERVAL},

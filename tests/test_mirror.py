@@ -299,3 +299,14 @@ def test_a_malformed_import_is_rejected_whole_and_changes_nothing(settings, tmp_
     (tmp_path / "notjson.json").write_text("{nope")
     with pytest.raises(CommandError, match=r"notjson\.json"):
         call_command("etcd_import", "--file", str(tmp_path / "notjson.json"))
+
+
+def test_both_apis_get_the_same_tree(etcd_server, settings):
+    from provisioning.mirror.store import V2Store, V3Store
+
+    etcd_server.wipe()
+    settings.DOCK2BOX_ETCD_URL, settings.DOCK2BOX_ETCD_API = etcd_server.url, "both"
+    original_example()
+    drain()
+    assert stored(V3Store(etcd_server.url, 5)) == stored(V2Store(etcd_server.url, 5)) == expected()
+    etcd_server.wipe()
