@@ -14,7 +14,17 @@ from hosts.models import Host
 from provisioning import selectors, services
 from provisioning.choices import BuildState
 from provisioning.configs import FORMATS, host_config_render
-from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
+from provisioning.models import (
+    BootDefaults,
+    BootTemplate,
+    Build,
+    BuildEvent,
+    DiscoveredHost,
+    MirrorState,
+    PxeMenu,
+    PxeMenuItem,
+)
+from provisioning.tasks import mirror_reconcile
 from provisioning.views import portal_url
 
 
@@ -226,6 +236,43 @@ class BootTemplateAdmin(ServiceAdmin):
 
     def delete_with_service(self, obj: BootTemplate) -> None:
         services.boot_template_delete(template=obj)
+
+
+@admin.register(MirrorState)
+class MirrorStateAdmin(admin.ModelAdmin):
+    """The etcd mirror at a glance (one row): outbox backlog, lag, last sync, last error; reconcile on demand."""
+
+    list_display = ["__str__", "enabled", "backlog", "lag", "last_success", "last_error_at", "last_error"]
+    readonly_fields = ["last_success", "last_error_at", "last_error"]
+    actions = ["reconcile_now"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MirrorState]:
+        MirrorState.objects.get_or_create(pk=1)
+        self._status = selectors.mirror_status()
+        return super().get_queryset(request)
+
+    @admin.display(boolean=True, description="on")
+    def enabled(self, state: MirrorState) -> bool:
+        return self._status.enabled
+
+    @admin.display(description="outbox backlog")
+    def backlog(self, state: MirrorState) -> int:
+        return self._status.backlog
+
+    @admin.display(description="lag (s)")
+    def lag(self, state: MirrorState) -> str:
+        return f"{self._status.lag_seconds:.1f}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Reconcile the whole etcd tree now", permissions=["view"])
+    def reconcile_now(self, request: HttpRequest, queryset: QuerySet[MirrorState]) -> None:
+        mirror_reconcile.delay()
+        self.message_user(request, "Reconcile started; refresh to see its result.", messages.SUCCESS)
 
 
 admin.site.unregister(Host)

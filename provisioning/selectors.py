@@ -5,15 +5,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.fields.files import FieldFile
+from django.utils import timezone
 
+from dock2box.models import OutboxEntry
 from hosts.models import Host, Interface, Subnet
 from images.choices import ImageType
 from images.models import ImageVersion
 from provisioning.choices import BuildState
-from provisioning.models import BootTemplate, Build, PxeMenu, PxeMenuItem
+from provisioning.models import BootTemplate, Build, MirrorState, PxeMenu, PxeMenuItem
 
 
 def pxe_menu_list() -> QuerySet[PxeMenu]:
@@ -141,3 +144,34 @@ def boot_file_for(*, image: str, version: str, kind: str) -> FieldFile | None:
     found = ImageVersion.objects.filter(image__name=image, image__type=ImageType.BOOT, version=version).first()
     stored = getattr(found, kind, None) if found else None
     return stored if stored else None
+
+
+@dataclass(frozen=True)
+class MirrorStatus:
+    enabled: bool
+    api: str
+    backlog: int
+    oldest_change: datetime | None
+    last_success: datetime | None
+    last_error: str
+    last_error_at: datetime | None
+
+    @property
+    def lag_seconds(self) -> float:
+        """How long the oldest waiting change has waited (0 when nothing waits)."""
+        return (timezone.now() - self.oldest_change).total_seconds() if self.oldest_change else 0.0
+
+
+def mirror_status() -> MirrorStatus:
+    """The etcd mirror at a glance: is it on, what waits in the outbox, the last success and the last error."""
+    waiting = OutboxEntry.objects.aggregate(backlog=Count("id"), oldest=Min("created"))
+    state = MirrorState.objects.filter(pk=1).first() or MirrorState()
+    return MirrorStatus(
+        enabled=bool(settings.DOCK2BOX_ETCD_URL),
+        api=settings.DOCK2BOX_ETCD_API,
+        backlog=waiting["backlog"],
+        oldest_change=waiting["oldest"],
+        last_success=state.last_success,
+        last_error=state.last_error,
+        last_error_at=state.last_error_at,
+    )

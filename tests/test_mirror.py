@@ -310,3 +310,20 @@ def test_both_apis_get_the_same_tree(etcd_server, settings):
     drain()
     assert stored(V3Store(etcd_server.url, 5)) == stored(V2Store(etcd_server.url, 5)) == expected()
     etcd_server.wipe()
+
+
+def test_mirror_state_in_the_api_and_the_admin(settings, user, token_client, admin_client):
+    from django.urls import reverse
+
+    from tests.conftest import grant
+
+    settings.DOCK2BOX_ETCD_URL = "http://127.0.0.1:9"
+    original_example()
+    grant(user, "provisioning.view_mirrorstate")
+    status = token_client.get(reverse("mirror-status")).json()
+    assert status["enabled"] is True
+    assert status["backlog"] == OutboxEntry.objects.count() > 0
+    assert status["lag_seconds"] >= 0
+    page = admin_client.get(reverse("admin:provisioning_mirrorstate_changelist")).content.decode()
+    assert "Outbox backlog" in page
+    assert f'<td class="field-backlog">{status["backlog"]}</td>' in page

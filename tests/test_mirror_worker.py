@@ -156,7 +156,7 @@ def test_redis_down_changes_wait_and_all_arrive(deployed):
 
 
 def test_a_worker_killed_in_the_middle_of_a_drain_leaves_nothing_wrong(deployed):
-    etcd, _, worker = deployed
+    *_, worker = deployed
     worker.stop()
     make_hosts(1200)
     store = sync.mirror_stores()[0]

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 ENDPOINTS = [
     "site-list", "subnet-list", "host-list", "interface-list", "image-list", "imageversion-list", "pxemenu-list",
     "pxemenuitem-list", "bootdefaults-detail", "build-list", "discoveredhost-list", "boottemplate-list",
+    "mirror-status",
 ]  # fmt: skip
 
 

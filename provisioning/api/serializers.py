@@ -120,3 +120,14 @@ class BootTemplateSerializer(serializers.ModelSerializer):
 
     def update(self, instance: BootTemplate, validated_data: dict[str, Any]) -> BootTemplate:
         return services.boot_template_update(template=instance, data=validated_data)
+
+
+class MirrorStatusSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    api = serializers.CharField()
+    backlog = serializers.IntegerField()
+    oldest_change = serializers.DateTimeField(allow_null=True)
+    lag_seconds = serializers.FloatField()
+    last_success = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True)
+    last_error_at = serializers.DateTimeField(allow_null=True)

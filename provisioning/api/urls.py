@@ -12,6 +12,7 @@ router.register("boot-templates", views.BootTemplateViewSet)
 
 urlpatterns = [
     path("boot-defaults/", views.BootDefaultsView.as_view(), name="bootdefaults-detail"),
+    path("mirror/", views.MirrorStatusView.as_view(), name="mirror-status"),
     path("hosts/<int:pk>/enter-build/", views.HostEnterBuildView.as_view(), name="host-enter-build"),
     path("hosts/<int:pk>/cancel-build/", views.HostCancelBuildView.as_view(), name="host-cancel-build"),
     path("hosts/<int:pk>/config/", views.HostConfigPreviewView.as_view(), name="host-config-preview"),

@@ -13,12 +13,13 @@ from provisioning.api.serializers import (
     BootTemplateSerializer,
     BuildSerializer,
     DiscoveredHostSerializer,
+    MirrorStatusSerializer,
     PxeMenuItemSerializer,
     PxeMenuSerializer,
 )
 from provisioning.configs import FORMATS, host_config_render
 from provisioning.filtersets import BuildFilterSet, PxeMenuItemFilterSet
-from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, PxeMenu, PxeMenuItem
+from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, MirrorState, PxeMenu, PxeMenuItem
 from provisioning.views import portal_url
 
 
@@ -138,3 +139,14 @@ class HostConfigPreviewView(generics.GenericAPIView):
             portal=portal_url(request),
         )
         return HttpResponse(rendered.text, content_type=rendered.content_type, status=rendered.status)
+
+
+class MirrorStatusView(generics.GenericAPIView):
+    """The etcd mirror: on or off, the outbox backlog and lag, the last successful sync and the last error."""
+
+    queryset = MirrorState.objects.all()
+
+    @extend_schema(responses=MirrorStatusSerializer)
+    def get(self, request: Request) -> Response:
+        status = selectors.mirror_status()
+        return Response(MirrorStatusSerializer({**status.__dict__, "lag_seconds": status.lag_seconds}).data)
