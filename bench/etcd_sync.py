@@ -86,7 +86,7 @@ def main() -> None:
     print(f"| keys in the tree | {len(keys)} ({full.documents} documents) |")
     print(f"| full sync into an empty etcd | {full_seconds:.1f} s ({full.operations} writes) |")
     print(f"| plain batched puts of the same keys (128 per transaction) | {plain_seconds:.1f} s |")
-    print(f"| full sync / plain puts | {full_seconds / plain_seconds:.2f}× |")
+    print(f"| full sync / plain puts | {full_seconds / plain_seconds:.2f} times |")
     print(f"| reconcile with nothing to change | {idle_seconds:.1f} s ({idle.operations} writes) |")
     print(f"| lag, committed change → visible in etcd, p50 | {statistics.median(lags) * 1000:.0f} ms |")
     print(f"| lag p99 ({len(lags)} single changes, worker running) | {percentile(lags, 99) * 1000:.0f} ms |")
@@ -124,7 +124,7 @@ def measure_lag(changes: int, store: object, workdir: Path, wait_until: object) 
 
     celery_app.conf.update(task_always_eager=False)
     log = (workdir / "worker.log").open("w")
-    worker = subprocess.Popen(  # noqa: S603
+    worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "dock2box", "worker", "--concurrency", "2", "--loglevel", "INFO"],
         cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=log,
     )  # fmt: skip
