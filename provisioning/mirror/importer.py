@@ -77,18 +77,21 @@ def import_tree(tree: dict[str, Any], *, dry_run: bool = False) -> ImportReport:
     report = ImportReport()
     with transaction.atomic():
         steps = [
-            ("sites", _site),
-            ("subnets", _subnet),
-            ("image", _image),
+            ("sites", site_put),
+            ("subnets", subnet_put),
+            ("image", image_put),
             ("default", None),
-            ("host", _host),
+            ("host", host_put),
         ]
         boot_names = _boot_image_names(tree)
         for kind, handler in steps:
             if kind == "default":
                 _run(report, "/default", lambda: _default(tree.get("default") or {}))
                 continue
-            for key, document in sorted((tree.get(kind) or {}).items()):
+            # Boot images first: other images name them as their bootstrap image.
+            for key, document in sorted(
+                (tree.get(kind) or {}).items(), key=lambda item: (item[0] not in boot_names, item[0])
+            ):
                 path = f"/{kind}/{key}"
                 if not isinstance(document, dict):
                     report.rejected.append(f"{path}: not a directory")
@@ -123,7 +126,7 @@ def _boot_image_names(tree: dict[str, Any]) -> set[str]:
     return names - {""}
 
 
-def _site(name: str, document: dict[str, Any], path: str, boot_names: set[str]) -> None:
+def site_put(name: str, document: dict[str, Any], path: str, boot_names: set[str]) -> None:
     data = {
         "name": name,
         "domain": _text(document.get("domain")),
@@ -138,7 +141,7 @@ def _site(name: str, document: dict[str, Any], path: str, boot_names: set[str]) 
         host_services.site_create(data=data)
 
 
-def _subnet(key: str, document: dict[str, Any], path: str, boot_names: set[str]) -> None:
+def subnet_put(key: str, document: dict[str, Any], path: str, boot_names: set[str]) -> None:
     network, _, prefixlen = key.rpartition("-")
     site = Site.objects.filter(name=_text(document.get("site"))).first()
     if site is None:
@@ -156,7 +159,7 @@ def _subnet(key: str, document: dict[str, Any], path: str, boot_names: set[str])
         host_services.subnet_create(data=data)
 
 
-def _image(name: str, document: dict[str, Any], path: str, boot_names: set[str]) -> None:
+def image_put(name: str, document: dict[str, Any], path: str, boot_names: set[str]) -> None:
     kind = _text(document.get("type")) or (ImageType.BOOT if name in boot_names else ImageType.DOCKER)
     if name in boot_names:
         kind = ImageType.BOOT
@@ -176,26 +179,31 @@ def _image(name: str, document: dict[str, Any], path: str, boot_names: set[str])
         "naming_scheme": _text(document.get("naming_scheme")),
         "main_script": _text(document.get("main_script")),
         "post_script": _text(document.get("post_script")),
+        "boot_version": _boot_version(_text(document.get("bootstrap_image")), "", f"{path}/bootstrap_image"),
     }
     image = Image.objects.filter(name=name).first()
     image = image_services.image_update(image=image, data=data) if image else image_services.image_create(data=data)
     for version, values in sorted((document.get("versions") or {}).items()):
-        if not isinstance(values, dict):
-            raise Rejected(f"{path}/versions/{version}: not a directory")
-        fields = {
-            "image": image,
-            "version": version,
-            "timestamp": _timestamp(values.get("timestamp"), f"{path}/versions/{version}"),
-            "main_script": _text(values.get("main_script")),
-        }
-        stored = ImageVersion.objects.filter(image=image, version=version).first()
-        try:
-            if stored:
-                image_services.image_version_update(version=stored, data=fields)
-            else:
-                image_services.image_version_create(data=fields)
-        except ValidationError as error:
-            raise Rejected(_messages(error, f"{path}/versions/{version}")) from error
+        version_put(image, version, values, f"{path}/versions/{version}")
+
+
+def version_put(image: Image, version: str, values: Any, path: str) -> ImageVersion:
+    """Create or replace one version of an image from its document (`timestamp`, `main_script`)."""
+    if not isinstance(values, dict):
+        raise Rejected(f"{path}: not a directory")
+    fields = {
+        "image": image,
+        "version": version,
+        "timestamp": _timestamp(values.get("timestamp"), path),
+        "main_script": _text(values.get("main_script")),
+    }
+    stored = ImageVersion.objects.filter(image=image, version=version).first()
+    try:
+        if stored:
+            return image_services.image_version_update(version=stored, data=fields)
+        return image_services.image_version_create(data=fields)
+    except ValidationError as error:
+        raise Rejected(_messages(error, path)) from error
 
 
 def _boot_version(image: str, version: str, path: str) -> ImageVersion | None:
@@ -242,7 +250,7 @@ def _default(document: dict[str, Any]) -> None:
     services.boot_defaults_update(data=data)
 
 
-def _host(fqdn: str, document: dict[str, Any], path: str, boot_names: set[str]) -> None:
+def host_put(fqdn: str, document: dict[str, Any], path: str, boot_names: set[str]) -> None:
     site_name, image_name, version_name = (_text(document.get(name)) for name in ("site", "image", "version"))
     site = Site.objects.filter(name=site_name).first() if site_name else None
     if site_name and site is None:
