@@ -173,6 +173,9 @@ DOCK2BOX_ETCD_TIMEOUT = env.float("DOCK2BOX_ETCD_TIMEOUT", default=5.0)
 DOCK2BOX_OUTBOX_DRAIN_INTERVAL = env.int("DOCK2BOX_OUTBOX_DRAIN_INTERVAL", default=30)
 DOCK2BOX_RECONCILE_INTERVAL = env.int("DOCK2BOX_RECONCILE_INTERVAL", default=300)
 
+# /api/v1 (the original REST contract): anonymous reads as the original allowed; writes always need a token.
+DOCK2BOX_V1_ANONYMOUS_READ = env.bool("DOCK2BOX_V1_ANONYMOUS_READ", default=True)
+
 # The cache holds the boot catalogue (menus, images, defaults) and its generation. Several processes (gunicorn
 # workers) must share it, so it defaults to the broker's Redis; the embedded default keeps it in memory.
 DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")

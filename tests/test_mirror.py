@@ -45,7 +45,7 @@ def test_the_original_example_host_projects_to_the_original_layout(settings):
     documents = sync.desired_documents({"host/test1.example.com", "hwaddr/00:50:56:3d:db:d4"})
     nic = {"gw": "10.192.61.254", "hwaddr": "00:50:56:3d:db:d4", "ip": "10.192.61.96", "netmask": "255.255.254.0"}
     expected = {
-        "build": "false", "debug": "false", "gpt": "false", "kexec": "false", "kopts": "", "legacynet": "false",
+        "build": "false", "debug": "false", "gpt": "false", "kexec": "false", "kopts": "",
         "image": "centos-7.1-x86_64", "version": "latest", "site": "emea2",
         **{f"interface/{name}/{field}": value for name in ("default", "eth0") for field, value in nic.items()},
     }  # fmt: skip

@@ -66,7 +66,7 @@ def _timestamp(value: Any, path: str) -> datetime:
     raise Rejected(f"{path}/timestamp: '{text}' is not a time (write YYYYmmdd-HHMMSS)")
 
 
-def _messages(error: ValidationError, path: str) -> str:
+def messages(error: ValidationError, path: str) -> str:
     if hasattr(error, "error_dict"):
         return "; ".join(f"{path}/{name}: {' '.join(messages)}" for name, messages in error.message_dict.items())
     return f"{path}: {' '.join(error.messages)}"
@@ -114,7 +114,7 @@ def _run(report: ImportReport, path: str, action: Any) -> None:
     except Rejected as error:
         report.rejected.append(str(error))
     except ValidationError as error:
-        report.rejected.append(_messages(error, path))
+        report.rejected.append(messages(error, path))
 
 
 def _boot_image_names(tree: dict[str, Any]) -> set[str]:
@@ -203,7 +203,7 @@ def version_put(image: Image, version: str, values: Any, path: str) -> ImageVers
             return image_services.image_version_update(version=stored, data=fields)
         return image_services.image_version_create(data=fields)
     except ValidationError as error:
-        raise Rejected(_messages(error, path)) from error
+        raise Rejected(messages(error, path)) from error
 
 
 def _boot_version(image: str, version: str, path: str) -> ImageVersion | None:

@@ -37,13 +37,9 @@ def _nic(interface: Interface) -> Tree:
 
 def host_tree(host: Host, interfaces: Iterable[Interface], *, image: str, version: str, site: str) -> Tree:
     """`/host/<fqdn>/`: the host's own settings, its interfaces, `interface/default` as a copy of the primary NIC."""
-    tree: Tree = {
-        "build": flag(host.build),
-        "debug": flag(host.debug),
-        "legacynet": flag(host.legacynet),
-        "kopts": host.kopts,
-    }
+    tree: Tree = {"build": flag(host.build), "debug": flag(host.debug), "kopts": host.kopts}
     optional = {
+        "legacynet": "true" if host.legacynet else "",
         "gpt": flag(host.gpt) if host.gpt is not None else "",
         "kexec": flag(host.kexec) if host.kexec is not None else "",
         "volmgt": host.volmgt,

@@ -48,7 +48,8 @@ def directory(name: str) -> str:
     return f"{settings.DOCK2BOX_ETCD_PREFIX}/{name}/"
 
 
-def _subnet_network(key: str) -> str:
+def subnet_network(key: str) -> str:
+    """`10.0.0.0-24` → `10.0.0.0/24` (the original's subnet key)."""
     network, _, prefixlen = key.rpartition("-")
     return f"{network}/{prefixlen}"
 
@@ -99,7 +100,7 @@ def desired_documents(names: Iterable[str] | None) -> dict[str, dict[str, str]]:
     if every or wanted["subnets"]:
         subnets = Subnet.objects.select_related("site")
         if not every:
-            subnets = subnets.filter(network__in=[_subnet_network(key) for key in wanted["subnets"]])
+            subnets = subnets.filter(network__in=[subnet_network(key) for key in wanted["subnets"]])
         for subnet in subnets:
             keep(f"subnets/{subnet.network.replace('/', '-')}", projection.subnet_tree(subnet, site=subnet.site.name))
     if every or wanted["sites"]:
