@@ -25,6 +25,7 @@ from dock2box.validators import (
 )
 from hosts.choices import HostStatus
 from images.choices import ImageType, VolumeManagement
+from images.models import boot_version_errors, boot_version_field
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -65,15 +66,7 @@ class Site(models.Model):
         related_name="+",
         limit_choices_to=~models.Q(type=ImageType.BOOT),
     )
-    boot_version = models.ForeignKey(
-        "images.ImageVersion",
-        verbose_name="boot image version",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        limit_choices_to={"image__type": ImageType.BOOT},
-    )
+    boot_version = boot_version_field()
     pxe_menu = models.ForeignKey(
         "provisioning.PxeMenu",
         verbose_name="PXE menu",
@@ -105,6 +98,8 @@ class Site(models.Model):
             self.dns_servers = ",".join(parse_address_list(self.dns_servers))
         if self.image is not None and self.image.type == ImageType.BOOT:
             raise ValidationError({"image": "A boot image cannot be the image hosts are installed with."})
+        if boot_version_errors(self.boot_version):
+            raise ValidationError(boot_version_errors(self.boot_version))
 
 
 def _parse_ranges(text: str, network: IPNetwork) -> list[tuple[IPAddress, IPAddress]]:
@@ -236,16 +231,7 @@ class Host(models.Model):
         related_name="hosts",
         help_text="Empty means latest: the newest version of the image.",
     )
-    boot_version = models.ForeignKey(
-        "images.ImageVersion",
-        verbose_name="boot image version",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        limit_choices_to={"image__type": ImageType.BOOT},
-        help_text="Empty means the image's, the site's or the global default.",
-    )
+    boot_version = boot_version_field(help_text="Empty means the image's, the site's or the global default.")
     build = models.BooleanField("build mode", default=False, help_text="Install on the next PXE boot.")
     debug = models.BooleanField(default=False, help_text="Do not reboot after the install.")
     gpt = models.BooleanField("GPT", null=True, blank=True)
@@ -304,8 +290,7 @@ class Host(models.Model):
                 errors["image_version"] = f"{self.image_version} is not a version of {self.image}."
         if self.image is not None and self.image.type == ImageType.BOOT:
             errors["image"] = "A boot image cannot be installed on a host; pick a docker or file image."
-        if self.boot_version is not None and self.boot_version.image.type != ImageType.BOOT:
-            errors["boot_version"] = "Pick a version of a boot image."
+        errors |= boot_version_errors(self.boot_version)
         labels = [label.strip() for label in self.labels.split(",") if label.strip()]
         bad = [label for label in labels if not re.match(r"^[A-Za-z][A-Za-z0-9_.-]*\Z", label)]
         if bad:

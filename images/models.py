@@ -1,5 +1,7 @@
 """What gets installed on a host, and what boots the installer."""
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -9,6 +11,27 @@ from images.choices import ImageType, VolumeManagement
 
 LATEST = "latest"
 validate_digest = RegexValidator(r"^sha256:[0-9a-f]{64}\Z", "Write a digest as sha256:<64 lower-case hex digits>.")
+
+
+def boot_version_field(*, on_delete: Any = models.PROTECT, help_text: str = "") -> Any:
+    """A pointer to the boot environment (a version of a boot image) that boots the installer; empty = inherit."""
+    return models.ForeignKey(
+        "images.ImageVersion",
+        verbose_name="boot image version",
+        on_delete=on_delete,
+        null=True,
+        blank=True,
+        related_name="+",
+        limit_choices_to={"image__type": ImageType.BOOT},
+        help_text=help_text,
+    )
+
+
+def boot_version_errors(version: "ImageVersion | None") -> dict[str, str]:
+    """The error of a boot image version field that points at a version of an image that is not a boot image."""
+    if version is not None and version.image.type != ImageType.BOOT:
+        return {"boot_version": "Pick a version of a boot image."}
+    return {}
 
 
 class Image(models.Model):
@@ -42,15 +65,8 @@ class Image(models.Model):
         validators=[validate_url],
         help_text="File and boot images: base URL of the files; empty means the site's file server.",
     )
-    boot_version = models.ForeignKey(
-        "images.ImageVersion",
-        verbose_name="boot image version",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        limit_choices_to={"image__type": ImageType.BOOT},
-        help_text="The boot environment that installs this image; empty means the site's or the global default.",
+    boot_version = boot_version_field(
+        help_text="The boot environment that installs this image; empty means the site's or the global default."
     )
     kopts = models.CharField(
         "kernel options",
@@ -79,8 +95,8 @@ class Image(models.Model):
     def clean(self) -> None:
         if self.boot_version_id and self.type == ImageType.BOOT:
             raise ValidationError({"boot_version": "A boot image does not boot through another boot image."})
-        if self.boot_version is not None and self.boot_version.image.type != ImageType.BOOT:
-            raise ValidationError({"boot_version": "Pick a version of a boot image."})
+        if boot_version_errors(self.boot_version):
+            raise ValidationError(boot_version_errors(self.boot_version))
         if self.type != ImageType.DOCKER and (self.registry or self.repository):
             raise ValidationError({"registry": "Only Docker images come from a registry."})
 

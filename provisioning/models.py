@@ -8,7 +8,7 @@ from django.db import models
 
 from dock2box.fields import MACAddressField
 from dock2box.validators import validate_domain, validate_safe_text
-from images.choices import ImageType
+from images.models import boot_version_errors, boot_version_field
 from provisioning.choices import BuildStage, BuildState, MenuTheme, TemplateKind
 
 validate_menu_key = RegexValidator(
@@ -90,15 +90,7 @@ class BootDefaults(models.Model):
     submenu_timeout = models.PositiveIntegerField(default=30, validators=[MaxValueValidator(3600)])
     menu_name = models.CharField(max_length=80, default="Dock2Box", validators=[validate_safe_text])
     submenu_name = models.CharField(max_length=80, default="Versions", validators=[validate_safe_text])
-    boot_version = models.ForeignKey(
-        "images.ImageVersion",
-        verbose_name="boot image version",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        limit_choices_to={"image__type": ImageType.BOOT},
-    )
+    boot_version = boot_version_field(on_delete=models.SET_NULL)
     domain = models.CharField(max_length=253, blank=True, validators=[validate_domain])
 
     class Meta:
@@ -114,8 +106,8 @@ class BootDefaults(models.Model):
         super().save(*args, **kwargs)  # type: ignore[arg-type]
 
     def clean(self) -> None:
-        if self.boot_version is not None and self.boot_version.image.type != ImageType.BOOT:
-            raise ValidationError({"boot_version": "Pick a version of a boot image."})
+        if boot_version_errors(self.boot_version):
+            raise ValidationError(boot_version_errors(self.boot_version))
 
 
 class Build(models.Model):

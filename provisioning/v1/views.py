@@ -276,25 +276,25 @@ def _interface_set(document: dict[str, Any], name: str, value: dict[str, Any] | 
     return {**document, "interface": interfaces}
 
 
-@_answer
-def host_interfaces(request: HttpRequest, fqdn: str) -> tuple[int, Any]:
-    """`GET /api/v1/hosts/<fqdn>/interfaces`."""
-    hosts = RESOURCES["hosts"]
-    _authorize(request, hosts, "view")
-    interfaces = _document(hosts, fqdn).get("interface") or {}
+def _parts(request: HttpRequest, resource: Resource, key: str, field: str, dir_name: str) -> tuple[int, Any]:
+    """A collection inside a document: a host's interfaces, an image's versions."""
+    _authorize(request, resource, "view")
+    parts = _document(resource, key).get(field) or {}
     if request.GET.get("table") == "true":
-        return 200, [{**values, "interface": name} for name, values in interfaces.items()]
-    return 200, interfaces
+        return 200, [{**values, dir_name: name} for name, values in parts.items()]
+    return 200, parts
 
 
-@_answer
-def host_interface(request: HttpRequest, fqdn: str, name: str) -> tuple[int, Any]:
-    """`GET|PUT|PATCH|DELETE /api/v1/hosts/<fqdn>/interfaces/<ifname>` (`default` is the primary NIC)."""
-    hosts = RESOURCES["hosts"]
-    path = f"/host/{fqdn}/interface/{name}"
-    _authorize(request, hosts, "view" if request.method == "GET" else "change")
-    document = _document(hosts, fqdn)
-    current = (document.get("interface") or {}).get(name)
+def _part(
+    request: HttpRequest,
+    *,
+    path: str,
+    current: dict[str, Any] | None,
+    schema: str,
+    store: Callable[[dict[str, Any]], dict[str, Any]],
+    remove: Callable[[], None],
+) -> tuple[int, Any]:
+    """GET, PUT, PATCH or DELETE one part of a document; `store` writes it and returns it as stored."""
     if request.method == "PUT":
         value = _body(request)
     elif current is None:
@@ -304,24 +304,45 @@ def host_interface(request: HttpRequest, fqdn: str, name: str) -> tuple[int, Any
     elif request.method == "PATCH":
         value = _patch(current, _body(request), path)
     elif request.method == "DELETE":
-        _put(hosts, fqdn, _interface_set(document, name, None))
+        remove()
         return 200, current
     else:
         raise Problem(405, "Use GET, PUT, PATCH or DELETE.")
-    validate("interface", value, path)
-    _put(hosts, fqdn, _interface_set(document, name, value))
-    return 200, _document(hosts, fqdn)["interface"][name]
+    validate(schema, value, path)
+    return 200, store(value)
+
+
+@_answer
+def host_interfaces(request: HttpRequest, fqdn: str) -> tuple[int, Any]:
+    """`GET /api/v1/hosts/<fqdn>/interfaces`."""
+    return _parts(request, RESOURCES["hosts"], fqdn, "interface", "interface")
+
+
+@_answer
+def host_interface(request: HttpRequest, fqdn: str, name: str) -> tuple[int, Any]:
+    """`GET|PUT|PATCH|DELETE /api/v1/hosts/<fqdn>/interfaces/<ifname>` (`default` is the primary NIC)."""
+    hosts = RESOURCES["hosts"]
+    _authorize(request, hosts, "view" if request.method == "GET" else "change")
+    document = _document(hosts, fqdn)
+
+    def store(value: dict[str, Any]) -> dict[str, Any]:
+        _put(hosts, fqdn, _interface_set(document, name, value))
+        return dict(_document(hosts, fqdn)["interface"][name])
+
+    return _part(
+        request,
+        path=f"/host/{fqdn}/interface/{name}",
+        current=(document.get("interface") or {}).get(name),
+        schema="interface",
+        store=store,
+        remove=lambda: _put(hosts, fqdn, _interface_set(document, name, None)),
+    )
 
 
 @_answer
 def image_versions(request: HttpRequest, image: str) -> tuple[int, Any]:
     """`GET /api/v1/images/<name>/versions`."""
-    images = RESOURCES["images"]
-    _authorize(request, images, "view")
-    versions = _document(images, image).get("versions") or {}
-    if request.GET.get("table") == "true":
-        return 200, [{**values, "version": name} for name, values in versions.items()]
-    return 200, versions
+    return _parts(request, RESOURCES["images"], image, "versions", "version")
 
 
 @_answer
@@ -332,22 +353,21 @@ def image_version(request: HttpRequest, image: str, version: str) -> tuple[int, 
     _authorize(request, images, "view" if request.method == "GET" else "change")
     current = (_document(images, image).get("versions") or {}).get(version)
     stored = Image.objects.get(name=image)
-    if request.method == "PUT":
-        value = _body(request)
-    elif current is None:
-        raise Problem(404, f"{path}: not found")
-    elif request.method == "GET":
-        return 200, current
-    elif request.method == "PATCH":
-        value = _patch(current, _body(request), path)
-    elif request.method == "DELETE":
-        _store(lambda: image_services.image_version_delete(version=stored.versions.get(version=version)), path)
-        return 200, current
-    else:
-        raise Problem(405, "Use GET, PUT, PATCH or DELETE.")
-    validate("image_version", value, path)
-    _store(lambda: importer.version_put(stored, version, value, path), path)
-    return 200, _document(images, image)["versions"][version]
+
+    def store(value: dict[str, Any]) -> dict[str, Any]:
+        _store(lambda: importer.version_put(stored, version, value, path), path)
+        return dict(_document(images, image)["versions"][version])
+
+    return _part(
+        request,
+        path=path,
+        current=current,
+        schema="image_version",
+        store=store,
+        remove=lambda: _store(
+            lambda: image_services.image_version_delete(version=stored.versions.get(version=version)), path
+        ),
+    )
 
 
 def schema(request: HttpRequest, name: str) -> JsonResponse:
