@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,3 +91,28 @@ class Etcd:
         listing = requests.get(f"{self.url}/v2/keys/", timeout=5).json()
         for node in listing.get("node", {}).get("nodes", []):
             requests.delete(f"{self.url}/v2/keys{node['key']}", params={"recursive": "true"}, timeout=5)
+
+
+class Postgres:
+    """A private PostgreSQL cluster on a free port (run as the postgres user), for tests that stop their database."""
+
+    BIN = Path("/usr/lib/postgresql") / sorted(p.name for p in Path("/usr/lib/postgresql").iterdir())[-1] / "bin"
+
+    def __init__(self) -> None:
+        # Its own directory under /tmp: the postgres user cannot enter pytest's (root-only) temporary tree.
+        self.workdir, self.port = Path(tempfile.mkdtemp(prefix="d2b-pg-")), free_port()
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        subprocess.run(["chown", "postgres", str(self.workdir)], check=True)
+        self._as_postgres(str(self.BIN / "initdb"), "-D", str(self.workdir / "data"), "-A", "trust", "-U", "postgres")
+
+    def _as_postgres(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
+
+    def start(self) -> "Postgres":
+        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1"
+        self._as_postgres(str(self.BIN / "pg_ctl"), "-D", str(self.workdir / "data"), "-o", options,
+                          "-l", str(self.workdir / "log"), "-w", "start")  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        self._as_postgres(str(self.BIN / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "fast", "-w", "stop")
