@@ -176,6 +176,10 @@ DOCK2BOX_RECONCILE_INTERVAL = env.int("DOCK2BOX_RECONCILE_INTERVAL", default=300
 # /api/v1 (the original REST contract): anonymous reads as the original allowed; writes always need a token.
 DOCK2BOX_V1_ANONYMOUS_READ = env.bool("DOCK2BOX_V1_ANONYMOUS_READ", default=True)
 
+# Backups (manage.py backup): where archives go and how many are kept.
+DOCK2BOX_BACKUP_DIR = env.str("DOCK2BOX_BACKUP_DIR", default=str(VAR_DIR / "backups"))
+DOCK2BOX_BACKUP_KEEP = env.int("DOCK2BOX_BACKUP_KEEP", default=48)
+
 # The cache holds the boot catalogue (menus, images, defaults) and its generation. Several processes (gunicorn
 # workers) must share it, so it defaults to the broker's Redis; the embedded default keeps it in memory.
 DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")
