@@ -4,6 +4,7 @@ Every variable read here is listed in `.env.example`; the embedded default (no v
 `var/`, tasks run in-process, etcd sync off.
 """
 
+import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -180,6 +181,12 @@ DOCK2BOX_V1_ANONYMOUS_READ = env.bool("DOCK2BOX_V1_ANONYMOUS_READ", default=True
 DOCK2BOX_BACKUP_DIR = env.str("DOCK2BOX_BACKUP_DIR", default=str(VAR_DIR / "backups"))
 DOCK2BOX_BACKUP_KEEP = env.int("DOCK2BOX_BACKUP_KEEP", default=48)
 
+# Prometheus: with several processes (gunicorn workers, tftpd), a directory they all share makes counters add up.
+# It must be empty when the processes start (deploy/gunicorn.conf.py clears it).
+DOCK2BOX_METRICS_DIR = env.str("DOCK2BOX_METRICS_DIR", default="")
+if DOCK2BOX_METRICS_DIR:
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DOCK2BOX_METRICS_DIR)
+
 # The cache holds the boot catalogue (menus, images, defaults) and its generation. Several processes (gunicorn
 # workers) must share it, so it defaults to the broker's Redis; the embedded default keeps it in memory.
 DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")
@@ -215,8 +222,16 @@ CELERY_BEAT_SCHEDULE = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "dock2box.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": env.str("DOCK2BOX_LOG_FORMAT", default="plain"),
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("DOCK2BOX_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

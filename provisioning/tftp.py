@@ -15,6 +15,8 @@ from typing import IO, Any
 
 import tftpy
 
+from dock2box.metrics import TFTP_TRANSFERS
+
 logger = logging.getLogger("dock2box.tftp")
 BINARIES = ["undionly.kpxe", "ipxe.efi", "snponly.efi"]
 STAGE0 = "stage0.ipxe"
@@ -57,8 +59,10 @@ class BootFiles:
     def open(self, name: str, raddress: str = "", rport: int = 0, **kwargs: Any) -> IO[bytes] | None:
         path = self.files.get(name.lstrip("/"))
         if path is None:
+            TFTP_TRANSFERS.labels("refused").inc()
             logger.warning("tftp file=%r client=%s:%s outcome=refused", name[:200], raddress, rport)
             return None
+        TFTP_TRANSFERS.labels("served").inc()
         logger.info("tftp file=%s client=%s:%s outcome=served", name.lstrip("/"), raddress, rport)
         return path.open("rb")
 

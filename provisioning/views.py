@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from dock2box.metrics import BOOT_REQUESTS
 from dock2box.validators import normalise_mac
 from provisioning import selectors, services
 from provisioning.catalogue import catalogue_get
@@ -52,6 +53,7 @@ def never_fails(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         try:
             return view(request, *args, **kwargs)
         except Exception:
+            BOOT_REQUESTS.labels("error").inc()
             logger.exception("boot request failed: %s", request.get_full_path()[:300])
             return _script(ipxe.notice_script(message="the portal had an internal error; see its log"))
 
@@ -95,6 +97,7 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
         mac = normalise_mac(raw_mac or "")
     except ValidationError:
         shown = re.sub(r"[^0-9A-Za-z:.-]", "?", (raw_mac or "")[:40])
+        BOOT_REQUESTS.labels("error").inc()
         logger.info("boot mac=%s outcome=error reason=bad-mac", shown or "-")
         reason = f"'{shown}' is not a MAC address" if raw_mac else "the request named no MAC address"
         return _script(ipxe.notice_script(message=reason, platform=platform if platform in ("pcbios", "efi") else ""))
@@ -107,6 +110,7 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
         services.discovered_host_record(
             mac=mac, now=now, details={**details, "ip": boot.ip or None, "platform": boot.platform}
         )
+        BOOT_REQUESTS.labels("unknown").inc()
         logger.info("boot mac=%s host=- platform=%s outcome=unknown", mac, boot.platform or "-")
         return _script(ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=None, install=None))
 
@@ -122,6 +126,7 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
         )
         install = _install_lines(portal, settings, token)
     outcome = "build" if install else "known"
+    BOOT_REQUESTS.labels(outcome).inc()
     logger.info("boot mac=%s host=%s platform=%s outcome=%s", mac, host.fqdn, boot.platform or "-", outcome)
     return _script(
         ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=settings, install=install)

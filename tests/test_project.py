@@ -1,5 +1,6 @@
 """The project as a newcomer meets it: settings documented, schema clean, demo data, first admin."""
 
+import json
 import re
 from io import StringIO
 from pathlib import Path
@@ -65,3 +66,16 @@ def test_ensure_admin_creates_a_superuser_once_and_prints_how_to_log_in(settings
     out = StringIO()
     call_command("ensure_admin", stdout=out)
     assert password in out.getvalue()
+
+
+def test_json_logs_are_one_object_per_line():
+    import logging
+
+    from dock2box.logs import JsonFormatter
+
+    record = logging.LogRecord(
+        "dock2box.boot", logging.INFO, __file__, 1, "boot mac=%s outcome=%s", ("52:54:00:00:00:01", "known"), None
+    )
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "boot mac=52:54:00:00:00:01 outcome=known"
+    assert (entry["level"], entry["logger"]) == ("INFO", "dock2box.boot")

@@ -1,0 +1,69 @@
+"""/metrics: counters add up across gunicorn workers; state comes from the database."""
+
+import re
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests import factories
+from tests.services import ROOT, free_port, stop, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def value(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, flags=re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+@pytest.fixture
+def gunicorn(transactional_db, tmp_path):
+    import os
+    import subprocess
+
+    db = connection.settings_dict
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+           "DOCK2BOX_METRICS_DIR": str(tmp_path / "metrics"), "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+           "DOCK2BOX_BIND": f"127.0.0.1:{port}", "DOCK2BOX_WEB_WORKERS": "2"}  # fmt: skip
+    log = (tmp_path / "gunicorn.log").open("w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "dock2box.wsgi", "--config", "deploy/gunicorn.conf.py"],
+        cwd=ROOT, env=env, stdout=log, stderr=log,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=1).status == 200, what="gunicorn")
+    yield url
+    stop(process)
+
+
+def test_boot_counters_add_up_across_workers_and_state_comes_from_the_database(gunicorn):
+    host = factories.HostFactory(build=False)
+    factories.InterfaceFactory(host=host, mac="52:54:00:00:0a:01")
+    factories.BuildFactory(state="done", token=None)
+    before = scrape(gunicorn)
+    for number in range(30):
+        urllib.request.urlopen(f"{gunicorn}/ipxe?mac=52:54:00:00:0b:{number:02x}", timeout=5).read()
+    for _ in range(10):
+        urllib.request.urlopen(f"{gunicorn}/ipxe?mac=52:54:00:00:0a:01", timeout=5).read()
+    urllib.request.urlopen(f"{gunicorn}/ipxe?mac=nonsense", timeout=5).read()
+    for _ in range(6):  # whichever worker answers, the sums are the same
+        text = scrape(gunicorn)
+        assert (
+            value(text, 'dock2box_boot_requests_total{outcome="unknown"}')
+            - value(before, 'dock2box_boot_requests_total{outcome="unknown"}')
+            == 30
+        )
+        assert value(text, 'dock2box_boot_requests_total{outcome="known"}') == 10
+        assert value(text, 'dock2box_boot_requests_total{outcome="error"}') == 1
+        assert value(text, 'dock2box_builds{state="done"}') == 1
+        assert "dock2box_outbox_backlog 0.0" in text
+        assert "dock2box_build_duration_seconds_bucket" in text
