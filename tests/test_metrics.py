@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from tests import factories
-from tests.services import ROOT, free_port, stop, wait_until
+from tests.services import ROOT, free_port, manage, stop, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +41,12 @@ def gunicorn(transactional_db, tmp_path):
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=1).status == 200, what="gunicorn")
-    yield url
+    yield url, env
     stop(process)
 
 
 def test_boot_counters_add_up_across_workers_and_state_comes_from_the_database(gunicorn):
+    gunicorn, _ = gunicorn
     host = factories.HostFactory(build=False)
     factories.InterfaceFactory(host=host, mac="52:54:00:00:0a:01")
     factories.BuildFactory(state="done", token=None)
@@ -67,3 +68,26 @@ def test_boot_counters_add_up_across_workers_and_state_comes_from_the_database(g
         assert value(text, 'dock2box_builds{state="done"}') == 1
         assert "dock2box_outbox_backlog 0.0" in text
         assert "dock2box_build_duration_seconds_bucket" in text
+
+
+def test_tftp_counters_add_up_with_the_portal(gunicorn, tmp_path):
+    import socket
+
+    import tftpy
+
+    url, env = gunicorn
+    port = free_port(socket.SOCK_DGRAM)
+    log = (tmp_path / "tftpd.log").open("w")
+    tftpd = manage("tftpd", "--bind", "127.0.0.1", "--port", str(port), env={**env, "DOCK2BOX_PUBLIC_URL": url},
+                   stdout=log, stderr=log)  # fmt: skip
+    try:
+        wait_until(lambda: "serving" in (tmp_path / "tftpd.log").read_text(), what="tftpd")
+        client = tftpy.TftpClient("127.0.0.1", port)
+        for _ in range(3):
+            client.download("stage0.ipxe", str(tmp_path / "stage0"), timeout=2)
+        with pytest.raises(tftpy.TftpShared.TftpException):
+            client.download("missing.efi", str(tmp_path / "nope"), timeout=2, retries=1)
+        wait_until(lambda: value(scrape(url), 'dock2box_tftp_transfers_total{outcome="served"}') == 3, what="served")
+        assert value(scrape(url), 'dock2box_tftp_transfers_total{outcome="refused"}') == 1
+    finally:
+        stop(tftpd)
