@@ -187,6 +187,10 @@ DOCK2BOX_METRICS_DIR = env.str("DOCK2BOX_METRICS_DIR", default="")
 if DOCK2BOX_METRICS_DIR:
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DOCK2BOX_METRICS_DIR)
 
+# Whether picking an image version in a host's boot menu starts an install (off: only the portal starts builds;
+# the boot endpoints are anonymous, and a picked install wipes the disk).
+DOCK2BOX_MENU_INSTALL = env.bool("DOCK2BOX_MENU_INSTALL", default=False)
+
 # The cache holds the boot catalogue (menus, images, defaults) and its generation. Several processes (gunicorn
 # workers) must share it, so it defaults to the broker's Redis; the embedded default keeps it in memory.
 DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")

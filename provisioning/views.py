@@ -15,6 +15,7 @@ from typing import IO
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
+from django.core.signing import BadSignature, TimestampSigner
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -30,6 +31,8 @@ from provisioning.rendering import ipxe
 from provisioning.resolve import HostSettings, boot_file_urls, host_settings
 
 logger = logging.getLogger("dock2box.boot")
+PICK_SALT = "dock2box.menu-install"
+PICK_MAX_AGE = 900  # seconds a menu's version entries stay usable
 _DETAIL_RE = re.compile(r"^[A-Za-z0-9 ._:/+-]{1,100}\Z")
 MAX_EVENT_BODY = 64 * 1024
 
@@ -128,9 +131,24 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
     outcome = "build" if install else "known"
     BOOT_REQUESTS.labels(outcome).inc()
     logger.info("boot mac=%s host=%s platform=%s outcome=%s", mac, host.fqdn, boot.platform or "-", outcome)
+    pick_url = _pick_url(portal, boot) if django_settings.DOCK2BOX_MENU_INSTALL else None
     return _script(
-        ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=settings, install=install)
+        ipxe.menu_script(
+            portal=portal, request=boot, catalogue=catalogue, settings=settings, install=install, pick_url=pick_url
+        )
     )
+
+
+def _pick_url(portal: str, boot: ipxe.BootRequest) -> Callable[[str, str], str]:
+    """Signed, short-lived URLs for the menu's versions: only a menu the portal served can pick an install."""
+
+    def url(image: str, version: str) -> str:
+        _, stamp, signature = TimestampSigner(salt=PICK_SALT).sign(f"{boot.mac}|{image}|{version}").rsplit(":", 2)
+        platform = f"&platform={boot.platform}" if boot.platform else ""
+        return (f"{portal}/ipxe/install?mac={boot.mac}&image={image}&version={version}{platform}"
+                f"&stamp={stamp}&sig={signature}")  # fmt: skip
+
+    return url
 
 
 def _install_lines(portal: str, settings: HostSettings, token: str) -> list[str]:
@@ -168,10 +186,20 @@ def install_chosen(request: HttpRequest) -> HttpResponse:
         mac = normalise_mac(request.GET.get("mac", ""))
     except ValidationError:
         return _script(ipxe.notice_script(message="the install request named no valid MAC", platform=platform))
+    if not django_settings.DOCK2BOX_MENU_INSTALL:
+        return _script(ipxe.notice_script(message="installing from the menu is off", platform=platform))
+    image_name, version_name = request.GET.get("image", ""), request.GET.get("version", "")
+    signed = f"{mac}|{image_name}|{version_name}:{request.GET.get('stamp', '')}:{request.GET.get('sig', '')}"
+    try:
+        TimestampSigner(salt=PICK_SALT).unsign(signed, max_age=PICK_MAX_AGE)
+    except BadSignature:
+        return _script(
+            ipxe.notice_script(message="this menu is old or not the portal's; boot again", platform=platform)
+        )
     catalogue = catalogue_get()
-    image = catalogue.images.get(request.GET.get("image", ""))
+    image = catalogue.images.get(image_name)
     versions = image.version_list if image is not None else []  # type: ignore[attr-defined]
-    version = next((item for item in versions if item.version == request.GET.get("version")), None)
+    version = next((item for item in versions if item.version == version_name), None)
     lookup = selectors.interface_for_boot(mac=mac)
     if lookup is None or version is None:
         message = "register this MAC as a host before installing it" if lookup is None else "that version is gone"

@@ -249,16 +249,50 @@ def test_events_body_must_be_a_json_object(client, world):
     assert client.post(f"/config/{token}/events", "x" * 70000, "application/json").status_code == 413
 
 
-def test_a_version_picked_in_the_menu_installs_that_version(client, world):
-    text = script(client, f"/ipxe/install?mac={IDLE_MAC}&image=debian-12&version=a&platform=pcbios")
+def _pick(menu: str, image: str, version: str) -> str:
+    """The chain URL the menu gives for an image version."""
+    url = re.search(rf"chain --autofree (\S+/ipxe/install\?\S+&image={image}&version={version}&\S+) \|\|", menu)
+    return url.group(1).split("portal.example.com:8000", 1)[1]
+
+
+def test_a_version_picked_in_the_menu_installs_that_version(client, world, settings):
+    settings.DOCK2BOX_MENU_INSTALL = True
+    menu = script(client, f"/ipxe?mac={IDLE_MAC}&platform=pcbios")
+    text = script(client, _pick(menu, "debian-12", "a"))
     assert "installing debian-12:a on idle.ams1.example.com" in text
     token = token_of(text)
     assert "D2B_IMAGE_VERSION='a'" in client.get(f"/config/{token}").content.decode()
     assert Host.objects.get(pk=world.idle_host.pk).build is True
 
 
-def test_an_unknown_host_cannot_pick_an_install(client, world):
-    text = script(client, f"/ipxe/install?mac={UNKNOWN_MAC}&image=debian-12&version=a")
+def test_picking_in_the_menu_is_off_by_default(client, world):
+    menu = script(client, f"/ipxe?mac={IDLE_MAC}&platform=pcbios")
+    assert "/ipxe/install" not in menu
+    assert "this menu cannot start installs" in menu
+    assert "installing from the menu is off" in script(
+        client, f"/ipxe/install?mac={IDLE_MAC}&image=debian-12&version=a"
+    )
+    assert Host.objects.get(pk=world.idle_host.pk).build is False
+
+
+def test_a_forged_or_old_pick_is_refused(client, world, settings):
+    settings.DOCK2BOX_MENU_INSTALL = True
+    menu = script(client, f"/ipxe?mac={IDLE_MAC}&platform=pcbios")
+    forged = _pick(menu, "debian-12", "a").replace("version=a", "version=b")
+    assert "not the portal's" in script(client, forged)
+    assert "not the portal's" in script(client, f"/ipxe/install?mac={IDLE_MAC}&image=debian-12&version=a")
+    assert Host.objects.get(pk=world.idle_host.pk).build is False
+
+
+def test_an_unknown_host_cannot_pick_an_install(client, world, settings):
+    from django.core.signing import TimestampSigner
+
+    from provisioning.views import PICK_SALT
+
+    settings.DOCK2BOX_MENU_INSTALL = True
+    assert "/ipxe/install" not in script(client, f"/ipxe?mac={UNKNOWN_MAC}&platform=pcbios")
+    _, stamp, sig = TimestampSigner(salt=PICK_SALT).sign(f"{UNKNOWN_MAC}|debian-12|a").rsplit(":", 2)
+    text = script(client, f"/ipxe/install?mac={UNKNOWN_MAC}&image=debian-12&version=a&stamp={stamp}&sig={sig}")
     assert "register this MAC as a host" in text
     assert not Build.objects.filter(host__interfaces__mac=UNKNOWN_MAC).exists()
 

@@ -5,6 +5,7 @@ Every value that lands in a script is either one of ours (labels, URLs built her
 Operator-written menu item commands are iPXE by design and go in as written.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from provisioning.catalogue import Catalogue
@@ -136,8 +137,10 @@ def menu_script(
     catalogue: Catalogue,
     settings: HostSettings | None,
     install: list[str] | None,
+    pick_url: Callable[[str, str], str] | None = None,
 ) -> str:
-    """The per-host menu. `install` holds the install entry's commands when the host is in build mode."""
+    """The per-host menu. `install` holds the install entry's commands when the host is in build mode; `pick_url`
+    gives the URL that installs an image version picked by hand (None: picking is off, the versions only show)."""
     defaults = catalogue.defaults
     menu = settings.menu if settings else catalogue.menus.get(defaults.pxe_menu_id or 0)
     items = list(getattr(menu, "item_list", [])) if menu else []
@@ -197,10 +200,12 @@ def menu_script(
             f"choose --default {first} --timeout ${{submenu-timeout}} target && goto ${{target}} || goto start"
         )
         for index, version in enumerate(versions, 1):
-            url = f"{portal}/ipxe/install?mac={request.mac}&image={image.name}&version={version.version}"
-            if request.platform:
-                url += f"&platform={request.platform}"
-            lines += [f":i{number}v{index}", f"chain --autofree {url} || goto start"]
+            if pick_url is None:
+                pick = ["echo Dock2Box: this menu cannot start installs; put the host in build mode in the portal",
+                        "sleep 5", "goto start"]  # fmt: skip
+            else:
+                pick = [f"chain --autofree {pick_url(image.name, version.version)} || goto start"]
+            lines += [f":i{number}v{index}", *pick]
     lines += [
         ":failed",
         "echo Dock2Box: the boot environment did not load; back to the menu in 10 seconds",
