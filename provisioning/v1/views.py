@@ -86,7 +86,9 @@ def read_documents(kind: str, keys: list[str]) -> dict[str, dict[str, Any]]:
     """Documents as the original served them (nested, string values), by key; missing keys are left out."""
     found = desired_documents({f"{kind}/{key}" for key in keys})
     prefix = settings.DOCK2BOX_ETCD_PREFIX
-    return {name.partition("/")[2]: nest(values, f"{prefix}/{name}") for name, values in sorted(found.items()) if values}
+    return {
+        name.partition("/")[2]: nest(values, f"{prefix}/{name}") for name, values in sorted(found.items()) if values
+    }
 
 
 def _document(resource: Resource, key: str) -> dict[str, Any]:
