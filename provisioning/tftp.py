@@ -16,27 +16,11 @@ from typing import IO, Any
 import tftpy
 
 from dock2box.metrics import TFTP_TRANSFERS
+from provisioning.rendering.ipxe import stage0_script
 
 logger = logging.getLogger("dock2box.tftp")
 BINARIES = ["undionly.kpxe", "ipxe.efi", "snponly.efi"]
 STAGE0 = "stage0.ipxe"
-
-
-def stage0_script(*, portal: str) -> str:
-    """The first stage for iPXE loaded over TFTP: bring the NIC up if needed and chain to the portal over HTTP."""
-    return "\n".join(
-        [
-            "#!ipxe",
-            "isset ${netX/ip} || dhcp || goto failed",
-            f"chain --autofree {portal}/boot.ipxe || goto failed",
-            "exit",
-            ":failed",
-            "echo Dock2Box: cannot reach the portal; booting from local disk in 10 seconds",
-            "sleep 10",
-            "iseq ${platform} efi && exit || sanboot --no-describe --drive 0x80 || exit",
-            "",
-        ]
-    )
 
 
 class BootFiles:

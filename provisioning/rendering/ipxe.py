@@ -41,13 +41,13 @@ def _local_boot(platform: str) -> str:
     return {"pcbios": LOCAL_BIOS, "efi": LOCAL_UEFI}.get(platform, LOCAL_ANY)
 
 
-def boot_script(*, portal: str) -> str:
-    """`/boot.ipxe`: chain to the per-host script with the host's identity."""
+def _chain_or_local(*first: str, url: str) -> str:
+    """A script that runs `first`, chains to `url`, and boots from the local disk if either fails."""
     return "\n".join(
         [
             "#!ipxe",
-            "# Dock2Box: ask the portal for this host's script",
-            f"chain --autofree {portal}/ipxe?{BOOT_QUERY} || goto failed",
+            *first,
+            f"chain --autofree {url} || goto failed",
             "exit",
             ":failed",
             "echo Dock2Box: the portal did not answer; booting from local disk in 10 seconds",
@@ -56,6 +56,16 @@ def boot_script(*, portal: str) -> str:
             "",
         ]
     )
+
+
+def boot_script(*, portal: str) -> str:
+    """`/boot.ipxe`: chain to the per-host script with the host's identity."""
+    return _chain_or_local("# Dock2Box: ask the portal for this host's script", url=f"{portal}/ipxe?{BOOT_QUERY}")
+
+
+def stage0_script(*, portal: str) -> str:
+    """The first stage TFTP serves to iPXE: bring the NIC up if needed and chain to the portal over HTTP."""
+    return _chain_or_local("isset ${netX/ip} || dhcp || goto failed", url=f"{portal}/boot.ipxe")
 
 
 def notice_script(*, message: str, platform: str = "") -> str:
