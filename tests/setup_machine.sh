@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# A mirror that hiccups once must not fail the whole run.
+retry() { for attempt in 1 2 3; do "$@" && return 0; echo "retrying ($attempt): $*"; sleep 10; done; "$@"; }
 
 mapfile -t wanted < <(grep -v '^\s*#' tests/debian-packages.txt | grep -v '^\s*$')
 missing=()
@@ -13,8 +15,8 @@ for package in "${wanted[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "Installing Debian packages: ${missing[*]}"
-  as_root apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  retry as_root apt-get update -q
+  retry as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
