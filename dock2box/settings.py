@@ -191,6 +191,9 @@ if DOCK2BOX_METRICS_DIR:
 # the boot endpoints are anonymous, and a picked install wipes the disk).
 DOCK2BOX_MENU_INSTALL = env.bool("DOCK2BOX_MENU_INSTALL", default=False)
 
+# Registries spoken to over plain HTTP (host or host:port, comma-separated), e.g. a registry on the lab network.
+DOCK2BOX_INSECURE_REGISTRIES = env.list("DOCK2BOX_INSECURE_REGISTRIES", default=[])
+
 # The cache holds the boot catalogue (menus, images, defaults) and its generation. Several processes (gunicorn
 # workers) must share it, so it defaults to the broker's Redis; the embedded default keeps it in memory.
 DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")

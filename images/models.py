@@ -109,6 +109,11 @@ class ImageVersion(models.Model):
     timestamp = models.DateTimeField(help_text="When this version was built; the newest is 'latest'.")
     digest = models.CharField(max_length=71, blank=True, validators=[validate_digest])
     size = models.BigIntegerField(null=True, blank=True, help_text="Bytes.")
+    layers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Docker images: the layers (digest, size), base first, as the registry lists them.",
+    )
     main_script = models.TextField(blank=True)
     kernel = models.FileField(upload_to="boot/", blank=True)
     initrd = models.FileField(upload_to="boot/", blank=True)

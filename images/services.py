@@ -3,18 +3,22 @@
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from dock2box.changes import document, record_change
 from dock2box.services import model_delete, model_update
+from images.choices import ImageType
 from images.models import Image, ImageVersion
+from images.registry import RegistryClient
 
 IMAGE_FIELDS = [
     "name", "type", "description", "registry", "repository", "file_url", "boot_version", "kopts", "debug", "gpt",
     "kexec", "uefi", "volmgt", "naming_scheme", "main_script", "post_script",
 ]  # fmt: skip
 VERSION_FIELDS = [
-    "image", "version", "timestamp", "digest", "size", "main_script", "kernel", "initrd", "kernel_url", "initrd_url",
+    "image", "version", "timestamp", "digest", "size", "layers", "main_script", "kernel", "initrd", "kernel_url",
+    "initrd_url",
 ]  # fmt: skip
 
 
@@ -98,3 +102,18 @@ def image_version_delete(*, version: ImageVersion) -> None:
     before = _version_documents(version.pk, dependents=True)
     model_delete(version)
     record_change(before)
+
+
+def image_version_resolve(
+    *, version: ImageVersion, registry: str, username: str = "", password: str = ""
+) -> ImageVersion:
+    """Ask the registry what a docker image version's tag points at; record its digest, size and layers."""
+    if version.image.type != ImageType.DOCKER:
+        raise ValidationError({"image": "Only Docker images are resolved in a registry."})
+    if not registry:
+        raise ValidationError({"registry": "No registry: set the image's registry (or its site's)."})
+    repository = version.image.repository or version.image.name
+    resolved = RegistryClient(registry, username=username, password=password).resolve(repository, version.version)
+    return image_version_update(
+        version=version, data={"digest": resolved.digest, "size": resolved.size, "layers": resolved.layers}
+    )

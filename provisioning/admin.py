@@ -11,6 +11,8 @@ from django.utils.html import format_html, format_html_join
 from dock2box.admin import ServiceAdmin
 from hosts.admin import HostAdmin
 from hosts.models import Host
+from images.admin import ImageVersionAdmin
+from images.models import ImageVersion
 from provisioning import selectors, services
 from provisioning.choices import BuildState
 from provisioning.configs import FORMATS, host_config_render
@@ -24,7 +26,7 @@ from provisioning.models import (
     PxeMenu,
     PxeMenuItem,
 )
-from provisioning.tasks import mirror_reconcile
+from provisioning.tasks import image_version_resolve, mirror_reconcile
 from provisioning.views import portal_url
 
 
@@ -275,5 +277,19 @@ class MirrorStateAdmin(admin.ModelAdmin):
         self.message_user(request, "Reconcile started; refresh to see its result.", messages.SUCCESS)
 
 
+class ResolvingImageVersionAdmin(ImageVersionAdmin):
+    """The image version admin with what provisioning adds: resolving tags in the registry."""
+
+    actions = ["resolve"]
+
+    @admin.action(description="Resolve in the registry (digest, size, layers)", permissions=["change"])
+    def resolve(self, request: HttpRequest, queryset: QuerySet[ImageVersion]) -> None:
+        for version in queryset.filter(image__type="docker"):
+            image_version_resolve.delay(version.pk)
+        self.message_user(request, "Resolving; refresh to see the digests.", messages.SUCCESS)
+
+
+admin.site.unregister(ImageVersion)
+admin.site.register(ImageVersion, ResolvingImageVersionAdmin)
 admin.site.unregister(Host)
 admin.site.register(Host, BuildHostAdmin)

@@ -15,8 +15,10 @@ from django.utils import timezone
 from dock2box.changes import document, record_change
 from dock2box.services import model_delete, model_update
 from hosts.choices import HostStatus
-from hosts.models import Host, Subnet
+from hosts.models import Host, Site, Subnet
 from hosts.services import host_create, host_documents
+from images import services as image_services
+from images.models import ImageVersion
 from provisioning.choices import BuildStage, BuildState
 from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 from provisioning.selectors import build_for_token
@@ -280,3 +282,22 @@ def discovered_host_register(*, discovered: DiscoveredHost) -> Host:
     )
     discovered.delete()
     return host
+
+
+def image_version_resolve_from_registry(*, version_id: int) -> ImageVersion:
+    """Resolve a docker image version in its registry: the image's own, else the registry of a site that installs
+    it by default, else of any site; with the credentials of the site that names that registry."""
+    version = ImageVersion.objects.select_related("image").get(pk=version_id)
+    registry = version.image.registry
+    if not registry:
+        site = Site.objects.filter(image=version.image).exclude(registry="").first() or (
+            Site.objects.exclude(registry="").order_by("name").first()
+        )
+        registry = site.registry if site else ""
+    credentials = Site.objects.filter(registry=registry).exclude(registry_username="").first()
+    return image_services.image_version_resolve(
+        version=version,
+        registry=registry,
+        username=credentials.registry_username if credentials else "",
+        password=credentials.registry_password if credentials else "",
+    )

@@ -50,3 +50,17 @@ def mirror_reconcile() -> int:
     except EtcdUnavailable as error:
         sync.mirror_state_error(str(error))
         return 0
+
+
+@shared_task(bind=True, max_retries=3, acks_late=True, soft_time_limit=60, time_limit=90)
+def image_version_resolve(self, version_id: int) -> str:  # type: ignore[no-untyped-def]
+    """Record what a docker image version's tag points at in its registry (digest, size, layers)."""
+    from images.registry import RegistryError
+    from provisioning.services import image_version_resolve_from_registry
+
+    try:
+        return image_version_resolve_from_registry(version_id=version_id).digest
+    except RegistryError as error:
+        if self.request.is_eager:
+            raise
+        raise self.retry(countdown=10 * (self.request.retries + 1)) from error

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from dock2box.api.permissions import ModelPermissions
 from hosts.models import Host
+from images.models import ImageVersion
 from provisioning import selectors, services
 from provisioning.api.serializers import (
     BootDefaultsSerializer,
@@ -20,6 +21,7 @@ from provisioning.api.serializers import (
 from provisioning.configs import FORMATS, host_config_render
 from provisioning.filtersets import BuildFilterSet, PxeMenuItemFilterSet
 from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, MirrorState, PxeMenu, PxeMenuItem
+from provisioning.tasks import image_version_resolve
 from provisioning.views import portal_url
 
 
@@ -150,3 +152,20 @@ class MirrorStatusView(generics.GenericAPIView):
     def get(self, request: Request) -> Response:
         status = selectors.mirror_status()
         return Response(MirrorStatusSerializer({**status.__dict__, "lag_seconds": status.lag_seconds}).data)
+
+
+class ImageVersionResolvePermissions(ModelPermissions):
+    perms_map = {**ModelPermissions.perms_map, "POST": ["%(app_label)s.change_%(model_name)s"]}
+
+
+class ImageVersionResolveView(generics.GenericAPIView):
+    """Ask the registry what this docker image version's tag points at (in the worker); 202 when queued."""
+
+    queryset = ImageVersion.objects.all()
+    permission_classes = [ImageVersionResolvePermissions]
+
+    @extend_schema(request=None, responses={202: None})
+    def post(self, request: Request, pk: int) -> Response:
+        version = self.get_object()
+        image_version_resolve.delay(version.pk)
+        return Response(status=202)

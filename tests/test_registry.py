@@ -1,0 +1,93 @@
+"""Resolving docker image versions in a real registry: digest, size and layers; anonymous and basic auth."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from images.registry import RegistryClient, RegistryError
+from provisioning.services import image_version_resolve_from_registry
+from tests import factories
+from tests.conftest import grant
+from tests.registry import Registry, oci_layout
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def anonymous_registry(tmp_path, settings):
+    registry = Registry(tmp_path)
+    settings.DOCK2BOX_INSECURE_REGISTRIES = [registry.address]
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def private_registry(tmp_path, settings):
+    registry = Registry(tmp_path, user="puller", password="s3cret-pull")
+    settings.DOCK2BOX_INSECURE_REGISTRIES = ["127.0.0.1"]
+    yield registry
+    registry.stop()
+
+
+def test_a_docker_schema2_manifest_resolves_to_its_digest_size_and_layers(anonymous_registry, tmp_path):
+    built = oci_layout(tmp_path / "layout", "v1", {"etc/os-release": b"ID=test\n"})
+    digest = anonymous_registry.push(tmp_path / "layout", "v1", "test/base", docker_format=True)
+    resolved = RegistryClient(anonymous_registry.address).resolve("test/base", "v1")
+    assert resolved.digest == digest
+    assert resolved.size == built["config"]["size"] + built["layers"][0]["size"]
+    assert [layer["digest"] for layer in resolved.layers] == [built["layers"][0]["digest"]]
+
+
+def test_an_index_behind_basic_auth_resolves_to_its_amd64_image(private_registry, tmp_path):
+    built = oci_layout(tmp_path / "layout", "v2", {"hello": b"world\n"}, as_index=True)
+    digest = private_registry.push(tmp_path / "layout", "v2", "test/indexed")
+    client = RegistryClient(private_registry.address, username="puller", password="s3cret-pull")
+    resolved = client.resolve("test/indexed", "v2")
+    assert resolved.digest == digest
+    assert resolved.layers == [{"digest": built["layers"][0]["digest"], "size": built["layers"][0]["size"],
+                                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}]  # fmt: skip
+    with pytest.raises(RegistryError, match="401"):
+        RegistryClient(private_registry.address, username="puller", password="wrong").resolve("test/indexed", "v2")
+    with pytest.raises(RegistryError, match="user name and password"):
+        RegistryClient(private_registry.address).resolve("test/indexed", "v2")
+
+
+def test_a_version_is_resolved_with_its_sites_registry_and_credentials(private_registry, tmp_path, db, user):
+    oci_layout(tmp_path / "layout", "v3", {"a": b"a\n"})
+    digest = private_registry.push(tmp_path / "layout", "v3", "dock2box/debian")
+    factories.SiteFactory(
+        registry=private_registry.address, registry_username="puller", registry_password="s3cret-pull"
+    )
+    version = factories.ImageVersionFactory(
+        image=factories.ImageFactory(name="debian", repository="dock2box/debian"), version="v3"
+    )
+    client = APIClient()
+    client.force_authenticate(user)
+    url = f"/api/v2/image-versions/{version.pk}/resolve/"
+    assert client.post(url).status_code == 403
+    grant(user, "images.change_imageversion", "images.view_imageversion")
+    client.force_authenticate(type(user).objects.get(pk=user.pk))  # a fresh object: permissions are cached per object
+    assert client.post(url).status_code == 202  # in-process here (no broker): resolved by now
+    version.refresh_from_db()
+    assert (version.digest, len(version.layers)) == (digest, 1)
+    assert version.size > 0
+    missing = factories.ImageVersionFactory(image=version.image, version="nope")
+    with pytest.raises(RegistryError, match="404"):
+        image_version_resolve_from_registry(version_id=missing.pk)
+
+
+def test_bearer_tokens_from_the_registrys_token_service(tmp_path, settings):
+    from tests.registry import TokenServer
+
+    tokens = TokenServer(tmp_path, user="puller", password="s3cret-pull")
+    registry = Registry(tmp_path, user="puller", password="s3cret-pull", tokens=tokens)
+    settings.DOCK2BOX_INSECURE_REGISTRIES = [registry.address]
+    try:
+        oci_layout(tmp_path / "layout", "v4", {"b": b"b\n"})
+        digest = registry.push(tmp_path / "layout", "v4", "test/bearer")
+        client = RegistryClient(registry.address, username="puller", password="s3cret-pull")
+        assert client.resolve("test/bearer", "v4").digest == digest
+        with pytest.raises(RegistryError, match="401"):
+            RegistryClient(registry.address).resolve("test/bearer", "v4")  # an anonymous token grants nothing here
+    finally:
+        registry.stop()
+        tokens.stop()
