@@ -1,0 +1,123 @@
+"""Apply image layers (tar changesets, base first) to a root filesystem, as the OCI image spec defines it.
+
+The one implementation of whiteouts: `.wh.<name>` deletes `<name>` from the layers below, `.wh..wh..opq` empties its
+directory of what the layers below put there. Whiteouts of a layer are applied before its files are written, so they
+never delete what the same layer adds. A directory replaced by a file (or back) is removed first; hard links point
+at paths already written; ownership, modes and times come from the tar headers (numeric ids). Every path is checked
+to stay inside the root, and no path is written through a symlink.
+"""
+
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+
+class LayerError(Exception):
+    """A layer that cannot be applied safely (a path escaping the root, a link to nowhere)."""
+
+
+def _clean(name: str) -> str:
+    """A member name as a relative path inside the root, or LayerError."""
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if any(part == ".." for part in parts):
+        raise LayerError(f"{name!r} leaves the root filesystem")
+    return "/".join(parts)
+
+
+def _target(root: Path, relative: str) -> Path:
+    """The absolute path of `relative` under `root`, refusing parents that are symlinks (writing through them)."""
+    path = root
+    for part in relative.split("/")[:-1]:
+        path = path / part
+        if path.is_symlink():
+            raise LayerError(f"{relative!r} goes through the symlink {path.relative_to(root)}")
+    return root / relative
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _whiteouts(root: Path, members: list[tarfile.TarInfo]) -> None:
+    for member in members:
+        relative = _clean(member.name)
+        directory, _, base = relative.rpartition("/")
+        if base == OPAQUE:
+            parent = _target(root, relative).parent
+            if parent.is_dir() and not parent.is_symlink():
+                for child in parent.iterdir():
+                    _remove(child)
+        elif base.startswith(WHITEOUT):
+            _remove(_target(root, f"{directory}/{base[len(WHITEOUT) :]}".lstrip("/")))
+
+
+def _write(root: Path, layer: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    relative = _clean(member.name)
+    if not relative:
+        return
+    path = _target(root, relative)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keeps_directory = member.isdir() and path.is_dir() and not path.is_symlink()
+    if (path.exists() or path.is_symlink()) and not keeps_directory:
+        _remove(path)
+    if member.isdir():
+        path.mkdir(exist_ok=True)
+    elif member.issym():
+        os.symlink(member.linkname, path)
+    elif member.islnk():
+        source = _target(root, _clean(member.linkname))
+        if not source.exists() or source.is_dir():
+            raise LayerError(f"{member.name!r} is a hard link to {member.linkname!r}, which is not a file")
+        os.link(source, path)
+        return  # a hard link shares the metadata of its target
+    elif member.isfile():
+        handle = layer.extractfile(member)
+        assert handle is not None
+        with path.open("wb") as out:
+            shutil.copyfileobj(handle, out)
+    elif member.ischr() or member.isblk():
+        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+        os.mknod(path, kind | member.mode, os.makedev(member.devmajor, member.devminor))
+    elif member.isfifo():
+        os.mkfifo(path)
+    else:
+        return
+    os.lchown(path, member.uid, member.gid)
+    if not member.issym():
+        os.chmod(path, stat.S_IMODE(member.mode))
+    os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+
+
+def apply_layer(root: Path, stream: IO[bytes]) -> None:
+    """Apply one layer (a tar stream, plain or gzip/xz/bz2-compressed) to `root`."""
+    with tarfile.open(fileobj=stream, mode="r:*") as layer:
+        members = layer.getmembers()
+        _whiteouts(root, [m for m in members if _clean(m.name).rpartition("/")[2].startswith(WHITEOUT)])
+        directories = []
+        for member in members:
+            if _clean(member.name).rpartition("/")[2].startswith(WHITEOUT):
+                continue
+            _write(root, layer, member)
+            if member.isdir():
+                directories.append(member)
+        for member in directories:  # again: writing inside a directory changes its time
+            path = root / _clean(member.name)
+            if path.is_dir():
+                os.utime(path, (member.mtime, member.mtime))
+
+
+def apply_layers(root: Path, layers: Iterable[IO[bytes]]) -> None:
+    """Apply layers in order, base first."""
+    root.mkdir(parents=True, exist_ok=True)
+    for stream in layers:
+        apply_layer(root, stream)

@@ -1,0 +1,145 @@
+"""Layer application compared with umoci's unpack of the same image, path by path."""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from images.layers import LayerError, apply_layer, apply_layers
+
+pytestmark = pytest.mark.slow
+
+
+def entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644, uid: int = 0, gid: int = 0,
+          link: str = "") -> tuple[tarfile.TarInfo, bytes]:  # fmt: skip
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid, info.linkname, info.mtime = kind, mode, uid, gid, link, 1_700_000_000
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+def tar(entries: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for info, data in entries:
+            archive.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
+    return raw.getvalue()
+
+
+D, F, L, H = tarfile.DIRTYPE, tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
+LAYERS = [
+    [
+        entry("etc/", D, mode=0o755),
+        entry("etc/os-release", data=b"ID=base\n"),
+        entry("etc/shadow", data=b"root:*:\n", mode=0o640, gid=42),
+        entry("usr/", D, mode=0o755),
+        entry("usr/bin/", D, mode=0o755),
+        entry("usr/bin/tool", data=b"#!/bin/sh\n", mode=0o4755),
+        entry("usr/bin/alias", L, link="tool"),
+        entry("usr/bin/hard", H, link="usr/bin/tool"),
+        entry("var/", D),
+        entry("var/cache/", D, mode=0o700, uid=1000, gid=1000),
+        entry("var/cache/a", data=b"a", uid=1000, gid=1000),
+        entry("var/cache/b", data=b"b"),
+        entry("opt/", D),
+        entry("opt/thing/", D),
+        entry("opt/thing/x", data=b"x"),
+        entry("srv/", D),
+        entry("srv/file", data=b"file"),
+        entry("home/", D),
+        entry("home/old", data=b"old"),
+    ],
+    [
+        entry("etc/os-release", data=b"ID=top\n"),
+        entry("etc/.wh.shadow"),
+        entry("var/cache/.wh..wh..opq"),
+        entry("var/cache/new", data=b"new"),
+        entry("opt/thing", data=b"now a file"),  # a directory replaced by a file
+        entry("srv/file/", D, mode=0o750),
+        entry("srv/file/inside", data=b"in"),  # and a file by a directory
+        entry("home/.wh.old"),
+        entry("home/user/", D, mode=0o755, uid=1000, gid=100),
+        entry("usr/bin/second", H, link="usr/bin/hard"),
+    ],
+]
+
+
+def _blob(layout: Path, data: bytes) -> dict:
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs/sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def oci_image(layout: Path, layers: list[bytes]) -> None:
+    (layout / "blobs/sha256").mkdir(parents=True)
+    diff_ids = [f"sha256:{hashlib.sha256(layer).hexdigest()}" for layer in layers]
+    config = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    manifest_type = "application/vnd.oci.image.manifest.v1+json"
+    config_blob = _blob(layout, json.dumps(config).encode())
+    layer_blobs = [_blob(layout, gzip.compress(layer, mtime=0)) for layer in layers]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_blob},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **blob} for blob in layer_blobs],
+    }
+    reference = {
+        "mediaType": manifest_type,
+        **_blob(layout, json.dumps(manifest).encode()),
+        "annotations": {"org.opencontainers.image.ref.name": "test"},
+    }
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [reference]}))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+
+def describe(root: Path) -> dict[str, tuple]:
+    """Every path: type, mode, owner, link target or content, and which paths share its inode."""
+    inodes: dict[int, list[str]] = {}
+    found = {}
+    for directory, names, files in os.walk(root):
+        for name in names + files:
+            path = Path(directory, name)
+            info = path.lstat()
+            relative = str(path.relative_to(root))
+            inodes.setdefault(info.st_ino, []).append(relative)
+            content = os.readlink(path) if stat.S_ISLNK(info.st_mode) else (
+                path.read_bytes() if stat.S_ISREG(info.st_mode) else b"")  # fmt: skip
+            found[relative] = (stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, content,
+                               info.st_ino)  # fmt: skip
+    return {path: (*values[:-1], tuple(sorted(inodes[values[-1]]))) for path, values in found.items()}
+
+
+def test_layers_apply_exactly_as_umoci_unpacks_them(tmp_path):
+    layers = [tar(entries) for entries in LAYERS]
+    oci_image(tmp_path / "layout", layers)
+    subprocess.run(["umoci", "unpack", "--image", f"{tmp_path / 'layout'}:test", str(tmp_path / "bundle")],
+                   check=True, capture_output=True)  # fmt: skip
+    ours = tmp_path / "ours"
+    apply_layers(ours, (io.BytesIO(gzip.compress(layer)) for layer in layers))
+    theirs, mine = describe(tmp_path / "bundle/rootfs"), describe(ours)
+    assert mine == theirs
+    assert "etc/shadow" not in mine and "home/old" not in mine
+    assert sorted(path for path in mine if path.startswith("var/cache/")) == ["var/cache/new"]
+    assert mine["usr/bin/second"][-1] == ("usr/bin/hard", "usr/bin/second", "usr/bin/tool")
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [entry("../escape", data=b"x")],
+        [entry("a/../../escape", data=b"x")],
+        [entry("link", L, link="/etc"), entry("link/passwd", data=b"owned")],
+        [entry("hard", H, link="missing")],
+    ],
+)
+def test_layers_that_would_leave_the_root_are_refused(tmp_path, entries):
+    with pytest.raises(LayerError):
+        apply_layer(tmp_path / "root", io.BytesIO(tar(entries)))
+    assert not Path("/etc/passwd").read_bytes().startswith(b"owned")
