@@ -115,6 +115,9 @@ class ImageVersion(models.Model):
         help_text="Docker images: the layers (digest, size), base first, as the registry lists them.",
     )
     main_script = models.TextField(blank=True)
+    file = models.FileField(
+        upload_to="images/", blank=True, help_text="File images: the tarball (uploaded or made by image_import)."
+    )
     kernel = models.FileField(upload_to="boot/", blank=True)
     initrd = models.FileField(upload_to="boot/", blank=True)
     kernel_url = models.CharField("kernel URL", max_length=300, blank=True, validators=[validate_url])
@@ -142,5 +145,7 @@ class ImageVersion(models.Model):
             return
         if self.image.type != ImageType.BOOT and (self.kernel or self.initrd or self.kernel_url or self.initrd_url):
             raise ValidationError({"kernel": "Only boot image versions carry a kernel and an initrd."})
+        if self.file and self.image.type != ImageType.FILE:
+            raise ValidationError({"file": "Only file images carry a tarball."})
         if (self.kernel and self.kernel_url) or (self.initrd and self.initrd_url):
             raise ValidationError({"kernel_url": "Give a file or a URL, not both."})

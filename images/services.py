@@ -1,5 +1,6 @@
 """Writes of images and their versions. Every change goes through here (admin, /api/v2, /api/v1, importers)."""
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +18,8 @@ IMAGE_FIELDS = [
     "kexec", "uefi", "volmgt", "naming_scheme", "main_script", "post_script",
 ]  # fmt: skip
 VERSION_FIELDS = [
-    "image", "version", "timestamp", "digest", "size", "layers", "main_script", "kernel", "initrd", "kernel_url",
-    "initrd_url",
+    "image", "version", "timestamp", "digest", "size", "layers", "main_script", "file", "kernel", "initrd",
+    "kernel_url", "initrd_url",
 ]  # fmt: skip
 
 
@@ -79,10 +80,25 @@ def image_delete(*, image: Image) -> None:
     record_change(before)
 
 
+def _record_file(version: ImageVersion) -> None:
+    """A file image's tarball gives its version's sha256 digest and size."""
+    if not version.file:
+        return
+    digest, size = hashlib.sha256(), 0
+    with version.file.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    if (version.digest, version.size) != (f"sha256:{digest.hexdigest()}", size):
+        version.digest, version.size = f"sha256:{digest.hexdigest()}", size
+        version.save(update_fields=["digest", "size"])
+
+
 @transaction.atomic
 def image_version_create(*, data: Mapping[str, Any]) -> ImageVersion:
-    """Add a version to an image."""
+    """Add a version to an image (a file image's tarball gives it its digest and size)."""
     version = model_update(ImageVersion(), data=data, fields=VERSION_FIELDS)
+    _record_file(version)
     record_change(_version_documents(version.pk, dependents=False))
     return version
 
@@ -92,6 +108,7 @@ def image_version_update(*, version: ImageVersion, data: Mapping[str, Any]) -> I
     """Change the given fields of an image version."""
     before = _version_documents(version.pk, dependents=True)
     version = model_update(version, data=data, fields=VERSION_FIELDS)
+    _record_file(version)
     record_change(before | _version_documents(version.pk, dependents=True))
     return version
 

@@ -137,11 +137,19 @@ def build_latest(*, host: Host) -> Build | None:
     return host.builds.prefetch_related("events").order_by("-created", "-id").first()
 
 
-def boot_file_for(*, image: str, version: str, kind: str) -> FieldFile | None:
-    """The stored kernel or initrd of a boot image version, or None."""
-    if kind not in ("kernel", "initrd"):
+STORED_FILES = {
+    ("boot", "kernel"): ImageType.BOOT,
+    ("boot", "initrd"): ImageType.BOOT,
+    ("images", "file"): ImageType.FILE,
+}
+
+
+def stored_file_for(*, area: str, image: str, version: str, kind: str) -> FieldFile | None:
+    """A stored file of an image version: a boot image's kernel or initrd, a file image's tarball; or None."""
+    image_type = STORED_FILES.get((area, kind))
+    if image_type is None:
         return None
-    found = ImageVersion.objects.filter(image__name=image, image__type=ImageType.BOOT, version=version).first()
+    found = ImageVersion.objects.filter(image__name=image, image__type=image_type, version=version).first()
     stored = getattr(found, kind, None) if found else None
     return stored if stored else None
 

@@ -1,6 +1,6 @@
 """Boot endpoints: scripts and configs for booting hosts and their installers."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from provisioning import views
 
@@ -11,5 +11,9 @@ urlpatterns = [
     path("pxe/<str:mac>", views.pxe_compat, name="pxe-compat"),
     path("config/<str:token>", views.host_config, name="host-config"),
     path("config/<str:token>/events", views.build_events, name="build-events"),
-    path("files/boot/<str:image>/<str:version>/<str:kind>", views.boot_file, name="boot-file"),
+    re_path(
+        r"^files/(?P<area>boot|images)/(?P<image>[^/]+)/(?P<version>[^/]+)/(?P<kind>[^/]+)$",
+        views.stored_file,
+        name="stored-file",
+    ),
 ]

@@ -269,11 +269,12 @@ _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 @require_GET
-def boot_file(request: HttpRequest, image: str, version: str, kind: str) -> HttpResponse:
-    """`/files/boot/<image>/<version>/{kernel,initrd}`: a stored boot environment file, with `Range` support."""
-    stored = selectors.boot_file_for(image=image, version=version, kind=kind)
+def stored_file(request: HttpRequest, area: str, image: str, version: str, kind: str) -> HttpResponse:
+    """`/files/boot/<image>/<version>/{kernel,initrd}` and `/files/images/<image>/<version>/file`: stored files of
+    image versions, with `Range` support."""
+    stored = selectors.stored_file_for(area=area, image=image, version=version, kind=kind)
     if stored is None:
-        return HttpResponse("No such boot file.\n", status=404, content_type="text/plain")
+        return HttpResponse("No such file.\n", status=404, content_type="text/plain")
     size = stored.size
     start, end = 0, size - 1
     header = request.headers.get("Range", "")

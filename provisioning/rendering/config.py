@@ -30,13 +30,15 @@ def _interface(interface: Interface) -> dict[str, Any]:
     }
 
 
-def _image_source(settings: HostSettings) -> dict[str, Any]:
+def _image_source(settings: HostSettings, portal: str) -> dict[str, Any]:
     image, version = settings.image, settings.version
     if image is None or version is None:
         return {}
     source: dict[str, Any] = {"digest": version.digest, "size": version.size}
     if image.type == ImageType.DOCKER:
         source |= {"registry": settings.registry, "repository": image.repository or image.name, "tag": version.version}
+    elif version.file:
+        source["url"] = f"{portal}/files/images/{image.name}/{version.version}/file"
     else:
         base = (image.file_url or settings.file_uri).rstrip("/")
         source["url"] = f"{base}/{image.name}-{version.version}/image.tar.xz" if base else ""
@@ -71,7 +73,7 @@ def config_document(
         "image": image.name if image else "",
         "image_version": version.version if version else "",
         "image_type": image.type if image else "",
-        "image_source": _image_source(settings),
+        "image_source": _image_source(settings, portal),
         "registry": settings.registry,
         "file_uri": settings.file_uri,
         "gpt": settings.gpt,
