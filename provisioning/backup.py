@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,7 +141,7 @@ def read_archive(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
                 for member in archive.getmembers()
                 if member.isfile()
             }
-    except (OSError, tarfile.TarError, EOFError) as error:
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as error:
         raise BackupError(f"{path}: not a readable archive ({error})") from error
     try:
         manifest = json.loads(members.pop("manifest.json"))

@@ -74,13 +74,17 @@ def test_backup_wipe_restore_gives_the_same_portal_and_tree(installation, tmp_pa
     assert "Restored the database" in restored.stdout
     assert portal.state() == before
 
-    damaged = tmp_path / "damaged.tar.gz"
-    data = bytearray(archives[0].read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    damaged.write_bytes(bytes(data))
-    refused = portal.manage("restore", str(damaged), check=False)
-    assert refused.returncode != 0
-    assert "not a readable archive" in refused.stderr or "damaged" in refused.stderr
+    data = archives[0].read_bytes()
+    for position in (len(data) // 4, len(data) // 3, len(data) // 2):  # inside the compressed members
+        damaged = tmp_path / f"damaged-{position}.tar.gz"
+        flipped = bytearray(data)
+        flipped[position] ^= 0xFF
+        damaged.write_bytes(bytes(flipped))
+        refused = portal.manage("restore", str(damaged), check=False)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert any(reason in refused.stderr for reason in ("not a readable archive", "damaged", "no valid manifest"))
+    (tmp_path / "truncated.tar.gz").write_bytes(data[: len(data) // 2])
+    assert "not a readable archive" in portal.manage("restore", str(tmp_path / "truncated.tar.gz"), check=False).stderr
     assert portal.state() == before
 
 
