@@ -1,8 +1,9 @@
 """Apply image layers (tar changesets, base first) to a root filesystem, as the OCI image spec defines it.
 
 The one implementation of whiteouts: `.wh.<name>` deletes `<name>` from the layers below, `.wh..wh..opq` empties its
-directory of what the layers below put there. Whiteouts of a layer are applied before its files are written, so they
-never delete what the same layer adds. A directory replaced by a file (or back) is removed first; hard links point
+directory of what the layers below put there. A layer is read once as a stream; whiteouts never delete what the same
+layer wrote before them (the paths written so far are remembered), so their place in the tar does not matter.
+A directory replaced by a file (or back) is removed first; hard links point
 at paths already written; ownership, modes and times come from the tar headers (numeric ids). Every path is checked
 to stay inside the root, and no path is written through a symlink.
 """
@@ -48,17 +49,27 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _whiteouts(root: Path, members: list[tarfile.TarInfo]) -> None:
-    for member in members:
-        relative = _clean(member.name)
-        directory, _, base = relative.rpartition("/")
-        if base == OPAQUE:
-            parent = _target(root, relative).parent
-            if parent.is_dir() and not parent.is_symlink():
-                for child in parent.iterdir():
-                    _remove(child)
-        elif base.startswith(WHITEOUT):
-            _remove(_target(root, f"{directory}/{base[len(WHITEOUT) :]}".lstrip("/")))
+def _remove_lower(path: Path, relative: str, written: set[str]) -> None:
+    """Remove what the layers below put at `path`, keeping what this layer already wrote there."""
+    if relative in written:
+        if path.is_dir() and not path.is_symlink():
+            for child in path.iterdir():
+                _remove_lower(child, f"{relative}/{child.name}", written)
+        return
+    _remove(path)
+
+
+def _whiteout(root: Path, relative: str, written: set[str]) -> None:
+    """Apply one whiteout entry to the layers below (never to what the same layer wrote, whatever the order)."""
+    directory, _, base = relative.rpartition("/")
+    if base == OPAQUE:
+        parent = _target(root, relative).parent
+        if parent.is_dir() and not parent.is_symlink():
+            for child in parent.iterdir():
+                _remove_lower(child, f"{directory}/{child.name}".lstrip("/"), written)
+    else:
+        hidden = f"{directory}/{base[len(WHITEOUT) :]}".lstrip("/")
+        _remove_lower(_target(root, hidden), hidden, written)
 
 
 def _write(root: Path, layer: tarfile.TarFile, member: tarfile.TarInfo) -> None:
@@ -99,21 +110,25 @@ def _write(root: Path, layer: tarfile.TarFile, member: tarfile.TarInfo) -> None:
 
 
 def apply_layer(root: Path, stream: IO[bytes]) -> None:
-    """Apply one layer (a tar stream, plain or gzip/xz/bz2-compressed) to `root`."""
-    with tarfile.open(fileobj=stream, mode="r:*") as layer:
-        members = layer.getmembers()
-        _whiteouts(root, [m for m in members if _clean(m.name).rpartition("/")[2].startswith(WHITEOUT)])
-        directories = []
-        for member in members:
-            if _clean(member.name).rpartition("/")[2].startswith(WHITEOUT):
+    """Apply one layer (a tar stream, plain or gzip/xz/bz2-compressed) to `root`, reading it once, front to back.
+
+    The stream need not seek: the installer applies layers as they come from the registry.
+    """
+    written: set[str] = set()
+    directories: list[tuple[Path, int]] = []
+    with tarfile.open(fileobj=stream, mode="r|*") as layer:
+        for member in layer:
+            relative = _clean(member.name)
+            if relative.rpartition("/")[2].startswith(WHITEOUT):
+                _whiteout(root, relative, written)
                 continue
             _write(root, layer, member)
+            written.add(relative)
             if member.isdir():
-                directories.append(member)
-        for member in directories:  # again: writing inside a directory changes its time
-            path = root / _clean(member.name)
-            if path.is_dir():
-                os.utime(path, (member.mtime, member.mtime))
+                directories.append((root / relative, int(member.mtime)))
+    for path, mtime in directories:  # again: writing inside a directory changes its time
+        if path.is_dir() and not path.is_symlink():
+            os.utime(path, (mtime, mtime))
 
 
 def apply_layers(root: Path, layers: Iterable[IO[bytes]]) -> None:

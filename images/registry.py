@@ -10,11 +10,13 @@ import base64
 import hashlib
 import json
 import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.client import HTTPResponse
 from typing import Any
-
-import requests
-from django.conf import settings
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -35,62 +37,106 @@ class ResolvedImage:
     layers: list[dict[str, Any]] = field(default_factory=list)  # base first: digest, size, mediaType
 
 
+def registry_base_url(registry: str, *, insecure: list[str]) -> str:
+    """`https://registry`, or `http://` for a registry (host:port or host) listed as insecure."""
+    plain = registry in insecure or registry.split(":")[0] in insecure
+    return f"{'http' if plain else 'https'}://{registry}"
+
+
+class Verified:
+    """A blob's byte stream that checks its digest when it ends; `progress` gets the byte count of every read."""
+
+    def __init__(self, stream: Any, digest: str, progress: Callable[[int], None] | None = None) -> None:
+        self.stream, self.digest, self.progress = stream, digest, progress
+        self.hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.hash.update(data)
+        if self.progress and data:
+            self.progress(len(data))
+        return data
+
+    def finish(self) -> None:
+        """Read what is left (a tar reader stops before the end) and refuse content that is not what was asked for."""
+        while self.read(1 << 20):
+            pass
+        got = "sha256:" + self.hash.hexdigest()
+        if got != self.digest:
+            raise RegistryError(f"{self.digest} is corrupt: its content has the digest {got}")
+
+
 class RegistryClient:
-    def __init__(self, registry: str, *, username: str = "", password: str = "", timeout: float = 10) -> None:
-        insecure = registry in settings.DOCK2BOX_INSECURE_REGISTRIES or registry.split(":")[0] in (
-            settings.DOCK2BOX_INSECURE_REGISTRIES
-        )
-        self.base = f"{'http' if insecure else 'https'}://{registry}"
+    """One registry at `base_url` (`https://host[:port]`), with credentials used when it asks for them."""
+
+    def __init__(self, base_url: str, *, username: str = "", password: str = "", timeout: float = 10) -> None:
+        self.base = base_url.rstrip("/")
         self.credentials = (username, password) if username else None
         self.timeout = timeout
-        self.session = requests.Session()
         self._authorization: str | None = None
 
-    def _get(self, path: str, accept: str) -> requests.Response:
+    def _open(self, url: str, headers: dict[str, str]) -> HTTPResponse:
+        """A response with any status (errors are responses here too), or RegistryError when there is none."""
+        if not url.startswith(("http://", "https://")):
+            raise RegistryError(f"{url}: only http and https URLs are followed")
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 (the scheme is checked above)
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310
+        except urllib.error.HTTPError as error:
+            return error  # type: ignore[return-value]
+        except (OSError, ValueError) as error:
+            raise RegistryError(f"{url}: {error}") from error
+
+    def _get(self, path: str, accept: str) -> HTTPResponse:
         url = self.base + path
         for _ in range(2):
             headers = {"Accept": accept}
             if self._authorization:
                 headers["Authorization"] = self._authorization
-            try:
-                response = self.session.get(url, headers=headers, timeout=self.timeout)
-            except requests.RequestException as error:
-                raise RegistryError(f"{url}: {error}") from error
-            if response.status_code != 401 or self._authorization:
+            response = self._open(url, headers)
+            if response.status != 401 or self._authorization:
                 break
             self._authorization = self._login(response.headers.get("WWW-Authenticate", ""), url)
-        if response.status_code != 200:
-            raise RegistryError(f"{url}: {response.status_code} {response.text[:200]}")
+        if response.status != 200:
+            raise RegistryError(f"{url}: {response.status} {response.read(200).decode(errors='replace')}")
         return response
+
+    def _basic(self) -> str:
+        assert self.credentials is not None
+        user, password = self.credentials
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
     def _login(self, challenge: str, url: str) -> str:
         scheme = challenge.split(" ", 1)[0].lower()
         if scheme == "basic":
             if self.credentials is None:
                 raise RegistryError(f"{url}: the registry wants a user name and password")
-            user, password = self.credentials
-            return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            return self._basic()
         if scheme == "bearer":
             params = dict(_CHALLENGE.findall(challenge))
             realm = params.pop("realm", "")
-            try:
-                response = self.session.get(realm, params=params, auth=self.credentials, timeout=self.timeout)
-            except requests.RequestException as error:
-                raise RegistryError(f"{realm}: {error}") from error
-            if response.status_code != 200:
-                raise RegistryError(f"{realm}: the token service answered {response.status_code}")
-            token = response.json().get("token") or response.json().get("access_token")
-            return f"Bearer {token}"
+            response = self._open(
+                f"{realm}?{urllib.parse.urlencode(params)}",
+                {"Authorization": self._basic()} if self.credentials else {},
+            )
+            if response.status != 200:
+                raise RegistryError(f"{realm}: the token service answered {response.status}")
+            answer = json.loads(response.read())
+            return f"Bearer {answer.get('token') or answer.get('access_token')}"
         raise RegistryError(f"{url}: unknown authentication {challenge!r}")
 
     def manifest(self, repository: str, reference: str) -> tuple[str, str, dict[str, Any]]:
         """(media type, digest, document) of a manifest."""
         response = self._get(f"/v2/{repository}/manifests/{reference}", ACCEPT)
-        body = response.content
+        body = response.read()
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         document = json.loads(body)
         media_type = response.headers.get("Content-Type", "").split(";")[0] or document.get("mediaType", "")
         return media_type, digest, document
+
+    def blob(self, repository: str, digest: str, progress: Callable[[int], None] | None = None) -> Verified:
+        """A blob as a stream (redirects to storage followed); call `finish()` after reading to check its digest."""
+        return Verified(self._get(f"/v2/{repository}/blobs/{digest}", "*/*"), digest, progress)
 
     def resolve(self, repository: str, reference: str) -> ResolvedImage:
         """The digest a tag points at, and the linux/amd64 image's download size and layers."""

@@ -1,8 +1,10 @@
 """Reads of images and versions, with their related rows already joined."""
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from images.models import Image, ImageVersion
+from images.registry import registry_base_url
 
 
 def image_list() -> QuerySet[Image]:
@@ -18,3 +20,8 @@ def image_version_list() -> QuerySet[ImageVersion]:
 def image_version_latest(*, image: Image) -> ImageVersion | None:
     """The newest version of an image ('latest'), or None when it has none."""
     return image.versions.order_by("-timestamp", "-id").first()
+
+
+def registry_url(registry: str) -> str:
+    """The base URL of a registry named `host[:port]`: HTTPS unless DOCK2BOX_INSECURE_REGISTRIES lists it."""
+    return registry_base_url(registry, insecure=settings.DOCK2BOX_INSECURE_REGISTRIES)

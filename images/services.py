@@ -12,6 +12,7 @@ from dock2box.services import model_delete, model_update
 from images.choices import ImageType
 from images.models import Image, ImageVersion
 from images.registry import RegistryClient
+from images.selectors import registry_url
 
 IMAGE_FIELDS = [
     "name", "type", "description", "registry", "repository", "file_url", "boot_version", "kopts", "debug", "gpt",
@@ -130,7 +131,8 @@ def image_version_resolve(
     if not registry:
         raise ValidationError({"registry": "No registry: set the image's registry (or its site's)."})
     repository = version.image.repository or version.image.name
-    resolved = RegistryClient(registry, username=username, password=password).resolve(repository, version.version)
+    client = RegistryClient(registry_url(registry), username=username, password=password)
+    resolved = client.resolve(repository, version.version)
     return image_version_update(
         version=version, data={"digest": resolved.digest, "size": resolved.size, "layers": resolved.layers}
     )

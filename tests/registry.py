@@ -58,6 +58,7 @@ class Registry:
     ) -> None:
         self.port, self.workdir, self.user, self.password = free_port(), workdir, user, password
         self.address = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.address}"
         auth = ""
         if tokens is not None:
             auth = (f"auth:\n  token:\n    realm: {tokens.realm}\n    service: dock2box-registry\n"

@@ -337,6 +337,7 @@ def test_env_and_json_configs(client, world):
     document = client.get(f"/config/{token}?format=json").json()
     assert document["image_source"] == {
         "registry": "registry.example.com:5000",
+        "registry_url": "https://registry.example.com:5000",
         "repository": "dock2box/debian",
         "tag": "b",
         "digest": "sha256:" + "b" * 64,

@@ -31,7 +31,7 @@ def private_registry(tmp_path, settings):
 def test_a_docker_schema2_manifest_resolves_to_its_digest_size_and_layers(anonymous_registry, tmp_path):
     built = oci_layout(tmp_path / "layout", "v1", {"etc/os-release": b"ID=test\n"})
     digest = anonymous_registry.push(tmp_path / "layout", "v1", "test/base", docker_format=True)
-    resolved = RegistryClient(anonymous_registry.address).resolve("test/base", "v1")
+    resolved = RegistryClient(anonymous_registry.url).resolve("test/base", "v1")
     assert resolved.digest == digest
     assert resolved.size == built["config"]["size"] + built["layers"][0]["size"]
     assert [layer["digest"] for layer in resolved.layers] == [built["layers"][0]["digest"]]
@@ -40,15 +40,15 @@ def test_a_docker_schema2_manifest_resolves_to_its_digest_size_and_layers(anonym
 def test_an_index_behind_basic_auth_resolves_to_its_amd64_image(private_registry, tmp_path):
     built = oci_layout(tmp_path / "layout", "v2", {"hello": b"world\n"}, as_index=True)
     digest = private_registry.push(tmp_path / "layout", "v2", "test/indexed")
-    client = RegistryClient(private_registry.address, username="puller", password="s3cret-pull")
+    client = RegistryClient(private_registry.url, username="puller", password="s3cret-pull")
     resolved = client.resolve("test/indexed", "v2")
     assert resolved.digest == digest
     assert resolved.layers == [{"digest": built["layers"][0]["digest"], "size": built["layers"][0]["size"],
                                 "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}]  # fmt: skip
     with pytest.raises(RegistryError, match="401"):
-        RegistryClient(private_registry.address, username="puller", password="wrong").resolve("test/indexed", "v2")
+        RegistryClient(private_registry.url, username="puller", password="wrong").resolve("test/indexed", "v2")
     with pytest.raises(RegistryError, match="user name and password"):
-        RegistryClient(private_registry.address).resolve("test/indexed", "v2")
+        RegistryClient(private_registry.url).resolve("test/indexed", "v2")
 
 
 def test_a_version_is_resolved_with_its_sites_registry_and_credentials(private_registry, tmp_path, db, user):
@@ -84,10 +84,10 @@ def test_bearer_tokens_from_the_registrys_token_service(tmp_path, settings):
     try:
         oci_layout(tmp_path / "layout", "v4", {"b": b"b\n"})
         digest = registry.push(tmp_path / "layout", "v4", "test/bearer")
-        client = RegistryClient(registry.address, username="puller", password="s3cret-pull")
+        client = RegistryClient(registry.url, username="puller", password="s3cret-pull")
         assert client.resolve("test/bearer", "v4").digest == digest
         with pytest.raises(RegistryError, match="401"):
-            RegistryClient(registry.address).resolve("test/bearer", "v4")  # an anonymous token grants nothing here
+            RegistryClient(registry.url).resolve("test/bearer", "v4")  # an anonymous token grants nothing here
     finally:
         registry.stop()
         tokens.stop()

@@ -7,6 +7,7 @@ from django.template import Context, Engine
 
 from hosts.models import Interface, Site
 from images.choices import ImageType
+from images.selectors import registry_url
 from provisioning.models import Build
 from provisioning.resolve import HostSettings
 
@@ -36,7 +37,12 @@ def _image_source(settings: HostSettings, portal: str) -> dict[str, Any]:
         return {}
     source: dict[str, Any] = {"digest": version.digest, "size": version.size}
     if image.type == ImageType.DOCKER:
-        source |= {"registry": settings.registry, "repository": image.repository or image.name, "tag": version.version}
+        source |= {
+            "registry": settings.registry,
+            "registry_url": registry_url(settings.registry) if settings.registry else "",
+            "repository": image.repository or image.name,
+            "tag": version.version,
+        }
     elif version.file:
         source["url"] = f"{portal}/files/images/{image.name}/{version.version}/file"
     else:
@@ -144,6 +150,7 @@ def config_env(document: dict[str, Any]) -> str:
         ("IMAGE_DIGEST", source.get("digest", "")),
         ("IMAGE_SIZE", source.get("size") or ""),
         ("REGISTRY", document["registry"]),
+        ("REGISTRY_URL", source.get("registry_url", "")),
         ("REGISTRY_USERNAME", secrets["registry_username"]),
         ("REGISTRY_PASSWORD", secrets["registry_password"]),
         ("FILE_URI", document["file_uri"]),
