@@ -194,6 +194,10 @@ DOCK2BOX_MENU_INSTALL = env.bool("DOCK2BOX_MENU_INSTALL", default=False)
 # Registries spoken to over plain HTTP (host or host:port, comma-separated), e.g. a registry on the lab network.
 DOCK2BOX_INSECURE_REGISTRIES = env.list("DOCK2BOX_INSECURE_REGISTRIES", default=[])
 
+# The kernel flavour `manage.py bootenv` builds the installer's boot environment with: `cloud` (small, for VMs) or
+# `generic` (Debian's linux-image-amd64, with the NIC and storage modules real hardware needs).
+DOCK2BOX_BOOTENV_KERNEL = env.str("DOCK2BOX_BOOTENV_KERNEL", default="cloud")
+
 # The cache holds the boot catalogue (menus, images, defaults) and its generation. Several processes (gunicorn
 # workers) must share it, so it defaults to the broker's Redis; the embedded default keeps it in memory.
 DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")

@@ -112,7 +112,8 @@ class ImageVersion(models.Model):
     layers = models.JSONField(
         default=list,
         blank=True,
-        help_text="Docker images: the layers (digest, size), base first, as the registry lists them.",
+        help_text="Docker images: the layers (digest, size), base first, as the registry lists them. "
+        "Boot images: the stored kernel and initrd (name, digest, size).",
     )
     main_script = models.TextField(blank=True)
     file = models.FileField(

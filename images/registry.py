@@ -138,23 +138,23 @@ class RegistryClient:
         """A blob as a stream (redirects to storage followed); call `finish()` after reading to check its digest."""
         return Verified(self._get(f"/v2/{repository}/blobs/{digest}", "*/*"), digest, progress)
 
+    def platform_manifest(self, repository: str, reference: str) -> dict[str, Any]:
+        """The linux/amd64 image manifest `reference` names (an index is followed); a pinned digest is checked."""
+        media_type, digest, document = self.manifest(repository, reference)
+        if reference.startswith("sha256:") and digest != reference:
+            raise RegistryError(f"{repository}@{reference}: the registry sent a manifest with the digest {digest}")
+        if media_type not in (OCI_INDEX, DOCKER_LIST) and "manifests" not in document:
+            return document
+        for entry in document.get("manifests", []):
+            platform = entry.get("platform", {})
+            if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
+                return self.platform_manifest(repository, entry["digest"])
+        raise RegistryError(f"{repository}:{reference}: no linux/amd64 image in the index")
+
     def resolve(self, repository: str, reference: str) -> ResolvedImage:
         """The digest a tag points at, and the linux/amd64 image's download size and layers."""
-        media_type, digest, document = self.manifest(repository, reference)
-        manifest = document
-        if media_type in (OCI_INDEX, DOCKER_LIST) or "manifests" in document:
-            chosen = next(
-                (
-                    entry
-                    for entry in document.get("manifests", [])
-                    if entry.get("platform", {}).get("os") == "linux"
-                    and entry.get("platform", {}).get("architecture") == "amd64"
-                ),
-                None,
-            )
-            if chosen is None:
-                raise RegistryError(f"{repository}:{reference}: no linux/amd64 image in the index")
-            _, _, manifest = self.manifest(repository, chosen["digest"])
+        _, digest, _ = self.manifest(repository, reference)
+        manifest = self.platform_manifest(repository, digest)
         layers = [
             {"digest": layer["digest"], "size": layer["size"], "mediaType": layer.get("mediaType", "")}
             for layer in manifest.get("layers", [])

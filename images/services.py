@@ -2,10 +2,14 @@
 
 import hashlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.files import File
 from django.db import transaction
+from django.db.models.fields.files import FieldFile
+from django.utils import timezone
 
 from dock2box.changes import document, record_change
 from dock2box.services import model_delete, model_update
@@ -81,18 +85,33 @@ def image_delete(*, image: Image) -> None:
     record_change(before)
 
 
-def _record_file(version: ImageVersion) -> None:
-    """A file image's tarball gives its version's sha256 digest and size."""
-    if not version.file:
-        return
+def _digest(stored: FieldFile) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
-    with version.file.open("rb") as handle:
+    with stored.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
             size += len(chunk)
-    if (version.digest, version.size) != (f"sha256:{digest.hexdigest()}", size):
-        version.digest, version.size = f"sha256:{digest.hexdigest()}", size
-        version.save(update_fields=["digest", "size"])
+    return f"sha256:{digest.hexdigest()}", size
+
+
+def _record_file(version: ImageVersion) -> None:
+    """Stored files give their digests and sizes: a file image's tarball its version's digest and size, a boot
+    image's kernel and initrd their entries in `layers` (and the size their sum)."""
+    if version.file:
+        digest, size = _digest(version.file)
+        if (version.digest, version.size) != (digest, size):
+            version.digest, version.size = digest, size
+            version.save(update_fields=["digest", "size"])
+    elif version.kernel or version.initrd:
+        files = []
+        for name, stored in (("kernel", version.kernel), ("initrd", version.initrd)):
+            if stored:
+                digest, size = _digest(stored)
+                files.append({"name": name, "digest": digest, "size": size})
+        total = sum(entry["size"] for entry in files)
+        if (version.layers, version.size) != (files, total):
+            version.layers, version.size = files, total
+            version.save(update_fields=["layers", "size"])
 
 
 @transaction.atomic
@@ -120,6 +139,30 @@ def image_version_delete(*, version: ImageVersion) -> None:
     before = _version_documents(version.pk, dependents=True)
     model_delete(version)
     record_change(before)
+
+
+@transaction.atomic
+def boot_environment_register(*, image_name: str, version: str, kernel: Path, initrd: Path) -> ImageVersion:
+    """A built boot environment as a version of the boot image `image_name` (created when missing).
+
+    The same version again changes nothing: its name carries the hash of what it holds.
+    """
+    image = Image.objects.filter(name=image_name).first() or image_create(
+        data={"name": image_name, "type": ImageType.BOOT, "description": "Dock2Box installer boot environment"}
+    )
+    existing = image.versions.filter(version=version).first()
+    if existing is not None:
+        return existing
+    with kernel.open("rb") as kernel_file, initrd.open("rb") as initrd_file:
+        return image_version_create(
+            data={
+                "image": image,
+                "version": version,
+                "timestamp": timezone.now(),
+                "kernel": File(kernel_file, name=kernel.name),
+                "initrd": File(initrd_file, name=initrd.name),
+            }
+        )
 
 
 def image_version_resolve(

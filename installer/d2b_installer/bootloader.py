@@ -1,0 +1,76 @@
+"""A bootloader so the disk starts on its own: extlinux with syslinux's MBR code (BIOS), systemd-boot (UEFI).
+
+The image contract: the kernel is in the image's /boot (`vmlinuz` or `vmlinuz-<version>`), with its initramfs beside
+it (`initrd.img`, `initrd.img-<version>` or `initrd.gz`) when its disk drivers are modules.
+"""
+
+import shutil
+from pathlib import Path
+
+from d2b_installer.disk import Layout
+from d2b_installer.shell import log, run
+
+SYSLINUX = Path("/usr/lib/syslinux/mbr")
+SYSTEMD_BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+
+
+def _newest(boot: Path, patterns: tuple[str, ...]) -> Path | None:
+    for pattern in patterns:
+        found = sorted((path for path in boot.glob(pattern) if path.is_file()), key=lambda p: p.name, reverse=True)
+        if found:
+            return found[0]
+    return None
+
+
+def kernel_files(root: Path) -> tuple[Path, Path | None]:
+    """The image's kernel and initramfs, or an error that says what the image lacks."""
+    boot = root / "boot"
+    kernel = _newest(boot, ("vmlinuz", "vmlinuz-*", "bzImage*"))
+    if kernel is None:
+        raise RuntimeError("the image has no kernel in /boot (vmlinuz or vmlinuz-<version>): it cannot boot")
+    suffix = kernel.name.removeprefix("vmlinuz")
+    initrd = _newest(boot, (f"initrd.img{suffix}", "initrd.img", "initrd.img-*", "initrd.gz", "initramfs*"))
+    return kernel, initrd
+
+
+def install(root: Path, layout: Layout, options: str) -> None:
+    kernel, initrd = kernel_files(root)
+    root_fs = layout.filesystem("/")
+    cmdline = f"root=UUID={root_fs.uuid} ro {options}".strip()
+    if layout.uefi:
+        _systemd_boot(root, kernel, initrd, cmdline)
+    else:
+        _extlinux(root, layout, kernel, initrd, cmdline)
+
+
+def _extlinux(root: Path, layout: Layout, kernel: Path, initrd: Path | None, cmdline: str) -> None:
+    directory = root / "boot/extlinux"
+    directory.mkdir(exist_ok=True)
+    # Paths are relative to the /boot filesystem, where extlinux lives.
+    lines = ["DEFAULT dock2box", "PROMPT 0", "TIMEOUT 0", "LABEL dock2box", f"  KERNEL /{kernel.name}"]
+    if initrd:
+        lines.append(f"  INITRD /{initrd.name}")
+    lines.append(f"  APPEND {cmdline}")
+    (directory / "extlinux.conf").write_text("\n".join(lines) + "\n")
+    run("extlinux", "--install", str(directory))
+    code = (SYSLINUX / ("gptmbr.bin" if layout.gpt else "mbr.bin")).read_bytes()[:440]
+    with open(layout.disk, "r+b") as disk:
+        disk.write(code)
+    log(f"extlinux installed: {kernel.name} {initrd.name if initrd else '(no initramfs)'}")
+
+
+def _systemd_boot(root: Path, kernel: Path, initrd: Path | None, cmdline: str) -> None:
+    esp = root / "boot/efi"
+    (esp / "EFI/BOOT").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SYSTEMD_BOOT, esp / "EFI/BOOT/BOOTX64.EFI")  # the removable path: no firmware variables needed
+    (esp / "dock2box").mkdir(exist_ok=True)
+    shutil.copyfile(kernel, esp / "dock2box/vmlinuz")
+    lines = ["title Dock2Box", "linux /dock2box/vmlinuz"]
+    if initrd:
+        shutil.copyfile(initrd, esp / "dock2box/initrd")
+        lines.append("initrd /dock2box/initrd")
+    lines.append(f"options {cmdline}")
+    (esp / "loader/entries").mkdir(parents=True, exist_ok=True)
+    (esp / "loader/entries/dock2box.conf").write_text("\n".join(lines) + "\n")
+    (esp / "loader/loader.conf").write_text("default dock2box.conf\ntimeout 0\n")
+    log(f"systemd-boot installed on the ESP: {kernel.name} {initrd.name if initrd else '(no initramfs)'}")

@@ -1,0 +1,56 @@
+"""The installed system's identity: hostname, /etc/hosts, fstab, network, resolver, root password, SSH keys."""
+
+from pathlib import Path
+
+from d2b_installer import network
+from d2b_installer.disk import Layout, fstab
+from d2b_installer.shell import log, run
+
+
+def _root_password(root: Path, password_hash: str) -> None:
+    shadow = root / "etc/shadow"
+    if not shadow.exists():
+        log("no /etc/shadow in the image: root password not set")
+        return
+    lines = shadow.read_text().splitlines()
+    lines = [
+        ":".join(["root", password_hash, *line.split(":")[2:]]) if line.startswith("root:") else line for line in lines
+    ]
+    shadow.write_text("\n".join(lines) + "\n")
+
+
+def _authorized_keys(root: Path, keys: str) -> None:
+    directory = root / "root/.ssh"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / "authorized_keys"
+    path.write_text(keys.strip() + "\n")
+    path.chmod(0o600)
+
+
+def write(root: Path, config: dict[str, str], layout: Layout) -> list[str]:
+    """Write the host's files into the image; returns kernel options the network configuration relies on."""
+    hostname, fqdn = config["HOSTNAME"], config.get("FQDN") or config["HOSTNAME"]
+    (root / "etc").mkdir(exist_ok=True)
+    (root / "etc/hostname").write_text(hostname + "\n")
+    address = config.get("IPV4") or "127.0.1.1"
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1\tlocalhost\n{address}\t{fqdn} {hostname}\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+    )
+    (root / "etc/fstab").write_text(fstab(layout))
+    extra = network.write_config(root, config)
+    if config.get("ROOT_PASSWORD_HASH"):
+        _root_password(root, config["ROOT_PASSWORD_HASH"])
+    if config.get("SSH_AUTHORIZED_KEYS"):
+        _authorized_keys(root, config["SSH_AUTHORIZED_KEYS"])
+    log(f"configured {fqdn}")
+    return extra
+
+
+def run_script(root: Path, name: str, script: str) -> None:
+    """An image's main or post script, run inside the installed system (it needs a shell there)."""
+    if not script.strip():
+        return
+    if not (root / "bin/sh").exists():
+        raise RuntimeError(f"the image has a {name} but no /bin/sh to run it")
+    run("chroot", str(root), "/bin/sh", "-e", "-c", script)
