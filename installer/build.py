@@ -58,10 +58,13 @@ class BootEnvironment:
 
 
 def _run(*command: str, cwd: Path | None = None) -> str:
-    return subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True).stdout
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}: {done.stderr.strip()[-1000:]}")
+    return done.stdout
 
 
-def _download(package: str, cache: Path) -> Path:
+def download(package: str, cache: Path) -> Path:
     """The .deb of `package` (a metapackage resolves to the versioned package it depends on), cached."""
     depends = re.findall(r"Depends: (linux-image-\S+)", _run("apt-cache", "depends", package))
     name = depends[0] if package.startswith("linux-image") and depends else package
@@ -99,18 +102,27 @@ def _copy_program(path: str, root: Path) -> None:
             _copy(match.group(1), root)
 
 
-def _modules(kernel_root: Path, release: str, flavour: str, root: Path) -> None:
-    """Copy the wanted modules and what they depend on; index them (depmod) for busybox's modprobe."""
+def unpack_kernel(flavour: str, cache: Path, into: Path) -> tuple[Path, str]:
+    """The Debian kernel package of a flavour unpacked into `into`, indexed; returns its vmlinuz and release."""
+    if flavour not in KERNELS:
+        raise ValueError(f"unknown kernel flavour {flavour!r}: use one of {', '.join(KERNELS)}")
+    _run("dpkg-deb", "-x", str(download(KERNELS[flavour], cache)), str(into))
+    vmlinuz = next((into / "boot").glob("vmlinuz-*"))
+    release = vmlinuz.name.removeprefix("vmlinuz-")
+    _run("depmod", "-b", str(into), release)
+    return vmlinuz, release
+
+
+def copy_modules(kernel_root: Path, release: str, names: list[str], directories: list[str], root: Path) -> None:
+    """Copy modules (by name, and all under `directories`) with what they depend on; index them for modprobe."""
     base = kernel_root / "lib/modules" / release
-    _run("depmod", "-b", str(kernel_root), release)
     depends: dict[str, list[str]] = {}
     for line in (base / "modules.dep").read_text().splitlines():
         module, _, rest = line.partition(":")
         depends[module] = rest.split()
     by_name = {Path(module).name.removesuffix(".ko").replace("-", "_"): module for module in depends}
-    wanted = [by_name[name] for name in MODULES if name in by_name]
-    if flavour == "generic":
-        wanted += [m for m in depends if any(m.startswith(f"kernel/{d}/") for d in GENERIC_DIRECTORIES)]
+    wanted = [by_name[name] for name in names if name in by_name]
+    wanted += [module for module in depends if any(module.startswith(f"kernel/{d}/") for d in directories)]
     chosen: set[str] = set()
     while wanted:
         module = wanted.pop()
@@ -156,9 +168,10 @@ def _installer(root: Path) -> None:
     shutil.copy2(REPO / "installer/init", root / "init")
 
 
-def _busybox(deb: Path, root: Path, work: Path) -> None:
+def install_busybox(cache: Path, root: Path, work: Path) -> None:
     """busybox-static, linked under every applet name no real tool already has."""
-    _run("dpkg-deb", "-x", str(deb), str(work / "busybox"))
+    (work / "busybox").mkdir(parents=True, exist_ok=True)
+    _run("dpkg-deb", "-x", str(download("busybox-static", cache)), str(work / "busybox"))
     for directory in ("usr/bin", "bin"):
         (root / directory).mkdir(parents=True, exist_ok=True)
     shutil.copy2(work / "busybox/bin/busybox", root / "bin/busybox")
@@ -170,18 +183,22 @@ def _busybox(deb: Path, root: Path, work: Path) -> None:
             os.symlink("/bin/busybox", root / applet)
 
 
+def pack(root: Path, initrd: Path) -> None:
+    """`root` as a gzip-compressed newc cpio archive (names sorted, owned by root): an initramfs."""
+    names = "\n".join(sorted(str(p.relative_to(root)) for p in root.rglob("*"))) + "\n"
+    archive = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--reproducible", "--quiet"], cwd=root,
+                             input=names.encode(), capture_output=True, check=True).stdout  # fmt: skip
+    initrd.write_bytes(subprocess.run(["gzip", "-6", "-n"], input=archive, capture_output=True, check=True).stdout)
+
+
 def build(*, out: Path, flavour: str = "cloud", cache: Path | None = None) -> BootEnvironment:
     """Build the kernel and initrd into `out`; returns them with a version naming the kernel and the initrd's hash."""
-    if flavour not in KERNELS:
-        raise ValueError(f"unknown kernel flavour {flavour!r}: use one of {', '.join(KERNELS)}")
     cache = cache or out / "cache"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="d2b-bootenv-") as temporary:
         work = Path(temporary)
         kernel_root, root = work / "kernel", work / "root"
-        _run("dpkg-deb", "-x", str(_download(KERNELS[flavour], cache)), str(kernel_root))
-        vmlinuz = next((kernel_root / "boot").glob("vmlinuz-*"))
-        release = vmlinuz.name.removeprefix("vmlinuz-")
+        vmlinuz, release = unpack_kernel(flavour, cache, kernel_root)
         root.mkdir()
         for merged in ("bin", "sbin", "lib", "lib64"):  # the same /usr merge as the machine the tools come from
             if Path("/", merged).is_symlink():
@@ -189,7 +206,8 @@ def build(*, out: Path, flavour: str = "cloud", cache: Path | None = None) -> Bo
                 os.symlink(os.readlink(Path("/", merged)), root / merged)
         for directory in ("dev", "proc", "sys", "run", "tmp", "root", "target", "etc/lvm", "usr/lib/ssl"):
             (root / directory).mkdir(parents=True, exist_ok=True)
-        _modules(kernel_root, release, flavour, root)
+        directories = GENERIC_DIRECTORIES if flavour == "generic" else []
+        copy_modules(kernel_root, release, MODULES, directories, root)
         for tool in TOOLS:
             _copy_program(tool, root)
         for path in FILES:
@@ -199,7 +217,7 @@ def build(*, out: Path, flavour: str = "cloud", cache: Path | None = None) -> Bo
         (root / "etc/lvm/lvm.conf").write_text(LVM_CONF)
         _python(root)
         _installer(root)
-        _busybox(_download("busybox-static", cache), root, work)
+        install_busybox(cache, root, work)
         digest = hashlib.sha256()
         for path in sorted(root.rglob("*")):
             if path.is_file() and not path.is_symlink():
@@ -211,12 +229,8 @@ def build(*, out: Path, flavour: str = "cloud", cache: Path | None = None) -> Bo
         _run(PYTHON, "-I", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(root))
         for path in [root, *root.rglob("*")]:
             os.utime(path, (EPOCH, EPOCH), follow_symlinks=False)
-        names = "\n".join(sorted(str(p.relative_to(root)) for p in root.rglob("*"))) + "\n"
-        archive = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--reproducible", "--quiet"], cwd=root,
-                                 input=names.encode(), capture_output=True, check=True).stdout  # fmt: skip
         initrd = out / f"initrd-{version}.gz"
-        with initrd.open("wb") as handle:
-            handle.write(subprocess.run(["gzip", "-6", "-n"], input=archive, capture_output=True, check=True).stdout)
+        pack(root, initrd)
         kernel = out / f"vmlinuz-{version}"
         shutil.copyfile(vmlinuz, kernel)
     return BootEnvironment(version=version, kernel=kernel, initrd=initrd)

@@ -15,8 +15,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 class Machine:
     """A QEMU guest with a virtio NIC on user-mode networking (the host's loopback is 10.0.2.2)."""
 
-    def __init__(self, *, mac: str, bootfile: str, workdir: Path, uefi: bool = False, disks: list[Path] = ()):
-        args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-m", "512", "-boot", "n"]
+    def __init__(self, *, mac: str, bootfile: str, workdir: Path, uefi: bool = False, disks: list[Path] = (),
+                 memory: int = 512):  # fmt: skip
+        args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-m", str(memory), "-boot", "n"]
         args += ["-netdev", f"user,id=n0,bootfile={bootfile}", "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
         if uefi:
             variables = workdir / "OVMF_VARS.fd"
@@ -57,6 +58,16 @@ class Machine:
             time.sleep(0.2)
         missing = [text for text in texts if text not in self.console]
         raise AssertionError(f"console never showed {missing}; it showed:\n{self.console[-3000:]}")
+
+    def wait_exit(self, timeout: float) -> str:
+        """The whole console once the guest has stopped (a reboot ends QEMU here: `-no-reboot`)."""
+        assert self._process is not None
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the guest still runs after {timeout} s; console:\n{self.console[-3000:]}") from None
+        time.sleep(0.2)  # the reader thread drains the pipe
+        return self.console
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -20,25 +20,38 @@ def _blob(layout: Path, data: bytes) -> dict:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def oci_layout(layout: Path, tag: str, files: dict[str, bytes], *, as_index: bool = False) -> dict:
-    """An OCI image layout with one layer holding `files`; with `as_index`, the tag names an index over it."""
-    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+def tar_of(files: dict[str, bytes]) -> bytes:
+    """A tar of regular files (mode 0644, owned by root)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as archive:
         for name, data in sorted(files.items()):
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
             archive.addfile(info, io.BytesIO(data))
-    layer = raw.getvalue()
-    compressed = gzip.compress(layer, mtime=0)
+    return raw.getvalue()
+
+
+def oci_layout(layout: Path, tag: str, files: dict[str, bytes], *, as_index: bool = False) -> dict:
+    """An OCI image layout with one layer holding `files`; with `as_index`, the tag names an index over it."""
+    return oci_image(layout, tag, [tar_of(files)], as_index=as_index)
+
+
+def oci_image(layout: Path, tag: str, layers: list[bytes], *, as_index: bool = False, level: int = 9) -> dict:
+    """An OCI image layout of layer tars (base first, gzip at `level`); with `as_index`, the tag names an index."""
+    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
     config = {"architecture": "amd64", "os": "linux", "config": {},
-              "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}"]}}  # fmt: skip
+              "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}"
+                                                        for layer in layers]}}  # fmt: skip
     config_blob = {
         "mediaType": "application/vnd.oci.image.config.v1+json",
         **_blob(layout, json.dumps(config).encode()),
     }
-    layer_blob = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_blob(layout, compressed)}
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_blob, "layers": [layer_blob]}
+    layer_blobs = [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+         **_blob(layout, gzip.compress(layer, compresslevel=level, mtime=0))}
+        for layer in layers
+    ]  # fmt: skip
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_blob, "layers": layer_blobs}
     entry = {"mediaType": OCI_MANIFEST, **_blob(layout, json.dumps(manifest).encode()),
              "platform": {"architecture": "amd64", "os": "linux"}}  # fmt: skip
     if as_index:
@@ -47,7 +60,7 @@ def oci_layout(layout: Path, tag: str, files: dict[str, bytes], *, as_index: boo
     entry["annotations"] = {"org.opencontainers.image.ref.name": tag}
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    return {"config": config_blob, "layers": [layer_blob]}
+    return {"config": config_blob, "layers": layer_blobs}
 
 
 class Registry:

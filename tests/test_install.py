@@ -1,0 +1,198 @@
+"""End to end in QEMU: a host PXE-boots the boot environment, the installer lays its image, the disk boots on its own.
+
+The portal is served live on 127.0.0.1 (10.0.2.2 from the guest) with a real registry beside it; the host is created
+through /api/v2/ with the VM's MAC; the VM (TCG) starts with an empty virtual disk. Afterwards the disk is checked from
+here with `e2fsck -fn` and `debugfs`, and the VM boots again: the portal sends it to its disk, and the installed
+image's own init prints a marker on the serial console.
+"""
+
+import json
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.core.files.base import ContentFile
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from hosts.models import Host
+from images import services as image_services
+from installer.build import build
+from provisioning import services
+from provisioning.models import BuildEvent
+from tests import factories
+from tests.host_image import MARKER, host_root, tar_directory
+from tests.qemu import Machine
+from tests.registry import Registry, oci_image, tar_of
+
+pytestmark = pytest.mark.slow
+VM_MAC = "52:54:00:d2:b0:01"
+CACHE = Path(__file__).resolve().parent.parent / "var/cache/debian"
+GiB = 1 << 30
+
+
+@pytest.fixture(scope="session")
+def bootenv(tmp_path_factory):
+    return build(out=tmp_path_factory.mktemp("bootenv"), flavour="cloud", cache=CACHE)
+
+
+@pytest.fixture(scope="session")
+def image_root(tmp_path_factory):
+    return host_root(tmp_path_factory.mktemp("host-image"), CACHE, name="test-image", pad_mib=8)
+
+
+@pytest.fixture
+def portal(live_server, transactional_db, settings, bootenv, admin_user):
+    """The live portal as the guest reaches it, its boot environment registered, a site and subnet for the VM."""
+    url = f"http://10.0.2.2:{urlsplit(live_server.url).port}"
+    settings.DOCK2BOX_PUBLIC_URL = url
+    settings.ALLOWED_HOSTS = ["*"]
+    boot = image_services.boot_environment_register(
+        image_name="d2b-bootenv", version=bootenv.version, kernel=bootenv.kernel, initrd=bootenv.initrd
+    )
+    image_services.image_update(image=boot.image, data={"kopts": "console=ttyS0"})
+    services.boot_defaults_update(data={"boot_version": boot})
+    site = factories.SiteFactory(name="lab1", domain="lab.example.com", dns_servers="10.0.2.3")
+    subnet = factories.SubnetFactory(site=site, network="10.0.2.0/24", gateway="10.0.2.2")
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    return url, api, site, subnet
+
+
+def create_host(api, subnet, image: str, **settings) -> Host:
+    response = api.post("/api/v2/hosts/", {
+        "fqdn": "vm01.lab.example.com", "site": "lab1", "image": image, "version": "latest", **settings,
+        "interfaces": [{"name": "eth0", "mac": VM_MAC, "ip": "10.0.2.15", "subnet": str(subnet.network)}],
+    }, format="json")  # fmt: skip
+    assert response.status_code == 201, response.content
+    host = Host.objects.get(pk=response.json()["id"])
+    assert api.post(f"/api/v2/hosts/{host.pk}/enter-build/").status_code in (200, 201)
+    return host
+
+
+def install(url: str, workdir: Path, disk_bytes: int = GiB, uefi: bool = False) -> tuple[Path, str]:
+    disk = workdir / "disk.img"
+    with disk.open("wb") as handle:
+        handle.truncate(disk_bytes)
+    with Machine(mac=VM_MAC, bootfile=f"{url}/boot.ipxe", workdir=workdir, disks=[disk], memory=1024,
+                 uefi=uefi) as machine:  # fmt: skip
+        console = machine.wait_exit(timeout=300)
+    return disk, console
+
+
+def stages(host: Host) -> list[tuple[str, int | None]]:
+    events = BuildEvent.objects.filter(build__host=host).order_by("time", "id")
+    return [(event.stage, event.progress) for event in events]
+
+
+def partition(disk: Path, number: int, workdir: Path) -> Path:
+    """Partition `number` of a disk image copied out as a sparse file (debugfs and e2fsck read files)."""
+    table = json.loads(subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, check=True).stdout)
+    entry = table["partitiontable"]["partitions"][number - 1]
+    sector = table["partitiontable"].get("sectorsize", 512)
+    out = workdir / f"part{number}.img"
+    with disk.open("rb") as source, out.open("wb") as target:
+        source.seek(entry["start"] * sector)
+        remaining = entry["size"] * sector
+        while remaining:
+            chunk = source.read(min(remaining, 1 << 20))
+            remaining -= len(chunk)
+            if chunk.count(0) == len(chunk):
+                target.seek(len(chunk), 1)
+            else:
+                target.write(chunk)
+        target.truncate()
+    return out
+
+
+def debugfs(filesystem: Path, request: str) -> str:
+    return subprocess.run(["debugfs", "-R", request, str(filesystem)], capture_output=True, text=True).stdout
+
+
+def assert_installed(host: Host, console: str) -> None:
+    host.refresh_from_db()
+    seen = stages(host)
+    assert host.status == "installed" and not host.build, (host.status, seen, console[-3000:])
+    assert [stage for stage, _ in seen if stage != "image"][:2] == ["config", "disk"]
+    assert [stage for stage, _ in seen][-3:] == ["configure", "bootloader", "done"]
+    download = [progress for stage, progress in seen if stage == "image"]
+    assert download[0] == 0 and download[-1] == 100 and download == sorted(download)
+    steps = [b - a for a, b in zip(download, download[1:], strict=False)]
+    assert max(steps) <= 10, download  # the download reported at least every 10 %
+
+
+def assert_disk(disk: Path, workdir: Path, root_number: int = 2) -> Path:
+    root = partition(disk, root_number, workdir)
+    check = subprocess.run(["e2fsck", "-fn", str(root)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert debugfs(root, "cat /etc/hostname") == "vm01\n"
+    assert "vm01.lab.example.com vm01" in debugfs(root, "cat /etc/hosts")
+    assert debugfs(root, "cat /etc/fstab").count("UUID=") == 2
+    boot = partition(disk, root_number - 1, workdir)
+    assert "APPEND root=UUID=" in debugfs(boot, "cat /extlinux/extlinux.conf")
+    return root
+
+
+def boot_installed(url: str, workdir: Path, disk: Path, uefi: bool = False) -> str:
+    with Machine(mac=VM_MAC, bootfile=f"{url}/boot.ipxe", workdir=workdir, disks=[disk], uefi=uefi) as machine:
+        return machine.wait_for(MARKER, timeout=150)
+
+
+def test_a_file_image_installs_and_the_disk_boots_it(portal, image_root, tmp_path):
+    url, api, site, subnet = portal
+    image = image_services.image_create(data={"name": "test-file", "type": "file", "kopts": "console=ttyS0"})
+    image_services.image_version_create(data={
+        "image": image, "version": "1", "timestamp": timezone.now(),
+        "file": ContentFile(tar_directory(image_root, compression="gz"), name="test-file-1.tar.gz"),
+    })  # fmt: skip
+    host = create_host(api, subnet, "test-file")
+
+    disk, console = install(url, tmp_path)
+    assert_installed(host, console)
+    root = assert_disk(disk, tmp_path)
+    assert "iface eth0 inet static" in debugfs(root, "cat /etc/network/interfaces")  # the image has ifupdown (busybox)
+    assert "nameserver 10.0.2.3" in debugfs(root, "cat /etc/resolv.conf")
+
+    console = boot_installed(url, tmp_path, disk)
+    assert f"{MARKER} host=vm01 image=test-image fstab=2" in console
+
+
+@pytest.fixture
+def registry(tmp_path, settings):
+    registry = Registry(tmp_path / "registry", user="puller", password="s3cret-pull")
+    settings.DOCK2BOX_INSECURE_REGISTRIES = [registry.address]
+    yield registry
+    registry.stop()
+
+
+def push_docker_image(registry: Registry, image_root: Path, workdir: Path) -> dict:
+    """Two layers: the second deletes a file (whiteout), empties a directory (opaque) and renames the image."""
+    base = tar_directory(image_root) + b""
+    extra = tar_of({"etc/obsolete": b"old\n", "opt/old/x": b"x\n"})
+    top = tar_of({"etc/.wh.obsolete": b"", "opt/old/.wh..wh..opq": b"", "opt/old/y": b"y\n",
+                  "etc/test-image": b"test-docker\n"})  # fmt: skip
+    built = oci_image(workdir / "layout", "v1", [base, extra, top], as_index=True, level=1)
+    registry.push(workdir / "layout", "v1", "lab/test-docker")
+    return built
+
+
+def test_a_docker_image_installs_from_the_registry_and_the_disk_boots_it(portal, registry, image_root, tmp_path):
+    url, api, site, subnet = portal
+    push_docker_image(registry, image_root, tmp_path)
+    site.registry, site.registry_username, site.registry_password = registry.address, "puller", "s3cret-pull"
+    site.save()
+    image = image_services.image_create(data={"name": "test-docker", "type": "docker", "repository": "lab/test-docker",
+                                              "kopts": "console=ttyS0"})  # fmt: skip
+    version = image_services.image_version_create(data={"image": image, "version": "v1", "timestamp": timezone.now()})
+    assert api.post(f"/api/v2/image-versions/{version.pk}/resolve/").status_code == 200
+    host = create_host(api, subnet, "test-docker", gpt=True)
+
+    disk, console = install(url, tmp_path)
+    assert_installed(host, console)
+    root = assert_disk(disk, tmp_path)
+    assert debugfs(root, "cat /opt/old/y") == "y\n"
+    listing = debugfs(root, "ls -l /opt/old") + debugfs(root, "ls -l /etc")
+    assert " x\n" not in listing.replace("  ", " ") and "obsolete" not in listing  # whiteouts applied
+    console = boot_installed(url, tmp_path, disk)
+    assert f"{MARKER} host=vm01 image=test-docker fstab=2" in console
