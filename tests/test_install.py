@@ -160,6 +160,7 @@ def test_a_file_image_installs_and_the_disk_boots_it(portal, image_root, tmp_pat
 
 @pytest.fixture
 def registry(tmp_path, settings):
+    (tmp_path / "registry").mkdir()
     registry = Registry(tmp_path / "registry", user="puller", password="s3cret-pull")
     settings.DOCK2BOX_INSECURE_REGISTRIES = [registry.address]
     yield registry
@@ -177,7 +178,9 @@ def push_docker_image(registry: Registry, image_root: Path, workdir: Path) -> di
     return built
 
 
-def test_a_docker_image_installs_from_the_registry_and_the_disk_boots_it(portal, registry, image_root, tmp_path):
+def test_a_docker_image_installs_from_the_registry_and_the_disk_boots_it(
+    portal, registry, image_root, tmp_path, settings
+):
     url, api, site, subnet = portal
     push_docker_image(registry, image_root, tmp_path)
     site.registry, site.registry_username, site.registry_password = registry.address, "puller", "s3cret-pull"
@@ -185,7 +188,12 @@ def test_a_docker_image_installs_from_the_registry_and_the_disk_boots_it(portal,
     image = image_services.image_create(data={"name": "test-docker", "type": "docker", "repository": "lab/test-docker",
                                               "kopts": "console=ttyS0"})  # fmt: skip
     version = image_services.image_version_create(data={"image": image, "version": "v1", "timestamp": timezone.now()})
-    assert api.post(f"/api/v2/image-versions/{version.pk}/resolve/").status_code == 200
+    assert api.post(f"/api/v2/image-versions/{version.pk}/resolve/").status_code == 202  # a task (eager here)
+    version.refresh_from_db()
+    assert len(version.layers) == 3
+    site.registry = f"10.0.2.2:{registry.port}"  # the same registry as the guest reaches it
+    site.save()
+    settings.DOCK2BOX_INSECURE_REGISTRIES = [site.registry]
     host = create_host(api, subnet, "test-docker", gpt=True)
 
     disk, console = install(url, tmp_path)
