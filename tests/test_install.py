@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.files.base import ContentFile
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -204,3 +205,55 @@ def test_a_docker_image_installs_from_the_registry_and_the_disk_boots_it(
     assert " x\n" not in listing.replace("  ", " ") and "obsolete" not in listing  # whiteouts applied
     console = boot_installed(url, tmp_path, disk)
     assert f"{MARKER} host=vm01 image=test-docker fstab=2" in console
+
+
+def corrupt_a_layer(registry: Registry, built: dict) -> None:
+    """Flip bytes in the middle of the last layer as the registry stores it (its size stays the same)."""
+    digest = built["layers"][-1]["digest"].split(":")[1]
+    data = registry.workdir / "data/docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
+    content = bytearray(data.read_bytes())
+    middle = len(content) // 2
+    content[middle : middle + 16] = bytes(16)
+    data.write_bytes(bytes(content))
+
+
+@pytest.mark.parametrize("failure", ["disk-too-small", "corrupted-layer"])
+def test_a_failing_install_ends_failed_with_its_reason(portal, registry, image_root, tmp_path, settings, failure):
+    url, api, site, subnet = portal
+    disk = tmp_path / "disk.img"
+    if failure == "disk-too-small":
+        image = image_services.image_create(data={"name": "test-file", "type": "file"})
+        image_services.image_version_create(data={
+            "image": image, "version": "1", "timestamp": timezone.now(),
+            "file": ContentFile(tar_directory(image_root, compression="gz"), name="test-file-1.tar.gz"),
+        })  # fmt: skip
+        host = create_host(api, subnet, "test-file")
+        size, stage, reason = 64 << 20, "disk", "/dev/vda has 64 MiB; this image and layout need at least"
+    else:
+        built = push_docker_image(registry, image_root, tmp_path)
+        site.registry = registry.address
+        site.save()
+        image = image_services.image_create(data={"name": "test-docker", "type": "docker",
+                                                  "repository": "lab/test-docker"})  # fmt: skip
+        image_services.image_version_create(data={"image": image, "version": "v1", "timestamp": timezone.now()})
+        corrupt_a_layer(registry, built)
+        site.registry = f"10.0.2.2:{registry.port}"
+        site.save()
+        settings.DOCK2BOX_INSECURE_REGISTRIES = [site.registry]
+        host = create_host(api, subnet, "test-docker")
+        site.registry_username, site.registry_password = "puller", "s3cret-pull"
+        site.save()
+        size, stage, reason = GiB, "image", f"{built['layers'][-1]['digest']} is corrupt"
+    with disk.open("wb") as handle:
+        handle.truncate(size)
+    with Machine(mac=VM_MAC, bootfile=f"{url}/boot.ipxe", workdir=tmp_path, disks=[disk], memory=1024) as machine:
+        machine.wait_for("event config 100", timeout=120)
+        token = host.builds.get().token
+        machine.wait_for("event failed", "console is yours", timeout=180)
+
+    host.refresh_from_db()
+    assert host.status == "failed", stages(host)
+    failed = BuildEvent.objects.get(build__host=host, stage="failed")
+    assert failed.message.startswith(f"{stage}: ") and reason in failed.message, failed.message
+    assert "$ " in failed.message  # the log tail of the failing step
+    assert Client().get(f"/config/{token}").status_code == 403

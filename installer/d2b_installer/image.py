@@ -26,15 +26,23 @@ class Progress:
             self.report(self.reported, f"{self.done // (1 << 20)} of {self.total // (1 << 20)} MiB")
 
 
+def _apply(root: Path, stream: Verified) -> None:
+    """Apply a tar stream and check its digest; a corrupt download explains a broken tar better than the tar does."""
+    try:
+        apply_layer(root, stream)
+    except Exception:
+        stream.finish()
+        raise
+    stream.finish()
+
+
 def lay_file(*, root: Path, url: str, digest: str, size: int, report: Callable[[int, str], None]) -> None:
     """A tarball (.tar, .tar.gz, .tar.xz, .tar.bz2) streamed from `url` onto `root`, its sha256 checked."""
     if not url.startswith(("http://", "https://")):
         raise RuntimeError(f"the image URL {url!r} is not http(s)")
     with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (checked above)
         total = int(response.headers.get("Content-Length") or size or 0)
-        stream = Verified(response, digest, Progress(total, report))
-        apply_layer(root, stream)
-        stream.finish()
+        _apply(root, Verified(response, digest, Progress(total, report)))
     log(f"file image laid, sha256 {'checked' if digest else 'not recorded: not checked'}")
 
 
@@ -49,7 +57,5 @@ def lay_docker(
     progress = Progress(sum(layer["size"] for layer in layers), report)
     for number, layer in enumerate(layers, 1):
         log(f"layer {number}/{len(layers)} {layer['digest']} ({layer['size']} bytes)")
-        stream = client.blob(repository, layer["digest"], progress)
-        apply_layer(root, stream)
-        stream.finish()
+        _apply(root, client.blob(repository, layer["digest"], progress))
     log(f"{len(layers)} layers applied, digests verified")
