@@ -14,10 +14,16 @@ import stat
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import Protocol
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
+
+
+class Stream(Protocol):
+    """What a layer is read from: anything with `read` (a file, an HTTP response, a digest-checking wrapper)."""
+
+    def read(self, size: int, /) -> bytes: ...
 
 
 class LayerError(Exception):
@@ -109,14 +115,14 @@ def _write(root: Path, layer: tarfile.TarFile, member: tarfile.TarInfo) -> None:
     os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
 
 
-def apply_layer(root: Path, stream: IO[bytes]) -> None:
+def apply_layer(root: Path, stream: Stream) -> None:
     """Apply one layer (a tar stream, plain or gzip/xz/bz2-compressed) to `root`, reading it once, front to back.
 
     The stream need not seek: the installer applies layers as they come from the registry.
     """
     written: set[str] = set()
     directories: list[tuple[Path, int]] = []
-    with tarfile.open(fileobj=stream, mode="r|*") as layer:
+    with tarfile.open(fileobj=stream, mode="r|*") as layer:  # type: ignore[call-overload]  # a stream mode only reads
         for member in layer:
             relative = _clean(member.name)
             if relative.rpartition("/")[2].startswith(WHITEOUT):
@@ -131,7 +137,7 @@ def apply_layer(root: Path, stream: IO[bytes]) -> None:
             os.utime(path, (mtime, mtime))
 
 
-def apply_layers(root: Path, layers: Iterable[IO[bytes]]) -> None:
+def apply_layers(root: Path, layers: Iterable[Stream]) -> None:
     """Apply layers in order, base first."""
     root.mkdir(parents=True, exist_ok=True)
     for stream in layers:

@@ -103,12 +103,12 @@ def _record_file(version: ImageVersion) -> None:
             version.digest, version.size = digest, size
             version.save(update_fields=["digest", "size"])
     elif version.kernel or version.initrd:
-        files = []
+        files: list[dict[str, Any]] = []
         for name, stored in (("kernel", version.kernel), ("initrd", version.initrd)):
             if stored:
                 digest, size = _digest(stored)
                 files.append({"name": name, "digest": digest, "size": size})
-        total = sum(entry["size"] for entry in files)
+        total = sum(int(entry["size"]) for entry in files)
         if (version.layers, version.size) != (files, total):
             version.layers, version.size = files, total
             version.save(update_fields=["layers", "size"])

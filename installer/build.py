@@ -153,8 +153,8 @@ def _python(root: Path) -> None:
         if path.startswith(stdlib):
             _copy_program(path, root) if path.endswith(".so") else _copy(path, root)
     for package in ["encodings"]:  # looked up by name at run time (codecs)
-        for path in Path(stdlib, package).glob("*.py"):
-            _copy(str(path), root)
+        for module in Path(stdlib, package).glob("*.py"):
+            _copy(str(module), root)
 
 
 def _installer(root: Path) -> None:
@@ -210,8 +210,8 @@ def build(*, out: Path, flavour: str = "cloud", cache: Path | None = None) -> Bo
         copy_modules(kernel_root, release, MODULES, directories, root)
         for tool in TOOLS:
             _copy_program(tool, root)
-        for path in FILES:
-            _copy(path, root)
+        for file in FILES:
+            _copy(file, root)
         if Path("/etc/ssl/certs/ca-certificates.crt").exists():
             shutil.copyfile("/etc/ssl/certs/ca-certificates.crt", root / "usr/lib/ssl/cert.pem")
         (root / "etc/lvm/lvm.conf").write_text(LVM_CONF)

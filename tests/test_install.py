@@ -6,7 +6,9 @@ here with `e2fsck -fn` and `debugfs`, and the VM boots again: the portal sends i
 image's own init prints a marker on the serial console.
 """
 
+import itertools
 import json
+import re
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -92,10 +94,25 @@ def partition(disk: Path, number: int, workdir: Path) -> Path:
     table = json.loads(subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, check=True).stdout)
     entry = table["partitiontable"]["partitions"][number - 1]
     sector = table["partitiontable"].get("sectorsize", 512)
-    out = workdir / f"part{number}.img"
-    with disk.open("rb") as source, out.open("wb") as target:
-        source.seek(entry["start"] * sector)
-        remaining = entry["size"] * sector
+    return extract(disk, entry["start"] * sector, entry["size"] * sector, workdir / f"part{number}.img")
+
+
+def logical_volume(disk: Path, number: int, workdir: Path) -> Path:
+    """The one linear logical volume on partition `number` (an LVM physical volume), read from its text metadata."""
+    pv = partition(disk, number, workdir)
+    with pv.open("rb") as handle:
+        metadata = handle.read(1 << 20)
+    pe_start = int(re.findall(rb"pe_start = (\d+)", metadata)[-1])
+    extent_size = int(re.findall(rb"extent_size = (\d+)", metadata)[-1])
+    extents = int(re.findall(rb"extent_count = (\d+)", metadata)[-1])
+    assert re.findall(rb'stripes = \[\s*"pv0", (\d+)', metadata)[-1] == b"0"  # the volume starts at extent 0
+    return extract(pv, pe_start * 512, extents * extent_size * 512, workdir / "lv.img")
+
+
+def extract(image: Path, offset: int, size: int, out: Path) -> Path:
+    with image.open("rb") as source, out.open("wb") as target:
+        source.seek(offset)
+        remaining = size
         while remaining:
             chunk = source.read(min(remaining, 1 << 20))
             remaining -= len(chunk)
@@ -119,19 +136,20 @@ def assert_installed(host: Host, console: str) -> None:
     assert [stage for stage, _ in seen][-3:] == ["configure", "bootloader", "done"]
     download = [progress for stage, progress in seen if stage == "image"]
     assert download[0] == 0 and download[-1] == 100 and download == sorted(download)
-    steps = [b - a for a, b in zip(download, download[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(download)]
     assert max(steps) <= 10, download  # the download reported at least every 10 %
 
 
-def assert_disk(disk: Path, workdir: Path, root_number: int = 2) -> Path:
-    root = partition(disk, root_number, workdir)
+def assert_disk(disk: Path, workdir: Path, root_number: int = 2, uefi: bool = False, lvm: bool = False) -> Path:
+    root = logical_volume(disk, root_number, workdir) if lvm else partition(disk, root_number, workdir)
     check = subprocess.run(["e2fsck", "-fn", str(root)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert debugfs(root, "cat /etc/hostname") == "vm01\n"
     assert "vm01.lab.example.com vm01" in debugfs(root, "cat /etc/hosts")
-    assert debugfs(root, "cat /etc/fstab").count("UUID=") == 2
-    boot = partition(disk, root_number - 1, workdir)
-    assert "APPEND root=UUID=" in debugfs(boot, "cat /extlinux/extlinux.conf")
+    assert debugfs(root, "cat /etc/fstab").count("UUID=") == (3 if uefi else 2)
+    if not uefi:
+        boot = partition(disk, root_number - 1, workdir)
+        assert "APPEND root=UUID=" in debugfs(boot, "cat /extlinux/extlinux.conf")
     return root
 
 
@@ -140,23 +158,42 @@ def boot_installed(url: str, workdir: Path, disk: Path, uefi: bool = False) -> s
         return machine.wait_for(MARKER, timeout=150)
 
 
-def test_a_file_image_installs_and_the_disk_boots_it(portal, image_root, tmp_path):
-    url, api, site, subnet = portal
-    image = image_services.image_create(data={"name": "test-file", "type": "file", "kopts": "console=ttyS0"})
+@pytest.mark.parametrize("uefi", [False, True], ids=["bios", "uefi"])
+def test_a_file_image_installs_and_the_disk_boots_it(portal, image_root, tmp_path, uefi):
+    url, api, _site, subnet = portal
+    image = image_services.image_create(
+        data={"name": "test-file", "type": "file", "kopts": "console=ttyS0", "uefi": uefi, "gpt": uefi}
+    )
     image_services.image_version_create(data={
         "image": image, "version": "1", "timestamp": timezone.now(),
         "file": ContentFile(tar_directory(image_root, compression="gz"), name="test-file-1.tar.gz"),
     })  # fmt: skip
     host = create_host(api, subnet, "test-file")
 
-    disk, console = install(url, tmp_path)
+    disk, console = install(url, tmp_path, uefi=uefi)
     assert_installed(host, console)
-    root = assert_disk(disk, tmp_path)
+    root = assert_disk(disk, tmp_path, root_number=3 if uefi else 2, uefi=uefi)
     assert "iface eth0 inet static" in debugfs(root, "cat /etc/network/interfaces")  # the image has ifupdown (busybox)
     assert "nameserver 10.0.2.3" in debugfs(root, "cat /etc/resolv.conf")
 
-    console = boot_installed(url, tmp_path, disk)
-    assert f"{MARKER} host=vm01 image=test-image fstab=2" in console
+    console = boot_installed(url, tmp_path, disk, uefi=uefi)
+    assert f"{MARKER} host=vm01 image=test-image fstab={3 if uefi else 2}" in console
+
+
+def test_lvm_puts_the_root_filesystem_on_a_logical_volume(portal, image_root, tmp_path):
+    """The test image's initramfs has no LVM, so this one is checked on the disk only."""
+    url, api, _site, subnet = portal
+    image = image_services.image_create(data={"name": "test-file", "type": "file", "volmgt": "lvm"})
+    image_services.image_version_create(data={
+        "image": image, "version": "1", "timestamp": timezone.now(),
+        "file": ContentFile(tar_directory(image_root, compression="xz"), name="test-file-1.tar.xz"),
+    })  # fmt: skip
+    host = create_host(api, subnet, "test-file")
+    disk, console = install(url, tmp_path)
+    assert_installed(host, console)
+    assert "lvcreate" in console and "vg-vm01" in console
+    root = assert_disk(disk, tmp_path, lvm=True)
+    assert debugfs(root, "cat /etc/test-image") == "test-image\n"
 
 
 @pytest.fixture
