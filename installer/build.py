@@ -226,7 +226,9 @@ def build(*, out: Path, flavour: str = "cloud", cache: Path | None = None) -> Bo
         (root / "etc/dock2box-bootenv").write_text(version + "\n")
         for path in [root, *root.rglob("*")]:
             os.utime(path, (EPOCH, EPOCH), follow_symlinks=False)
-        _run(PYTHON, "-I", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(root))
+        # Compiled ahead (the guest would compile on every boot), naming the files by their paths in the initrd.
+        _run(PYTHON, "-I", "-m", "compileall", "-q", "-j", "0", "-s", str(root), "-p", "/",
+             "--invalidation-mode", "unchecked-hash", str(root))  # fmt: skip
         for path in [root, *root.rglob("*")]:
             os.utime(path, (EPOCH, EPOCH), follow_symlinks=False)
         initrd = out / f"initrd-{version}.gz"

@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Permission, User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from installer.build import build
 
 
 def grant(user: User, *codenames: str) -> None:
@@ -52,3 +56,15 @@ def etcd(request, etcd_server, settings):
     settings.DOCK2BOX_ETCD_API = request.param
     yield etcd_server
     etcd_server.wipe()
+
+
+@pytest.fixture(scope="session")
+def debian_cache() -> Path:
+    """Debian packages the suite downloads (kernel, busybox-static), kept between runs."""
+    return Path(__file__).resolve().parent.parent / "var/cache/debian"
+
+
+@pytest.fixture(scope="session")
+def bootenv(tmp_path_factory, debian_cache):
+    """The installer's boot environment, built once per session (about 10 s)."""
+    return build(out=tmp_path_factory.mktemp("bootenv"), flavour="cloud", cache=debian_cache)

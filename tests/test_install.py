@@ -21,7 +21,6 @@ from rest_framework.test import APIClient
 
 from hosts.models import Host
 from images import services as image_services
-from installer.build import build
 from provisioning import services
 from provisioning.models import BuildEvent
 from tests import factories
@@ -31,18 +30,12 @@ from tests.registry import Registry, oci_image, tar_of
 
 pytestmark = pytest.mark.slow
 VM_MAC = "52:54:00:d2:b0:01"
-CACHE = Path(__file__).resolve().parent.parent / "var/cache/debian"
 GiB = 1 << 30
 
 
 @pytest.fixture(scope="session")
-def bootenv(tmp_path_factory):
-    return build(out=tmp_path_factory.mktemp("bootenv"), flavour="cloud", cache=CACHE)
-
-
-@pytest.fixture(scope="session")
-def image_root(tmp_path_factory):
-    return host_root(tmp_path_factory.mktemp("host-image"), CACHE, name="test-image", pad_mib=8)
+def image_root(tmp_path_factory, debian_cache):
+    return host_root(tmp_path_factory.mktemp("host-image"), debian_cache, name="test-image", pad_mib=8)
 
 
 @pytest.fixture

@@ -51,6 +51,32 @@ def test_an_index_behind_basic_auth_resolves_to_its_amd64_image(private_registry
         RegistryClient(private_registry.url).resolve("test/indexed", "v2")
 
 
+def test_blobs_are_pulled_and_a_corrupted_one_fails_by_its_digest(anonymous_registry, tmp_path):
+    built = oci_layout(tmp_path / "layout", "v1", {"etc/os-release": b"ID=test\n"})
+    anonymous_registry.push(tmp_path / "layout", "v1", "test/pull")
+    client = RegistryClient(anonymous_registry.url)
+    manifest = client.platform_manifest("test/pull", "v1")
+    layer = manifest["layers"][0]["digest"]
+    assert layer == built["layers"][0]["digest"]
+    pulled: list[int] = []
+    stream = client.blob("test/pull", layer, pulled.append)
+    content = stream.read(-1)
+    stream.finish()
+    assert sum(pulled) == len(content) == built["layers"][0]["size"]
+
+    hexdigest = layer.split(":")[1]
+    data = next(anonymous_registry.workdir.rglob(f"blobs/sha256/{hexdigest[:2]}/{hexdigest}/data"))
+    content = bytearray(data.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    data.write_bytes(bytes(content))
+    stream = client.blob("test/pull", layer)
+    stream.read(-1)
+    with pytest.raises(RegistryError, match=f"{layer} is corrupt"):
+        stream.finish()
+    with pytest.raises(RegistryError, match="sent a manifest with the digest"):
+        client.platform_manifest("test/pull", "sha256:" + "0" * 64)
+
+
 def test_a_version_is_resolved_with_its_sites_registry_and_credentials(private_registry, tmp_path, db, user):
     oci_layout(tmp_path / "layout", "v3", {"a": b"a\n"})
     digest = private_registry.push(tmp_path / "layout", "v3", "dock2box/debian")

@@ -4,6 +4,7 @@ The image contract: the kernel is in the image's /boot (`vmlinuz` or `vmlinuz-<v
 it (`initrd.img`, `initrd.img-<version>` or `initrd.gz`) when its disk drivers are modules.
 """
 
+import re
 import shutil
 from pathlib import Path
 
@@ -14,9 +15,14 @@ SYSLINUX = Path("/usr/lib/syslinux/mbr")
 SYSTEMD_BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 
 
+def _version_key(path: Path) -> list[tuple[int, int | str]]:
+    """Names compared as versions: 6.1.0-10 after 6.1.0-9."""
+    return [(1, int(part)) if part.isdigit() else (0, part) for part in re.split(r"(\d+)", path.name)]
+
+
 def _newest(boot: Path, patterns: tuple[str, ...]) -> Path | None:
     for pattern in patterns:
-        found = sorted((path for path in boot.glob(pattern) if path.is_file()), key=lambda p: p.name, reverse=True)
+        found = sorted((path for path in boot.glob(pattern) if path.is_file()), key=_version_key, reverse=True)
         if found:
             return found[0]
     return None

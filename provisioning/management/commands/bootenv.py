@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         out = Path(settings.VAR_DIR) / "bootenv"
-        built = build(out=out, flavour=options["flavour"], cache=out / "cache")
+        built = build(out=out, flavour=options["flavour"], cache=Path(settings.VAR_DIR) / "cache/debian")
         version = image_services.boot_environment_register(
             image_name=options["image"], version=built.version, kernel=built.kernel, initrd=built.initrd
         )

@@ -1,0 +1,156 @@
+"""The installer's pieces on this machine: config parsing, progress, streamed file images, network files, kernels."""
+
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from d2b_installer import bootloader, network
+from d2b_installer.image import Progress, lay_file
+from d2b_installer.portal import kernel_arguments, parse_env
+from images.registry import RegistryError
+from provisioning.rendering.config import config_env
+
+NASTY = 'it\'s $(reboot) `id` \\ "quoted"\nsecond line; rm -rf /'
+
+
+def test_the_env_config_reads_back_exactly_whatever_it_holds():
+    document = {
+        "build_id": 7, "events_url": "http://portal/config/T/events", "hostname": "web01", "fqdn": "web01.example.com",
+        "domain": "example.com", "site": "ams1", "dns_servers": ["10.0.0.2", "10.0.0.3"], "ntp_servers": [],
+        "boot_hwaddr": "52:54:00:00:00:01", "ipv4": "10.0.0.5", "netmask": "255.255.255.0", "gateway": "10.0.0.1",
+        "dhcp": False, "image": "debian", "image_version": "12", "image_type": "file",
+        "image_source": {"url": "http://files/x.tar.gz", "digest": "sha256:" + "a" * 64, "size": 123},
+        "registry": "", "file_uri": "", "gpt": True, "uefi": False, "kexec": False, "debug": False, "volmgt": "lvm",
+        "legacynet": False, "kopts": "console=ttyS0", "main_script": NASTY, "post_script": "",
+        "secrets": {"root_password_hash": "$6$salt$hash", "ssh_authorized_keys": ["ssh-ed25519 AAA a@b", "k2"],
+                    "registry_username": "", "registry_password": "p'w"},
+        "interfaces": [{"name": "eth0", "mac": "52:54:00:00:00:01", "ip": "10.0.0.5", "netmask": "255.255.255.0",
+                        "gateway": "10.0.0.1", "prefixlen": 24, "vlan": None, "dhcp": False, "primary": True}],
+    }  # fmt: skip
+    config = parse_env(config_env(document))
+    assert config["MAIN_SCRIPT"] == NASTY
+    assert config["ROOT_PASSWORD_HASH"] == "$6$salt$hash"
+    assert config["SSH_AUTHORIZED_KEYS"] == "ssh-ed25519 AAA a@b\nk2"
+    assert config["REGISTRY_PASSWORD"] == "p'w"
+    assert (config["GPT"], config["DHCP"], config["VOLMGT"]) == ("true", "false", "lvm")
+    assert (config["IF0_MAC"], config["IF0_PREFIXLEN"], config["IMAGE_SIZE"]) == ("52:54:00:00:00:01", "24", "123")
+
+
+def test_kernel_arguments():
+    arguments = kernel_arguments("initrd=initrd d2b.config=http://p/config/T BOOTIF=01-52-54-00-00-00-01 quiet")
+    assert arguments["d2b.config"] == "http://p/config/T" and arguments["quiet"] == ""
+    assert network.boot_mac(arguments) == "52:54:00:00:00:01"
+    assert network.boot_mac({"BOOTIF": "52:54:00:00:00:01"}) == ""
+
+
+def test_download_progress_is_reported_at_every_ten_percent_once():
+    reported = []
+    progress = Progress(1000, lambda percent, message: reported.append(percent))
+    for chunk in [5, 95, 1, 3, 150, 46, 300, 400]:
+        progress(chunk)
+    assert reported == [10, 20, 30, 60, 100]  # cumulative 100, 254, 300, 600, 1000 bytes
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _tarball(files: dict[str, bytes], mode: str) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode=mode) as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize("mode,suffix", [("w", "tar"), ("w:gz", "tar.gz"), ("w:xz", "tar.xz")])
+def test_a_file_image_is_streamed_onto_the_root_and_its_digest_checked(file_server, tmp_path, mode, suffix):
+    served, url = file_server
+    data = _tarball({"etc/os-release": b"ID=test\n", "opt/blob": bytes(range(256)) * 4096}, mode)
+    (served / f"image.{suffix}").write_bytes(data)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    reports = []
+    root = tmp_path / "root"
+    root.mkdir()
+    lay_file(root=root, url=f"{url}/image.{suffix}", digest=digest, size=len(data),
+             report=lambda percent, message: reports.append(percent))  # fmt: skip
+    assert (root / "etc/os-release").read_bytes() == b"ID=test\n"
+    assert reports[-1] == 100
+
+    with pytest.raises(RegistryError, match="is corrupt"):
+        lay_file(root=tmp_path / "other", url=f"{url}/image.{suffix}", digest="sha256:" + "0" * 64, size=len(data),
+                 report=lambda percent, message: None)  # fmt: skip
+
+
+def test_a_truncated_tarball_fails_with_its_digest_named(file_server, tmp_path):
+    served, url = file_server
+    data = _tarball({"opt/blob": bytes(range(256)) * 4096}, "w:gz")
+    (served / "image.tar.gz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "root").mkdir()
+    with pytest.raises(RegistryError, match="is corrupt") as failure:
+        lay_file(root=tmp_path / "root", url=f"{url}/image.tar.gz", digest="sha256:" + hashlib.sha256(data).hexdigest(),
+                 size=len(data), report=lambda percent, message: None)  # fmt: skip
+    assert failure.value.__context__ is not None  # the tar reader's own error is kept
+
+
+CONFIG = {
+    "INTERFACES": "eth0 eth1", "DNS_SERVERS": "10.0.0.2", "DOMAIN": "example.com",
+    "IF0_NAME": "eth0", "IF0_MAC": "52:54:00:00:00:01", "IF0_IP": "10.0.0.5", "IF0_NETMASK": "255.255.255.0",
+    "IF0_GATEWAY": "10.0.0.1", "IF0_DHCP": "false",
+    "IF1_NAME": "eth1", "IF1_MAC": "52:54:00:00:00:02", "IF1_DHCP": "true",
+}  # fmt: skip
+
+
+def test_networkd_images_get_files_matched_by_mac(tmp_path, monkeypatch):
+    monkeypatch.setattr(network, "_nics", lambda: {})
+    (tmp_path / "lib/systemd").mkdir(parents=True)
+    (tmp_path / "lib/systemd/systemd-networkd").touch()
+    (tmp_path / "etc").mkdir()
+    assert network.write_config(tmp_path, CONFIG) == []
+    first = (tmp_path / "etc/systemd/network/10-dock2box-0.network").read_text()
+    assert "MACAddress=52:54:00:00:00:01" in first and "Address=10.0.0.5/24" in first and "Gateway=10.0.0.1" in first
+    assert "DHCP=ipv4" in (tmp_path / "etc/systemd/network/10-dock2box-1.network").read_text()
+    assert (tmp_path / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service").is_symlink()
+    assert (tmp_path / "etc/resolv.conf").read_text() == "search example.com\nnameserver 10.0.0.2\n"
+
+
+def test_ifupdown_images_get_the_kernel_names_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(network, "_nics", lambda: {"52:54:00:00:00:01": "ens3", "52:54:00:00:00:02": "ens4"})
+    (tmp_path / "sbin").mkdir()
+    (tmp_path / "sbin/ifup").touch()
+    (tmp_path / "etc").mkdir()
+    assert network.write_config(tmp_path, CONFIG) == ["net.ifnames=0"]
+    interfaces = (tmp_path / "etc/network/interfaces").read_text()
+    assert "iface ens3 inet static\n    address 10.0.0.5/24\n    gateway 10.0.0.1" in interfaces
+    assert "iface ens4 inet dhcp" in interfaces
+
+
+def test_the_newest_kernel_and_its_own_initramfs_are_booted(tmp_path):
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    for name in ["vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-10-amd64", "initrd.img-6.1.0-9-amd64",
+                 "initrd.img-6.1.0-10-amd64"]:  # fmt: skip
+        (boot / name).touch()
+    kernel, initrd = bootloader.kernel_files(tmp_path)
+    assert kernel.name == "vmlinuz-6.1.0-10-amd64"  # compared as versions, not as text
+    assert initrd is not None and initrd.name == "initrd.img-6.1.0-10-amd64"
+    with pytest.raises(RuntimeError, match="no kernel in /boot"):
+        bootloader.kernel_files(Path(tmp_path / "empty"))
