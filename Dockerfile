@@ -6,10 +6,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DOCK2BOX_VAR_DIR=/var/lib/dock2box \
     DOCK2BOX_STATIC_ROOT=/app/static
 
-# ipxe: the binaries the TFTP server hands out; postgresql-client: pg_dump and psql for backup and restore.
+# ipxe: the binaries the TFTP server hands out; postgresql-client: pg_dump and psql for backup and restore; the rest
+# goes into the installer's boot environment (`manage.py bootenv`, which also downloads the kernel and busybox-static
+# with apt-get: the package lists stay in the image for it).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ipxe postgresql-client \
-    && rm -rf /var/lib/apt/lists/*
+       fdisk e2fsprogs dosfstools lvm2 extlinux syslinux-common kmod cpio systemd-boot-efi python3.11-minimal \
+       libpython3.11-stdlib ca-certificates
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt

@@ -9,7 +9,7 @@ TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 	DATABASE_CONN_MAX_AGE=0 DJANGO_SECRET_KEY=test-only-not-secret DOCK2BOX_VAR_DIR=$(CURDIR)/var/test CELERY_BROKER_URL= \
 	DJANGO_ALLOWED_HOSTS=testserver,localhost,127.0.0.1
 
-.PHONY: run test test-quick lint clean
+.PHONY: run test test-quick lint clean bootenv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ run: $(VENV)/.runtime
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py ensure_admin --url http://$(HOST_PORT)/admin/
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py runserver $(HOST_PORT)
+
+# The installer's boot environment, registered as the default boot image (needs the tools in tests/debian-packages.txt).
+bootenv: $(VENV)/.runtime
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py bootenv --default
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

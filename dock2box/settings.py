@@ -194,6 +194,10 @@ DOCK2BOX_MENU_INSTALL = env.bool("DOCK2BOX_MENU_INSTALL", default=False)
 # Registries spoken to over plain HTTP (host or host:port, comma-separated), e.g. a registry on the lab network.
 DOCK2BOX_INSECURE_REGISTRIES = env.list("DOCK2BOX_INSECURE_REGISTRIES", default=[])
 
+# When set (e.g. `/protected-media`), stored boot and image files are sent by nginx: the portal answers with
+# `X-Accel-Redirect: <prefix>/<file name under MEDIA_ROOT>` and nginx serves it from an `internal` location.
+DOCK2BOX_FILES_ACCEL_REDIRECT = env.str("DOCK2BOX_FILES_ACCEL_REDIRECT", default="")
+
 # The kernel flavour `manage.py bootenv` builds the installer's boot environment with: `cloud` (small, for VMs) or
 # `generic` (Debian's linux-image-amd64, with the NIC and storage modules real hardware needs).
 DOCK2BOX_BOOTENV_KERNEL = env.str("DOCK2BOX_BOOTENV_KERNEL", default="cloud")

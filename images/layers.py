@@ -101,7 +101,7 @@ def _write(root: Path, layer: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         handle = layer.extractfile(member)
         assert handle is not None
         with path.open("wb") as out:
-            shutil.copyfileobj(handle, out)
+            shutil.copyfileobj(handle, out, 1 << 20)
     elif member.ischr() or member.isblk():
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
         os.mknod(path, kind | member.mode, os.makedev(member.devmajor, member.devminor))
@@ -122,7 +122,7 @@ def apply_layer(root: Path, stream: Stream) -> None:
     """
     written: set[str] = set()
     directories: list[tuple[Path, int]] = []
-    with tarfile.open(fileobj=stream, mode="r|*") as layer:  # type: ignore[call-overload]  # a stream mode only reads
+    with tarfile.open(fileobj=stream, mode="r|*", bufsize=1 << 20) as layer:  # type: ignore[call-overload]  # a stream mode only reads
         for member in layer:
             relative = _clean(member.name)
             if relative.rpartition("/")[2].startswith(WHITEOUT):

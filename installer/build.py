@@ -65,16 +65,32 @@ def _run(*command: str, cwd: Path | None = None) -> str:
 
 
 def download(package: str, cache: Path) -> Path:
-    """The .deb of `package` (a metapackage resolves to the versioned package it depends on), cached."""
+    """The .deb of `package` (a metapackage resolves to the versioned package it depends on), cached.
+
+    When the package lists are missing or stale (the mirror moved on), they are updated once and the download retried.
+    """
+    for attempt in range(3):
+        try:
+            return _download(package, cache)
+        except RuntimeError:
+            if attempt == 2:
+                raise
+            _run("apt-get", "update", "-q")
+    raise AssertionError("unreachable")
+
+
+def _download(package: str, cache: Path) -> Path:
     depends = re.findall(r"Depends: (linux-image-\S+)", _run("apt-cache", "depends", package))
     name = depends[0] if package.startswith("linux-image") and depends else package
-    version = _run("apt-cache", "policy", name).split("Candidate:")[1].split()[0]
+    policy = re.search(r"Candidate: (\S+)", _run("apt-cache", "policy", name))
+    if policy is None or policy.group(1) == "(none)":
+        raise RuntimeError(f"{name} is not in the package lists")
+    version = policy.group(1)
     cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob(f"{name}_{version.replace(':', '%3a')}_*.deb"))
-    if not found:
+    deb = cache / f"{name}_{version.replace(':', '%3a')}_amd64.deb"
+    if not deb.exists():
         _run("apt-get", "download", f"{name}={version}", cwd=cache)
-        found = sorted(cache.glob(f"{name}_*.deb"))
-    return found[-1]
+    return deb
 
 
 def _copy(path: str, root: Path) -> None:
@@ -106,6 +122,7 @@ def unpack_kernel(flavour: str, cache: Path, into: Path) -> tuple[Path, str]:
     """The Debian kernel package of a flavour unpacked into `into`, indexed; returns its vmlinuz and release."""
     if flavour not in KERNELS:
         raise ValueError(f"unknown kernel flavour {flavour!r}: use one of {', '.join(KERNELS)}")
+    into.mkdir(parents=True, exist_ok=True)
     _run("dpkg-deb", "-x", str(download(KERNELS[flavour], cache)), str(into))
     vmlinuz = next((into / "boot").glob("vmlinuz-*"))
     release = vmlinuz.name.removeprefix("vmlinuz-")

@@ -275,6 +275,12 @@ def stored_file(request: HttpRequest, area: str, image: str, version: str, kind:
     stored = selectors.stored_file_for(area=area, image=image, version=version, kind=kind)
     if stored is None:
         return HttpResponse("No such file.\n", status=404, content_type="text/plain")
+    if (
+        django_settings.DOCK2BOX_FILES_ACCEL_REDIRECT
+    ):  # nginx sends the file (and answers Range) from an internal location
+        response = HttpResponse(content_type="application/octet-stream")
+        response["X-Accel-Redirect"] = django_settings.DOCK2BOX_FILES_ACCEL_REDIRECT.rstrip("/") + "/" + stored.name
+        return response
     size = stored.size
     start, end = 0, size - 1
     header = request.headers.get("Range", "")

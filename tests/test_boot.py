@@ -420,6 +420,14 @@ def test_a_stored_kernel_is_served_whole_and_by_range(client, stored_kernel):
     assert client.get(url, HTTP_RANGE="pages=1-2").status_code == 200
 
 
+def test_nginx_sends_stored_files_when_told_to(client, stored_kernel, settings):
+    settings.DOCK2BOX_FILES_ACCEL_REDIRECT = "/protected-media/"
+    response = client.get("/files/boot/bootenv/2/kernel", HTTP_RANGE="bytes=0-99")
+    assert response.status_code == 200 and response.content == b""
+    assert response["X-Accel-Redirect"] == "/protected-media/boot/kernel"
+    assert client.get("/files/boot/bootenv/2/initrd").status_code == 404
+
+
 def test_missing_boot_files_are_404(client, stored_kernel):
     assert client.get("/files/boot/bootenv/2/initrd").status_code == 404
     assert client.get("/files/boot/bootenv/9/kernel").status_code == 404

@@ -48,7 +48,7 @@ def portal(live_server, transactional_db, settings, bootenv, admin_user):
         image_name="d2b-bootenv", version=bootenv.version, kernel=bootenv.kernel, initrd=bootenv.initrd
     )
     image_services.image_update(image=boot.image, data={"kopts": "console=ttyS0"})
-    services.boot_defaults_update(data={"boot_version": boot})
+    services.boot_defaults_update(data={"boot_version": boot, "menu_timeout": 2})  # installed hosts boot their disk
     site = factories.SiteFactory(name="lab1", domain="lab.example.com", dns_servers="10.0.2.3")
     subnet = factories.SubnetFactory(site=site, network="10.0.2.0/24", gateway="10.0.2.2")
     api = APIClient()
@@ -147,6 +147,8 @@ def assert_disk(disk: Path, workdir: Path, root_number: int = 2, uefi: bool = Fa
 
 
 def boot_installed(url: str, workdir: Path, disk: Path, uefi: bool = False) -> str:
+    script = Client().get(f"/ipxe?mac={VM_MAC}").content.decode()
+    assert "Boot from local disk" in script and "d2b.config" not in script  # the local-boot default, no install
     with Machine(mac=VM_MAC, bootfile=f"{url}/boot.ipxe", workdir=workdir, disks=[disk], uefi=uefi) as machine:
         return machine.wait_for(MARKER, timeout=150)
 

@@ -154,3 +154,16 @@ def test_the_newest_kernel_and_its_own_initramfs_are_booted(tmp_path):
     assert initrd is not None and initrd.name == "initrd.img-6.1.0-10-amd64"
     with pytest.raises(RuntimeError, match="no kernel in /boot"):
         bootloader.kernel_files(Path(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("config,reason", [
+    ({"IMAGE_TYPE": ""}, "names no installable image"),
+    ({"IMAGE_TYPE": "docker", "IMAGE_REPOSITORY": "lab/x"}, "lacks D2B_REGISTRY_URL"),
+    ({"IMAGE_TYPE": "file"}, "lacks D2B_IMAGE_URL"),
+])  # fmt: skip
+def test_a_config_without_an_installable_image_is_refused_before_the_disk(config, reason):
+    from d2b_installer.run import _check
+
+    with pytest.raises(RuntimeError, match=reason):
+        _check(config)
+    _check({"IMAGE_TYPE": "file", "IMAGE_URL": "http://files/x.tar.gz"})

@@ -73,7 +73,7 @@ def test_blobs_are_pulled_and_a_corrupted_one_fails_by_its_digest(anonymous_regi
     stream.read(-1)
     with pytest.raises(RegistryError, match=f"{layer} is corrupt"):
         stream.finish()
-    with pytest.raises(RegistryError, match="404 .*manifest unknown"):
+    with pytest.raises(RegistryError, match=r"404 .*manifest unknown"):
         client.platform_manifest("test/pull", "sha256:" + "0" * 64)
 
 

@@ -16,9 +16,23 @@ NEXT = Path("/run/d2b-next")
 MiB = 1 << 20
 
 
+def _check(config: dict[str, str]) -> None:
+    """Refuse a config that cannot be installed before the disk is touched."""
+    kind = config.get("IMAGE_TYPE", "")
+    if kind == "docker":
+        missing = [name for name in ("REGISTRY_URL", "IMAGE_REPOSITORY") if not config.get(name)]
+    elif kind == "file":
+        missing = [name for name in ("IMAGE_URL",) if not config.get(name)]
+    else:
+        raise RuntimeError(f"the config names no installable image (type {kind!r}): give the host an image")
+    if missing:
+        raise RuntimeError(f"the config lacks {', '.join('D2B_' + name for name in missing)} for a {kind} image")
+
+
 def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict[str, str]:
     started = time.monotonic()
     config = portal.config()
+    _check(config)
     portal.event("config", 100, f"config for {config['FQDN']}: {config['IMAGE']} {config['IMAGE_VERSION']}")
 
     stage[0] = "disk"
@@ -50,11 +64,9 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
         reference = config.get("IMAGE_DIGEST") or config["IMAGE_TAG"]
         image.lay_docker(root=root, client=client, repository=config["IMAGE_REPOSITORY"], reference=reference,
                          report=report)  # fmt: skip
-    elif config["IMAGE_TYPE"] == "file":
+    else:
         image.lay_file(root=root, url=config["IMAGE_URL"], digest=config.get("IMAGE_DIGEST", ""), size=size,
                        report=report)  # fmt: skip
-    else:
-        raise RuntimeError(f"cannot install an image of type {config['IMAGE_TYPE']!r}")
     configure.run_script(root, "main script", config.get("MAIN_SCRIPT", ""))
     portal.event("image", 100, "image laid")
 

@@ -1,0 +1,220 @@
+"""Install benchmark: QEMU (TCG) from power-on to `done` and to the installed system's marker, and the download
+throughput of the installer against busybox `wget` of the same file in the same VM.
+
+    .venv/bin/python bench/install.py [--sizes 64 256]
+
+The portal runs under gunicorn on SQLite (tasks in-process, the boot catalogue cached in Redis) in a temporary directory, with the
+boot environment built by installer/build.py. For each size, a file image (a bootable test root filesystem padded
+with random bytes, so it does not compress) is installed on an empty 2 GiB virtio disk; the guest then boots again
+(PXE → local disk) until its own init prints the marker. The wget comparison boots the same boot environment with an
+extra script as its init: it fetches the image with `wget -O /dev/null`, with `wget -O - | sha256sum`, and with the
+installer's download path (Python, urllib, sha256 on every byte) without a disk, timed by the guest's clock. Prints a Markdown report.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "installer"))
+WORK = Path(tempfile.mkdtemp(prefix="d2b-bench-install-"))
+MAC = "52:54:00:be:00:01"
+MENU_TIMEOUT = 3  # seconds the installed host's boot menu waits before its local-boot default (30 by default)
+
+BENCH_INIT = """#!/bin/sh
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=/opt/dock2box
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
+for pass in 1 2 3; do cat /sys/bus/*/devices/*/modalias | sort -u | xargs modprobe -aq 2>/dev/null; done
+ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
+url=$(sed -n 's/.*bench.url=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+t0=$(cut -d' ' -f1 /proc/uptime); wget -q -O /dev/null "$url"; t1=$(cut -d' ' -f1 /proc/uptime)
+echo "BENCH wget $t0 $t1"
+t0=$(cut -d' ' -f1 /proc/uptime); wget -q -O - "$url" | sha256sum >/dev/null; t1=$(cut -d' ' -f1 /proc/uptime)
+echo "BENCH wgetsha $t0 $t1"
+python3 -c '
+import sys, time, urllib.request
+from images.registry import Verified
+start = time.monotonic()
+stream = Verified(urllib.request.urlopen(sys.argv[1]), "")
+while stream.read(1 << 16):
+    pass
+print("BENCH python", start, time.monotonic())
+' "$url"
+poweroff -f
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+PORT = free_port()
+PORTAL = f"http://10.0.2.2:{PORT}"
+os.environ.update({
+    "DATABASE_URL": f"sqlite:///{WORK}/db.sqlite3", "DJANGO_SECRET_KEY": "bench-only", "DOCK2BOX_VAR_DIR": str(WORK),
+    "DOCK2BOX_PUBLIC_URL": PORTAL, "DJANGO_ALLOWED_HOSTS": "*", "CELERY_BROKER_URL": "", "DOCK2BOX_LOG_LEVEL": "WARNING",
+    "DOCK2BOX_CACHE_URL": "redis://127.0.0.1:6379/14",  # shared by gunicorn's workers and this process's changes
+    "DJANGO_SETTINGS_MODULE": "dock2box.settings",
+})  # fmt: skip
+
+
+def qemu(*extra: str, disk: Path | None = None, bootfile: str = "") -> subprocess.Popen:
+    args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-m", "1024", "-boot", "n",
+            "-netdev", f"user,id=n0{',bootfile=' + bootfile if bootfile else ''}",
+            "-device", f"virtio-net-pci,netdev=n0,mac={MAC}", *extra]  # fmt: skip
+    if disk:
+        args += ["-drive", f"file={disk},if=virtio,format=raw"]
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def watch(process: subprocess.Popen, marks: list[str], timeout: float = 900) -> tuple[dict[str, float], str]:
+    """Seconds from now until each mark first shows on the console; the console when the guest stops."""
+    start, seen, console = time.monotonic(), {}, ""
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    while time.monotonic() - start < timeout:
+        chunk = process.stdout.read(65536)
+        if chunk:
+            console += chunk.decode("utf-8", "replace")
+            for mark in marks:
+                if mark not in seen and mark in console:
+                    seen[mark] = time.monotonic() - start
+        elif process.poll() is not None:
+            break
+        else:
+            time.sleep(0.05)
+    process.kill()
+    process.wait()
+    return seen, console
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="image sizes in MiB")
+    options = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.core.files import File
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from hosts import services as host_services
+    from hosts.models import Site, Subnet
+    from images import services as image_services
+    from installer.build import build, pack
+    from provisioning import services
+    from tests.host_image import MARKER, host_root, tar_directory
+
+    call_command("migrate", verbosity=0)
+    cache = ROOT / "var/cache/debian"
+    bootenv = build(out=WORK / "bootenv", cache=cache)
+    boot = image_services.boot_environment_register(
+        image_name="d2b-bootenv", version=bootenv.version, kernel=bootenv.kernel, initrd=bootenv.initrd
+    )
+    image_services.image_update(image=boot.image, data={"kopts": "console=ttyS0"})
+    services.boot_defaults_update(data={"boot_version": boot, "menu_timeout": MENU_TIMEOUT})
+    site = Site.objects.create(name="bench", domain="bench.example.com")
+    subnet = Subnet.objects.create(site=site, network="10.0.2.0/24", gateway="10.0.2.2")
+
+    log = (WORK / "gunicorn.log").open("w")
+    gunicorn = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "dock2box.wsgi", "--bind",
+                                 f"127.0.0.1:{PORT}", "--workers", "3", "--timeout", "600"],
+                                cwd=ROOT, stdout=log, stderr=log)  # fmt: skip
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+
+    rows, transfer = [], []
+    try:
+        for size in options.sizes:
+            root = host_root(
+                WORK / f"image-{size}", cache, name=f"bench-{size}", pad_mib=size - 15
+            )  # the kernel and its initramfs are the rest
+            tarball = WORK / f"bench-{size}.tar.gz"
+            tarball.write_bytes(tar_directory(root, compression="gz"))
+            image = image_services.image_create(
+                data={"name": f"bench-{size}", "type": "file", "kopts": "console=ttyS0"}
+            )
+            with tarball.open("rb") as handle:
+                version = image_services.image_version_create(data={
+                    "image": image, "version": "1", "timestamp": timezone.now(), "file": File(handle, tarball.name)})  # fmt: skip
+            host = host_services.host_create(
+                data={"fqdn": f"bench{size}.bench.example.com", "site": site, "image": image},
+                interfaces=[{"name": "eth0", "mac": MAC, "ip": "10.0.2.15", "subnet": subnet}],
+            )
+            services.host_enter_build(host=host)
+            disk = WORK / f"disk-{size}.img"
+            with disk.open("wb") as handle:
+                handle.truncate(2 << 30)
+            started = time.monotonic()
+            seen, console = watch(qemu(disk=disk, bootfile=f"{PORTAL}/boot.ipxe"), ["event image 0", "event done"])
+            installed = time.monotonic() - started
+            if "event done" not in seen:
+                raise SystemExit(f"install of {size} MiB failed:\n{console[-3000:]}")
+            stamps = {
+                m.group(2): float(m.group(1)) for m in re.finditer(r"\[\s*([\d.]+)\] event image (0|100) ", console)
+            }
+            download = stamps["100"] - stamps["0"]
+            seen2, console2 = watch(qemu(disk=disk, bootfile=f"{PORTAL}/boot.ipxe"), [MARKER], timeout=300)
+            if MARKER not in seen2:
+                raise SystemExit(f"the installed {size} MiB image did not boot:\n{console2[-3000:]}")
+            host_services.host_delete(host=host)
+            mib = version.size / (1 << 20)
+            rows.append((size, mib, seen["event done"], installed + seen2[MARKER], download, mib / download))
+
+            # wget against the installer's download path, same file, same boot environment, no disk.
+            extra = WORK / "bench-init.cpio.gz"
+            (WORK / "bench-root").mkdir(exist_ok=True)
+            init = WORK / "bench-root/bench-init"
+            init.write_text(BENCH_INIT)
+            init.chmod(0o755)
+            pack(WORK / "bench-root", extra)
+            initrd = WORK / "bench-initrd.gz"
+            initrd.write_bytes(bootenv.initrd.read_bytes() + extra.read_bytes())
+            url = f"{PORTAL}/files/images/bench-{size}/1/file"
+            _, console3 = watch(qemu("-kernel", str(bootenv.kernel), "-initrd", str(initrd), "-append",
+                                     f"console=ttyS0 quiet rdinit=/bench-init bench.url={url}"), [], timeout=600)  # fmt: skip
+            times = {m.group(1): float(m.group(3)) - float(m.group(2))
+                     for m in re.finditer(r"BENCH (wget|wgetsha|python) ([\d.]+) ([\d.]+)", console3)}  # fmt: skip
+            transfer.append((size, mib / times["wget"], mib / times["wgetsha"], mib / times["python"], mib / download))
+    finally:
+        gunicorn.terminate()
+        gunicorn.wait()
+
+    print(f"Boot menu timeout {MENU_TIMEOUT} s (the second boot waits that long in the menu before booting its disk).")
+    print()
+    print("| image | compressed MiB | start → done (s) | start → marker (s) | download + apply (s) | MiB/s |")
+    print("|---|---|---|---|---|---|")
+    for size, mib, done, marker, download, rate in rows:
+        print(f"| {size} MiB | {mib:.0f} | {done:.1f} | {marker:.1f} | {download:.1f} | {rate:.1f} |")
+    print()
+    print(
+        "| image | wget MiB/s | wget \\| sha256sum MiB/s (ratio) | installer download only MiB/s (ratio) "
+        "| installer download + apply MiB/s (ratio) |"
+    )
+    print("|---|---|---|---|---|")
+    for size, wget, wgetsha, python, install in transfer:
+        print(
+            f"| {size} MiB | {wget:.1f} | {wgetsha:.1f} ({wgetsha / wget:.2f}) | {python:.1f} ({python / wget:.2f}) "
+            f"| {install:.1f} ({install / wget:.2f}) |"
+        )
+
+
+if __name__ == "__main__":
+    main()
