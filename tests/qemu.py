@@ -16,17 +16,23 @@ class Machine:
     """A QEMU guest with a virtio NIC on user-mode networking (the host's loopback is 10.0.2.2)."""
 
     def __init__(self, *, mac: str, bootfile: str, workdir: Path, uefi: bool = False, disks: list[Path] = (),
-                 memory: int = 512):  # fmt: skip
+                 memory: int = 512, nic: str = "virtio-net-pci", sata: bool = False):  # fmt: skip
         args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-m", str(memory), "-boot", "n"]
-        args += ["-netdev", f"user,id=n0,bootfile={bootfile}", "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
+        args += ["-netdev", f"user,id=n0,bootfile={bootfile}", "-device", f"{nic},netdev=n0,mac={mac}"]
         if uefi:
             variables = workdir / "OVMF_VARS.fd"
             shutil.copy(OVMF_VARS, variables)
             args += ["-machine", "q35"]
             args += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}"]
             args += ["-drive", f"if=pflash,format=raw,file={variables}"]
-        for disk in disks:
-            args += ["-drive", f"file={disk},if=virtio,format=raw"]
+        if sata:  # disks on an AHCI controller, as on real machines
+            args += ["-device", "ahci,id=ahci"]
+        for number, disk in enumerate(disks):
+            if sata:
+                args += ["-drive", f"file={disk},if=none,id=d{number},format=raw",
+                         "-device", f"ide-hd,drive=d{number},bus=ahci.{number}"]  # fmt: skip
+            else:
+                args += ["-drive", f"file={disk},if=virtio,format=raw"]
         self.args = args
         self.output = ""
         self._process: subprocess.Popen | None = None

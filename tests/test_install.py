@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from hosts.models import Host
 from images import services as image_services
+from installer.build import build
 from provisioning import services
 from provisioning.models import BuildEvent
 from tests import factories
@@ -67,12 +68,12 @@ def create_host(api, subnet, image: str, **settings) -> Host:
     return host
 
 
-def install(url: str, workdir: Path, disk_bytes: int = GiB, uefi: bool = False) -> tuple[Path, str]:
+def install(url: str, workdir: Path, disk_bytes: int = GiB, uefi: bool = False, **hardware) -> tuple[Path, str]:
     disk = workdir / "disk.img"
     with disk.open("wb") as handle:
         handle.truncate(disk_bytes)
     with Machine(mac=VM_MAC, bootfile=f"{url}/boot.ipxe", workdir=workdir, disks=[disk], memory=1024,
-                 uefi=uefi) as machine:  # fmt: skip
+                 uefi=uefi, **hardware) as machine:  # fmt: skip
         console = machine.wait_exit(timeout=300)
     return disk, console
 
@@ -153,16 +154,20 @@ def boot_installed(url: str, workdir: Path, disk: Path, uefi: bool = False) -> s
         return machine.wait_for(MARKER, timeout=150)
 
 
-@pytest.mark.parametrize("uefi", [False, True], ids=["bios", "uefi"])
-def test_a_file_image_installs_and_the_disk_boots_it(portal, image_root, tmp_path, uefi):
-    url, api, _site, subnet = portal
+def add_file_image(image_root: Path, **settings) -> None:
     image = image_services.image_create(
-        data={"name": "test-file", "type": "file", "kopts": "console=ttyS0", "uefi": uefi, "gpt": uefi}
+        data={"name": "test-file", "type": "file", "kopts": "console=ttyS0", **settings}
     )
     image_services.image_version_create(data={
         "image": image, "version": "1", "timestamp": timezone.now(),
         "file": ContentFile(tar_directory(image_root, compression="gz"), name="test-file-1.tar.gz"),
     })  # fmt: skip
+
+
+@pytest.mark.parametrize("uefi", [False, True], ids=["bios", "uefi"])
+def test_a_file_image_installs_and_the_disk_boots_it(portal, image_root, tmp_path, uefi):
+    url, api, _site, subnet = portal
+    add_file_image(image_root, uefi=uefi, gpt=uefi)
     host = create_host(api, subnet, "test-file")
 
     disk, console = install(url, tmp_path, uefi=uefi)
@@ -175,14 +180,36 @@ def test_a_file_image_installs_and_the_disk_boots_it(portal, image_root, tmp_pat
     assert f"{MARKER} host=vm01 image=test-image fstab={3 if uefi else 2}" in console
 
 
+@pytest.fixture(scope="session")
+def generic_bootenv(tmp_path_factory, debian_cache):
+    return build(out=tmp_path_factory.mktemp("bootenv-generic"), flavour="generic", cache=debian_cache)
+
+
+def test_the_generic_boot_environment_installs_on_an_intel_nic_and_a_sata_disk(
+    portal, generic_bootenv, image_root, tmp_path
+):
+    """Real hardware's drivers (e1000, AHCI) come with the generic kernel, loaded by modalias. Checked on the disk:
+    the test image's own initramfs only knows virtio."""
+    url, api, _site, subnet = portal
+    built = generic_bootenv
+    boot = image_services.boot_environment_register(
+        image_name="d2b-bootenv-generic", version=built.version, kernel=built.kernel, initrd=built.initrd
+    )
+    image_services.image_update(image=boot.image, data={"kopts": "console=ttyS0"})
+    services.boot_defaults_update(data={"boot_version": boot})
+    add_file_image(image_root)
+    host = create_host(api, subnet, "test-file")
+    disk, console = install(url, tmp_path, nic="e1000", sata=True)
+    assert f"boot environment {built.version} on 6.1.0-" in console
+    assert "partitioning /dev/sda" in console
+    assert_installed(host, console)
+    assert_disk(disk, tmp_path)
+
+
 def test_lvm_puts_the_root_filesystem_on_a_logical_volume(portal, image_root, tmp_path):
     """The test image's initramfs has no LVM, so this one is checked on the disk only."""
     url, api, _site, subnet = portal
-    image = image_services.image_create(data={"name": "test-file", "type": "file", "volmgt": "lvm"})
-    image_services.image_version_create(data={
-        "image": image, "version": "1", "timestamp": timezone.now(),
-        "file": ContentFile(tar_directory(image_root, compression="xz"), name="test-file-1.tar.xz"),
-    })  # fmt: skip
+    add_file_image(image_root, compression="xz", volmgt="lvm")
     host = create_host(api, subnet, "test-file")
     disk, console = install(url, tmp_path)
     assert_installed(host, console)
@@ -254,11 +281,7 @@ def test_a_failing_install_ends_failed_with_its_reason(portal, registry, image_r
     url, api, site, subnet = portal
     disk = tmp_path / "disk.img"
     if failure == "disk-too-small":
-        image = image_services.image_create(data={"name": "test-file", "type": "file"})
-        image_services.image_version_create(data={
-            "image": image, "version": "1", "timestamp": timezone.now(),
-            "file": ContentFile(tar_directory(image_root, compression="gz"), name="test-file-1.tar.gz"),
-        })  # fmt: skip
+        add_file_image(image_root)
         host = create_host(api, subnet, "test-file")
         size, stage, reason = 64 << 20, "disk", "/dev/vda has 64 MiB; this image and layout need at least"
     else:

@@ -167,3 +167,41 @@ def test_a_config_without_an_installable_image_is_refused_before_the_disk(config
     with pytest.raises(RuntimeError, match=reason):
         _check(config)
     _check({"IMAGE_TYPE": "file", "IMAGE_URL": "http://files/x.tar.gz"})
+
+
+class FakePortal:
+    """Stands in for the portal's HTTP side in a test of the installer's control flow (named as a fake)."""
+
+    events: list[tuple[str, int | None, str]]
+
+    def __init__(self, config_url: str) -> None:
+        FakePortal.events = []
+
+    def event(self, stage: str, progress: int | None, message: str) -> None:
+        FakePortal.events.append((stage, progress, message))
+
+
+@pytest.mark.parametrize("outcome,debug,expected", [
+    ("done", "true", "stop"), ("done", "false", "reboot"), ("error", "false", "stop"),
+])  # fmt: skip
+def test_after_the_install_the_machine_reboots_unless_debug_or_failed(tmp_path, monkeypatch, outcome, debug, expected):
+    from d2b_installer import run
+
+    def install(portal, arguments, stage):
+        stage[0] = "image"
+        if outcome == "error":
+            run.log("$ tar something")
+            raise OSError("No space left on device")
+        return {"DEBUG": debug}
+
+    monkeypatch.setattr(run, "NEXT", tmp_path / "d2b-next")
+    (tmp_path / "cmdline").write_text("d2b.config=http://portal/config/T BOOTIF=01-52-54-00-00-00-01\n")
+    monkeypatch.setattr(run.network, "bring_up", lambda arguments: "eth0")
+    monkeypatch.setattr(run, "Portal", FakePortal)
+    monkeypatch.setattr(run, "install", install)
+    assert run.main(cmdline=tmp_path / "cmdline") == (1 if outcome == "error" else 0)
+    assert (tmp_path / "d2b-next").read_text() == expected + "\n"
+    if outcome == "error":
+        [(stage, progress, message)] = FakePortal.events
+        assert (stage, progress) == ("failed", None) and message.startswith("image: No space left on device")
+        assert "$ tar something" in message  # the log tail

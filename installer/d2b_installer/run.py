@@ -83,8 +83,8 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
     return config
 
 
-def main() -> int:
-    arguments = kernel_arguments(Path("/proc/cmdline").read_text())
+def main(cmdline: Path = Path("/proc/cmdline")) -> int:
+    arguments = kernel_arguments(cmdline.read_text())
     stage = ["config"]
     portal: Portal | None = None
     NEXT.write_text("stop\n")
