@@ -154,13 +154,12 @@ def boot_installed(url: str, workdir: Path, disk: Path, uefi: bool = False) -> s
         return machine.wait_for(MARKER, timeout=150)
 
 
-def add_file_image(image_root: Path, **settings) -> None:
-    image = image_services.image_create(
-        data={"name": "test-file", "type": "file", "kopts": "console=ttyS0", **settings}
-    )
+def add_file_image(image_root: Path, compression: str = "gz", **settings) -> None:
+    """The test image as the file image `test-file` version 1 (stored in the portal), with image settings."""
+    data = {"name": "test-file", "type": "file", "kopts": "console=ttyS0", **settings}
     image_services.image_version_create(data={
-        "image": image, "version": "1", "timestamp": timezone.now(),
-        "file": ContentFile(tar_directory(image_root, compression="gz"), name="test-file-1.tar.gz"),
+        "image": image_services.image_create(data=data), "version": "1", "timestamp": timezone.now(),
+        "file": ContentFile(tar_directory(image_root, compression=compression), name=f"test-file-1.tar.{compression}"),
     })  # fmt: skip
 
 
