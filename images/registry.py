@@ -69,6 +69,20 @@ class Verified:
             raise RegistryError(f"{self.digest} is corrupt: its content has the digest {got}")
 
 
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but keep the registry's credentials from other hosts: blobs are often redirected to object
+    storage with a signed URL, which refuses a second authentication."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+_opener = urllib.request.build_opener(_Redirects)
+
+
 class RegistryClient:
     """One registry at `base_url` (`https://host[:port]`), with credentials used when it asks for them."""
 
@@ -84,7 +98,7 @@ class RegistryClient:
             raise RegistryError(f"{url}: only http and https URLs are followed")
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 (the scheme is checked above)
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310
+            return _opener.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as error:
             return error  # type: ignore[return-value]
         except (OSError, ValueError) as error:

@@ -117,3 +117,55 @@ def test_bearer_tokens_from_the_registrys_token_service(tmp_path, settings):
     finally:
         registry.stop()
         tokens.stop()
+
+
+def test_a_blob_redirected_to_storage_is_fetched_without_the_registrys_credentials():
+    """Registries send blobs from object storage with signed URLs, which refuse a second authentication."""
+    import hashlib as hashes
+    import http.server
+    import threading
+
+    blob = b"layer bytes" * 100
+    digest = "sha256:" + hashes.sha256(blob).hexdigest()
+    seen: dict[str, str | None] = {}
+
+    class Storage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen["storage"] = self.headers.get("Authorization")
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(blob)))
+            self.end_headers()
+            self.wfile.write(blob)
+
+        def log_message(self, *args):
+            pass
+
+    storage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if not self.headers.get("Authorization"):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="test"')
+            else:
+                seen["registry"] = self.headers["Authorization"]
+                self.send_response(307)
+                self.send_header("Location", f"http://127.0.0.1:{storage.server_address[1]}/signed?sig=x")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    registry = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    for server in (storage, registry):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = RegistryClient(f"http://127.0.0.1:{registry.server_address[1]}", username="u", password="p")
+        stream = client.blob("lab/x", digest)
+        assert stream.read(-1) == blob
+        stream.finish()
+    finally:
+        storage.shutdown()
+        registry.shutdown()
+    assert seen == {"registry": "Basic dTpw", "storage": None}
