@@ -205,3 +205,15 @@ def test_after_the_install_the_machine_reboots_unless_debug_or_failed(tmp_path, 
         [(stage, progress, message)] = FakePortal.events
         assert (stage, progress) == ("failed", None) and message.startswith("image: No space left on device")
         assert "$ tar something" in message  # the log tail
+
+
+def test_the_boot_environment_resolver_comes_from_ipxe_else_from_the_config(tmp_path, monkeypatch):
+    monkeypatch.setattr(network, "RESOLV", tmp_path / "resolv.conf")
+    network.resolver([""], "")  # iPXE had no DNS server: nothing written
+    assert not (tmp_path / "resolv.conf").exists()
+    network.resolver(["10.0.0.2", "10.0.0.3"], "example.com", keep=True)
+    assert (tmp_path / "resolv.conf").read_text() == "search example.com\nnameserver 10.0.0.2\nnameserver 10.0.0.3\n"
+    network.resolver(["10.9.9.9"], "", keep=True)  # one that works already (it reached the portal) is kept
+    assert "10.9.9.9" not in (tmp_path / "resolv.conf").read_text()
+    network.resolver(["10.9.9.9"], "")
+    assert (tmp_path / "resolv.conf").read_text() == "nameserver 10.9.9.9\n"

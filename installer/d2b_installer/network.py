@@ -8,6 +8,7 @@ from pathlib import Path
 from d2b_installer.shell import log, run
 
 SYS_NET = Path("/sys/class/net")
+RESOLV = Path("/etc/resolv.conf")  # the boot environment's
 
 
 def _nics() -> dict[str, str]:
@@ -47,10 +48,20 @@ def bring_up(arguments: dict[str, str]) -> str:
         run("ip", "addr", "add", f"{ip}/{network.prefixlen}", "dev", name)
         if arguments.get("d2b.gateway"):
             run("ip", "route", "add", "default", "via", arguments["d2b.gateway"])
+        resolver(arguments.get("d2b.dns", "").split(","), "")
     else:
         run("udhcpc", "-i", name, "-n", "-q", "-t", "10", "-s", "/opt/dock2box/udhcpc.sh")
     log(f"network: {name} ({mac or 'first NIC'}) {'static ' + ip if ip else 'DHCP'}")
     return name
+
+
+def resolver(servers: list[str], domain: str, *, keep: bool = False) -> None:
+    """The boot environment's /etc/resolv.conf (the portal and the registry may be names). Nothing is written without
+    servers, nor with `keep` over a resolver that is already there (it reached the portal)."""
+    servers = [server for server in servers if server]
+    if servers and not (keep and RESOLV.exists() and RESOLV.read_text().strip()):
+        search = f"search {domain}\n" if domain else ""
+        RESOLV.write_text(search + "".join(f"nameserver {server}\n" for server in servers))
 
 
 def _interfaces(config: dict[str, str]) -> list[dict[str, str]]:

@@ -33,6 +33,7 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
     started = time.monotonic()
     config = portal.config()
     _check(config)
+    network.resolver(config.get("DNS_SERVERS", "").split(), config.get("DOMAIN", ""), keep=True)  # for the registry
     portal.event("config", 100, f"config for {config['FQDN']}: {config['IMAGE']} {config['IMAGE_VERSION']}")
 
     stage[0] = "disk"

@@ -90,7 +90,7 @@ def install_lines(*, portal: str, settings: HostSettings, token: str, kernel_url
             "initrd=initrd",
             f"d2b.config={portal}/config/{token}",
             "BOOTIF=01-${netX/mac:hexhyp}",
-            "d2b.ip=${netX/ip} d2b.netmask=${netX/netmask} d2b.gateway=${netX/gateway}",
+            "d2b.ip=${netX/ip} d2b.netmask=${netX/netmask} d2b.gateway=${netX/gateway} d2b.dns=${dns}",
             settings.kopts,
         ]
         if part
