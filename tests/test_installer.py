@@ -217,3 +217,19 @@ def test_the_boot_environment_resolver_comes_from_ipxe_else_from_the_config(tmp_
     assert "10.9.9.9" not in (tmp_path / "resolv.conf").read_text()
     network.resolver(["10.9.9.9"], "")
     assert (tmp_path / "resolv.conf").read_text() == "nameserver 10.9.9.9\n"
+
+
+def test_layers_of_an_unreadable_type_are_refused_before_anything_is_written(tmp_path):
+    from d2b_installer.image import lay_docker
+
+    class Registry:  # a stand-in for the registry client: a manifest with a zstd layer, no blob ever asked for
+        def platform_manifest(self, repository, reference):
+            kinds = ["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar+zstd"]
+            return {"layers": [{"digest": f"sha256:{n}" + "0" * 63, "size": 10, "mediaType": kind}
+                               for n, kind in enumerate(kinds)]}  # fmt: skip
+
+        def blob(self, *args):
+            raise AssertionError("no layer is pulled")
+
+    with pytest.raises(RegistryError, match=r"cannot read: \['application/vnd.oci.image.layer.v1.tar\+zstd'\]"):
+        lay_docker(root=tmp_path, client=Registry(), repository="lab/x", reference="v1", report=lambda p, m: None)

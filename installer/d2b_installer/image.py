@@ -11,6 +11,15 @@ from d2b_installer.shell import log
 from images.layers import apply_layer
 from images.registry import RegistryClient, RegistryError, Verified
 
+# Layer media types tarfile reads (plain, gzip; the OCI spec has no others besides zstd); "" for manifests without.
+READABLE_LAYERS = {
+    "",
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar",
+}
+
 
 class Progress:
     """Counts downloaded bytes and reports every 10 % of `total` (once per step)."""
@@ -54,6 +63,9 @@ def lay_docker(
     layers = manifest.get("layers", [])
     if not layers:
         raise RegistryError(f"{repository}:{reference} has no layers (a schema 1 manifest is not supported)")
+    unreadable = sorted({layer.get("mediaType", "") for layer in layers} - READABLE_LAYERS)
+    if unreadable:  # refused before anything is written (zstd, for one, is not in Python 3.11's standard library)
+        raise RegistryError(f"{repository}:{reference} has layers of a type the installer cannot read: {unreadable}")
     progress = Progress(sum(layer["size"] for layer in layers), report)
     for number, layer in enumerate(layers, 1):
         log(f"layer {number}/{len(layers)} {layer['digest']} ({layer['size']} bytes)")
