@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "installer"))
+from tests.services import free_port, wait_until  # noqa: E402 (after the path is set)
+
 WORK = Path(tempfile.mkdtemp(prefix="d2b-bench-install-"))
 MAC = "52:54:00:be:00:01"
 MENU_TIMEOUT = 3  # seconds the installed host's boot menu waits before its local-boot default (30 by default)
@@ -49,14 +51,6 @@ print("BENCH python", start, time.monotonic())
 ' "$url"
 poweroff -f
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 PORT = free_port()
@@ -133,12 +127,7 @@ def main() -> None:
     gunicorn = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "dock2box.wsgi", "--bind",
                                  f"127.0.0.1:{PORT}", "--workers", "3", "--timeout", "600"],
                                 cwd=ROOT, stdout=log, stderr=log)  # fmt: skip
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
+    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1), what="gunicorn")
 
     rows, transfer = [], []
     try:

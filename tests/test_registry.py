@@ -1,5 +1,9 @@
 """Resolving docker image versions in a real registry: digest, size and layers; anonymous and basic auth."""
 
+import hashlib
+import http.server
+import threading
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -121,12 +125,8 @@ def test_bearer_tokens_from_the_registrys_token_service(tmp_path, settings):
 
 def test_a_blob_redirected_to_storage_is_fetched_without_the_registrys_credentials():
     """Registries send blobs from object storage with signed URLs, which refuse a second authentication."""
-    import hashlib as hashes
-    import http.server
-    import threading
-
     blob = b"layer bytes" * 100
-    digest = "sha256:" + hashes.sha256(blob).hexdigest()
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     seen: dict[str, str | None] = {}
 
     class Storage(http.server.BaseHTTPRequestHandler):
