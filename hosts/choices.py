@@ -6,3 +6,4 @@ class HostStatus(models.TextChoices):
     BUILDING = "building", "Building"
     INSTALLED = "installed", "Installed"
     FAILED = "failed", "Failed"
+    UNCONFIRMED = "unconfirmed", "Installed, unconfirmed"

@@ -262,7 +262,7 @@ class Host(models.Model):
         blank=True,
         help_text="Comma-separated labels, e.g. rack12, gpu.",
     )
-    status = models.CharField(max_length=10, choices=HostStatus.choices, default=HostStatus.NEW)
+    status = models.CharField(max_length=12, choices=HostStatus.choices, default=HostStatus.NEW)
     last_seen = models.DateTimeField(null=True, blank=True, help_text="Last PXE boot.")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

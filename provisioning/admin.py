@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
@@ -194,9 +194,16 @@ class BuildHostAdmin(HostAdmin):
 
     @admin.action(description="Enter build mode (install at next PXE boot)", permissions=["change"])
     def enter_build(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
+        entered = 0
         for host in queryset:
-            services.host_enter_build(host=host)
-        self.message_user(request, f"{queryset.count()} host(s) in build mode.", messages.SUCCESS)
+            try:
+                services.host_enter_build(host=host)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), messages.ERROR)
+            else:
+                entered += 1
+        if entered:
+            self.message_user(request, f"{entered} host(s) in build mode.", messages.SUCCESS)
 
     @admin.action(description="Cancel build mode", permissions=["change"])
     def cancel_build(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:

@@ -58,12 +58,13 @@ def catalogue_get() -> Catalogue:
     with _lock:
         cached = _memo.get("catalogue")
         if cached is None or cached.generation != current:
-            cached = _catalogue_read(current)
+            cached = catalogue_read(current)
             _memo["catalogue"] = cached
     return cached
 
 
-def _catalogue_read(current: str) -> Catalogue:
+def catalogue_read(current: str = "") -> Catalogue:
+    """The catalogue read from the database now, bypassing the memo (what this transaction sees)."""
     defaults, _ = BootDefaults.objects.select_related("boot_version__image").get_or_create(pk=1)
     menus = {
         menu.pk: menu

@@ -7,6 +7,8 @@ class BuildState(models.TextChoices):
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    # Closed without the installer's `done`: it had begun writing the bootloader, so the disk is never wiped again.
+    UNCONFIRMED = "unconfirmed", "Installed, unconfirmed"
 
 
 class BuildStage(models.TextChoices):

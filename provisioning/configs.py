@@ -3,13 +3,13 @@
 from dataclasses import dataclass
 from typing import Any
 
-from hosts.models import Host
+from hosts.models import Host, Interface
 from provisioning import selectors
-from provisioning.catalogue import catalogue_get
+from provisioning.catalogue import Catalogue, catalogue_get, catalogue_read
 from provisioning.choices import TemplateKind
 from provisioning.models import Build
 from provisioning.rendering import config as rendering
-from provisioning.resolve import host_settings
+from provisioning.resolve import HostSettings, host_settings, install_problem
 
 FORMATS = ["env", "json", *TemplateKind.values]
 
@@ -21,12 +21,30 @@ class RenderedConfig:
     text: str
 
 
+def _settings(*, host: Host, interfaces: list[Interface], version_id: int | None, catalogue: Catalogue) -> HostSettings:
+    boot = next((interface for interface in interfaces if interface.primary), interfaces[0] if interfaces else None)
+    return host_settings(host=host, interface=boot, catalogue=catalogue, version_id=version_id)
+
+
+def host_install_problem(*, host: Host, version_id: int | None = None) -> str | None:
+    """Why `host` cannot install now (None: it can). A problem seen in this process's cached catalogue is checked
+    again against the database, so data written earlier in the same transaction (an import) is not refused."""
+    interfaces = selectors.host_interfaces(host=host)
+    problem = install_problem(
+        _settings(host=host, interfaces=interfaces, version_id=version_id, catalogue=catalogue_get())
+    )
+    if problem is None:
+        return None
+    return install_problem(
+        _settings(host=host, interfaces=interfaces, version_id=version_id, catalogue=catalogue_read())
+    )
+
+
 def host_config_document(*, host: Host, build: Build | None, portal: str) -> dict[str, Any]:
     """The config document of `host`; without a build (a preview) the token in its URLs is a placeholder."""
     interfaces = selectors.host_interfaces(host=host)
-    boot = next((interface for interface in interfaces if interface.primary), interfaces[0] if interfaces else None)
     version_id = build.image_version_id if build else None
-    settings = host_settings(host=host, interface=boot, catalogue=catalogue_get(), version_id=version_id)
+    settings = _settings(host=host, interfaces=interfaces, version_id=version_id, catalogue=catalogue_get())
     return rendering.config_document(settings=settings, interfaces=interfaces, build=build, portal=portal)
 
 

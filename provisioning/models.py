@@ -115,7 +115,7 @@ class Build(models.Model):
 
     host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="builds")
     token = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
-    state = models.CharField(max_length=10, choices=BuildState.choices, default=BuildState.PENDING)
+    state = models.CharField(max_length=12, choices=BuildState.choices, default=BuildState.PENDING)
     image_version = models.ForeignKey(
         "images.ImageVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -123,6 +123,12 @@ class Build(models.Model):
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
     last_activity = models.DateTimeField(null=True, blank=True)
+    bootloader_started = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the installer began writing the bootloader: from then on the disk may boot on its own, and "
+        "the boot path never starts this build's install again.",
+    )
 
     class Meta:
         ordering = ["-created", "-id"]

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from hosts.models import Host, Interface, Site, Subnet
+from images.choices import ImageType
 from images.models import Image, ImageVersion
 from provisioning.catalogue import Catalogue
 from provisioning.models import PxeMenu
@@ -108,3 +109,24 @@ def boot_file_urls(*, settings: HostSettings, portal: str) -> tuple[str, str] | 
         base = f"{settings.file_uri.rstrip('/')}/{boot.image.name}-{boot.version}"
         kernel, initrd = kernel or f"{base}/kernel", initrd or f"{base}/initrd"
     return (kernel, initrd) if kernel and initrd else None
+
+
+def install_problem(settings: HostSettings) -> str | None:
+    """Why this host cannot install with these settings, in one line for an operator; None when it can.
+
+    Every way into build mode refuses a host with a problem, and the boot path never offers such a host an install.
+    """
+    image, version = settings.image, settings.version
+    if settings.interface is None:
+        return "the host has no network interface"
+    if image is None:
+        return "the host has no image (neither its own nor its site's)"
+    if version is None:
+        return f"image {image.name} has no version"
+    if image.type == ImageType.DOCKER and not settings.registry:
+        return f"image {image.name} is a docker image and neither it nor the site names a registry"
+    if image.type == ImageType.FILE and not (version.file or image.file_url or settings.file_uri):
+        return f"image {image.name} {version.version} has no stored file and no file server is set (image or site)"
+    if boot_file_urls(settings=settings, portal="") is None:
+        return "no boot environment is set (host, image, site or boot defaults)"
+    return None

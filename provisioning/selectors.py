@@ -43,10 +43,11 @@ class BootLookup:
     build_token: str | None
     build_activity: datetime | None
     build_version_id: int | None
+    build_bootloader_started: datetime | None
 
 
 _BOOT_MODELS = [(Interface, "i"), (Host, "h"), (Subnet, "s")]
-_BUILD_FIELDS = ["id", "token", "last_activity", "image_version"]
+_BUILD_FIELDS = ["id", "token", "last_activity", "image_version", "bootloader_started"]
 
 
 @functools.cache
@@ -96,8 +97,8 @@ def interface_for_boot(*, mac: str) -> BootLookup | None:
     interface = Interface.from_db(connection.alias, interface_fields, values[:first])
     interface.host = Host.from_db(connection.alias, host_fields, values[first:second])
     interface.subnet = Subnet.from_db(connection.alias, subnet_fields, values[second:third]) if values[second] else None
-    build_id, token, activity, version_id = values[third:]
-    return BootLookup(interface, build_id, token, activity, version_id)
+    build_id, token, activity, version_id, bootloader_started = values[third:]
+    return BootLookup(interface, build_id, token, activity, version_id, bootloader_started)
 
 
 def build_for_token(*, token: str) -> Build | None:

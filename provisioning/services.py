@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -20,6 +21,7 @@ from hosts.services import host_create, host_documents
 from images import services as image_services
 from images.models import ImageVersion
 from provisioning.choices import BuildStage, BuildState
+from provisioning.configs import host_install_problem
 from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 from provisioning.selectors import build_for_token
 
@@ -101,12 +103,21 @@ def boot_defaults_update(*, data: Mapping[str, Any]) -> BootDefaults:
 
 
 @transaction.atomic
-def host_enter_build(*, host: Host) -> Build:
-    """Put a host in build mode: it installs at its next PXE boot. Idempotent: an open build is returned as is."""
+def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
+    """Put a host in build mode: it installs at its next PXE boot. Idempotent: an open build is returned as is.
+
+    Refused (ValidationError on `build`, naming the host and the reason) when the host cannot install: no interface,
+    no image or version, no registry or file for it, no boot environment. `version_id` is a version picked by hand.
+    """
     host = Host.objects.select_for_update().get(pk=host.pk)
     build = host.builds.filter(state__in=[BuildState.PENDING, BuildState.RUNNING]).first()
     if build is None:
-        build = Build.objects.create(host=host, token=build_token_new(), last_activity=timezone.now())
+        problem = host_install_problem(host=host, version_id=version_id)
+        if problem:
+            raise ValidationError({"build": f"Build mode refused for {host.fqdn}: {problem}."}, code="not_installable")
+        build = Build.objects.create(
+            host=host, token=build_token_new(), last_activity=timezone.now(), image_version_id=version_id
+        )
     if not host.build:
         host.build = True
         host.save(update_fields=["build", "updated"])
@@ -206,10 +217,17 @@ def build_for_installer(*, token: str, now: datetime) -> Build | None:
 
 @transaction.atomic
 def build_event_record(*, build: Build, stage: str, progress: int | None, message: str, now: datetime) -> BuildEvent:
-    """Record an installer's progress; `done` and `failed` end the build and take the host out of build mode."""
+    """Record an installer's progress; `done` and `failed` end the build and take the host out of build mode.
+
+    The first `bootloader` event marks the moment the disk may boot on its own: from then on the boot path sends
+    the host to its disk, even if `done` never arrives (see `build_close_unconfirmed`).
+    """
     event = BuildEvent(build=build, stage=stage, progress=progress, message=message[:MAX_EVENT_MESSAGE])
     event.full_clean()
     event.save()
+    if stage == BuildStage.BOOTLOADER and build.bootloader_started is None:
+        build.bootloader_started = now
+        build.save(update_fields=["bootloader_started"])
     if stage in (BuildStage.DONE, BuildStage.FAILED):
         succeeded = stage == BuildStage.DONE
         build.state = BuildState.DONE if succeeded else BuildState.FAILED
@@ -223,9 +241,35 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
 
 
 @transaction.atomic
+def build_close_unconfirmed(*, build_id: int, now: datetime) -> bool:
+    """Close an open build whose installer began writing the bootloader but whose `done` never arrived.
+
+    Called by the boot path when such a host PXE-boots again: it boots its disk instead of a second install. The build
+    ends `unconfirmed` (token void, host out of build mode) until the installed system reports or an operator
+    decides. False when the build was closed meanwhile (a late `done`, a cancel): nothing changes then.
+    """
+    build = (
+        Build.objects.select_for_update()
+        .filter(pk=build_id, state__in=[BuildState.PENDING, BuildState.RUNNING], bootloader_started__isnull=False)
+        .first()
+    )
+    if build is None:
+        return False
+    build.state, build.token, build.finished = BuildState.UNCONFIRMED, None, now
+    build.save(update_fields=["state", "token", "finished"])
+    BuildEvent.objects.create(
+        build=build, stage=BuildStage.DONE, message="closed unconfirmed: the host booted again after writing its "
+        "bootloader without reporting done; it boots its disk"
+    )  # fmt: skip
+    Host.objects.filter(pk=build.host_id).update(build=False, status=HostStatus.UNCONFIRMED, updated=now)
+    record_change(host_documents(build.host_id))
+    return True
+
+
+@transaction.atomic
 def build_install_chosen(*, host: Host, version_id: int) -> Build:
     """A version picked by hand in the boot menu: build mode with that version for this build."""
-    build = host_enter_build(host=host)
+    build = host_enter_build(host=host, version_id=version_id)
     if build.image_version_id != version_id:
         build.image_version_id = version_id
         build.save(update_fields=["image_version"])

@@ -3,10 +3,17 @@
 tftpy serves files from its root directory before it asks us, so its root is an empty private directory and every
 download goes through `BootFiles.open`: a fixed set of names, each a real file (tftpy ends the server after an
 in-memory file, upstream issue #155). Uploads are refused. Names outside the set, `../` and absolute paths get a
-TFTP error and a log line. The server loop is restarted if tftpy ever raises out of it, so one odd packet cannot
-take TFTP down for a whole rack.
+TFTP error and a log line.
+
+tftpy lets anything but its own TftpException escape its server loop (a non-ASCII file name, an option value that is
+not a number, a block size too big to send), and the loop's way out closes every transfer in flight. Every session
+is therefore a `GuardedContext`, which turns such an error into a TFTP error packet to that client and a
+TftpException: tftpy then ends that one exchange and keeps serving the others. The loop is still restarted if it
+ever fails for another reason.
 """
 
+import contextlib
+import importlib
 import logging
 import tempfile
 import threading
@@ -14,6 +21,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import tftpy
+from tftpy.TftpContexts import TftpContextServer
+from tftpy.TftpPacketTypes import TftpPacketERR
+from tftpy.TftpShared import TftpException
 
 from dock2box.metrics import TFTP_TRANSFERS
 from provisioning.rendering.ipxe import stage0_script
@@ -21,6 +31,38 @@ from provisioning.rendering.ipxe import stage0_script
 logger = logging.getLogger("dock2box.tftp")
 BINARIES = ["undionly.kpxe", "ipxe.efi", "snponly.efi"]
 STAGE0 = "stage0.ipxe"
+
+
+ILLEGAL_OPERATION = 4  # RFC 1350 error code
+
+
+class GuardedContext(TftpContextServer):  # type: ignore[misc]
+    """A tftpy server session in which a malformed packet ends only this session, with an error to its client."""
+
+    def start(self, buffer: bytes) -> None:
+        self._guarded(super().start, buffer)
+
+    def cycle(self) -> None:
+        self._guarded(super().cycle)
+
+    def _guarded(self, step: Any, *args: Any) -> None:
+        try:
+            step(*args)
+        except TftpException:
+            raise
+        except Exception as error:
+            TFTP_TRANSFERS.labels("malformed").inc()
+            logger.warning("tftp client=%s:%s outcome=malformed reason=%s", self.host, self.port, error)
+            packet = TftpPacketERR()
+            packet.errorcode = ILLEGAL_OPERATION
+            with contextlib.suppress(OSError):  # a client that is gone ends its session all the same
+                self.sock.sendto(packet.encode().buffer, (self.host, self.tidport or self.port))
+            raise TftpException(f"malformed exchange: {type(error).__name__}: {error}") from error
+
+
+# tftpy's server makes its sessions from this module-level name; there is no other hook for it. (The package
+# exports the class under the module's name, so the module is looked up by its full name.)
+importlib.import_module("tftpy.TftpServer").TftpContextServer = GuardedContext
 
 
 class BootFiles:

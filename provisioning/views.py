@@ -28,7 +28,7 @@ from provisioning.catalogue import catalogue_get
 from provisioning.configs import host_config_render
 from provisioning.models import Build
 from provisioning.rendering import ipxe
-from provisioning.resolve import HostSettings, boot_file_urls, host_settings
+from provisioning.resolve import HostSettings, boot_file_urls, host_settings, install_problem
 
 logger = logging.getLogger("dock2box.boot")
 PICK_SALT = "dock2box.menu-install"
@@ -122,19 +122,35 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
     settings = host_settings(
         host=host, interface=lookup.interface, catalogue=catalogue, version_id=lookup.build_version_id
     )
-    install = None
-    if host.build:
+    install, notice = None, ""
+    if host.build and lookup.build_id is not None and lookup.build_bootloader_started is not None:
+        # Its installer began writing the bootloader and never said `done` (the portal was away): never wipe the
+        # freshly installed disk again.
+        services.build_close_unconfirmed(build_id=lookup.build_id, now=now)
+        notice = "the install wrote its bootloader but did not report done: booting the disk"
+    elif host.build and (problem := install_problem(settings)):
+        notice = f"in build mode, but {problem}: booting the disk"
+    elif host.build:
         token = services.build_token_for_boot(
             host=host, build_id=lookup.build_id, token=lookup.build_token, last_activity=lookup.build_activity, now=now
         )
         install = _install_lines(portal, settings, token)
     outcome = "build" if install else "known"
     BOOT_REQUESTS.labels(outcome).inc()
-    logger.info("boot mac=%s host=%s platform=%s outcome=%s", mac, host.fqdn, boot.platform or "-", outcome)
+    logger.info(
+        "boot mac=%s host=%s platform=%s outcome=%s%s",
+        mac, host.fqdn, boot.platform or "-", outcome, f" notice={notice!r}" if notice else "",
+    )  # fmt: skip
     pick_url = _pick_url(portal, boot) if django_settings.DOCK2BOX_MENU_INSTALL else None
     return _script(
         ipxe.menu_script(
-            portal=portal, request=boot, catalogue=catalogue, settings=settings, install=install, pick_url=pick_url
+            portal=portal,
+            request=boot,
+            catalogue=catalogue,
+            settings=settings,
+            install=install,
+            pick_url=pick_url,
+            notice=notice,
         )
     )
 
@@ -153,12 +169,8 @@ def _pick_url(portal: str, boot: ipxe.BootRequest) -> Callable[[str, str], str]:
 
 def _install_lines(portal: str, settings: HostSettings, token: str) -> list[str]:
     files = boot_file_urls(settings=settings, portal=portal)
-    if files is None:
-        return [
-            "echo Dock2Box: no boot environment is set for this host (image, site or boot defaults)",
-            "sleep 10",
-            "goto local",
-        ]
+    if files is None:  # install_problem() was asked first
+        raise RuntimeError(f"{settings.host.fqdn}: no boot environment")
     return ipxe.install_lines(portal=portal, settings=settings, token=token, kernel_url=files[0], initrd_url=files[1])
 
 
@@ -205,8 +217,11 @@ def install_chosen(request: HttpRequest) -> HttpResponse:
         message = "register this MAC as a host before installing it" if lookup is None else "that version is gone"
         return _script(ipxe.notice_script(message=message, platform=platform))
     interface, portal = lookup.interface, portal_url(request)
-    build = services.build_install_chosen(host=interface.host, version_id=version.pk)
     settings = host_settings(host=interface.host, interface=interface, catalogue=catalogue, version_id=version.pk)
+    problem = install_problem(settings)
+    if problem:
+        return _script(ipxe.notice_script(message=f"cannot install: {problem}", platform=platform))
+    build = services.build_install_chosen(host=interface.host, version_id=version.pk)
     logger.info("boot mac=%s host=%s outcome=build version=%s", mac, interface.host.fqdn, settings.image_label)
     return _script(ipxe.install_script(install=_install_lines(portal, settings, str(build.token)), platform=platform))
 

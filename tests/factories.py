@@ -6,7 +6,7 @@ import factory
 
 from hosts.models import Host, Interface, Site, Subnet
 from images.models import Image, ImageVersion
-from provisioning.models import Build, PxeMenu, PxeMenuItem
+from provisioning.models import BootDefaults, Build, PxeMenu, PxeMenuItem
 
 
 class ImageFactory(factory.django.DjangoModelFactory):
@@ -88,3 +88,26 @@ class BuildFactory(factory.django.DjangoModelFactory):
 
     host = factory.SubFactory(HostFactory)
     token = factory.Sequence(lambda n: f"token-{n:040d}")
+
+
+class InstallableHostFactory(HostFactory):
+    """A host that can enter build mode: a primary NIC, a docker image with a version from its site's registry, and a
+    boot environment in the boot defaults (set when there is none)."""
+
+    site = factory.SubFactory(SiteFactory, registry="registry.example.com")
+    image = factory.LazyFunction(lambda: ImageVersionFactory().image)
+    interface = factory.RelatedFactory(InterfaceFactory, factory_related_name="host")
+
+    class Meta:
+        skip_postgeneration_save = True
+
+    @factory.post_generation
+    def boot_environment(self, create: bool, extracted: object, **kwargs: object) -> None:
+        defaults, _ = BootDefaults.objects.get_or_create(pk=1)
+        if create and defaults.boot_version_id is None:
+            defaults.boot_version = ImageVersionFactory(
+                image=BootImageFactory(),
+                kernel_url="http://files.example.com/bootenv/kernel",
+                initrd_url="http://files.example.com/bootenv/initrd",
+            )
+            defaults.save()

@@ -143,7 +143,7 @@ def test_admin_refuses_a_bad_subnet_with_the_fix(admin_client, db):
 
 
 def test_enter_and_cancel_build_mode_actions(admin_client, db):
-    hosts = [factories.HostFactory() for _ in range(2)]
+    hosts = [factories.InstallableHostFactory() for _ in range(2)]
     url = reverse("admin:hosts_host_changelist")
     selected = [str(host.pk) for host in hosts]
     response = admin_client.post(url, {"action": "enter_build", "_selected_action": selected}, follow=True)
@@ -156,6 +156,22 @@ def test_enter_and_cancel_build_mode_actions(admin_client, db):
     assert not any(host.build for host in Host.objects.all())
     assert set(Build.objects.values_list("state", flat=True)) == {"cancelled"}
     assert not Build.objects.exclude(token=None).exists()
+
+
+def test_build_mode_is_refused_per_host_with_the_reason(admin_client, db):
+    good = factories.InstallableHostFactory()
+    no_nic = factories.InstallableHostFactory(interface=None)
+    no_image = factories.InstallableHostFactory(image=None)
+    url = reverse("admin:hosts_host_changelist")
+    selected = [str(host.pk) for host in (good, no_nic, no_image)]
+    text = admin_client.post(url, {"action": "enter_build", "_selected_action": selected}, follow=True).content.decode()
+    assert "1 host(s) in build mode" in text
+    assert f"Build mode refused for {no_nic.fqdn}: the host has no network interface." in text
+    assert (
+        f"Build mode refused for {no_image.fqdn}: the host has no image (neither its own nor its site&#x27;s)." in text
+    )
+    assert list(Host.objects.filter(build=True)) == [good]
+    assert Build.objects.get().host == good
 
 
 def test_boot_defaults_list_goes_to_the_one_form(admin_client, db):

@@ -203,8 +203,19 @@ class TestHostAPI(APIViewTestCase):
         row.refresh_from_db()
         assert (row.build, row.status) == (False, "new")
 
+    def test_enter_build_is_refused_with_the_reason_when_the_host_cannot_install(self, user, token_client):
+        row = self.make_row()  # no image
+        grant(user, self.perm("view"), self.perm("change"))
+        response = token_client.post(reverse("host-enter-build", args=[row.pk]))
+        assert response.status_code == 400
+        assert response.json() == {
+            "build": [f"Build mode refused for {row.fqdn}: the host has no image (neither its own nor its site's)."]
+        }
+        row.refresh_from_db()
+        assert (row.build, row.builds.count()) == (False, 0)
+
     def test_enter_and_cancel_build(self, user, token_client):
-        row = self.make_row()
+        row = factories.InstallableHostFactory()
         grant(user, self.perm("view"))
         assert token_client.post(reverse("host-enter-build", args=[row.pk])).status_code == 403
         grant(user, self.perm("change"))

@@ -43,7 +43,10 @@ def catalogue(writer):
     assert (
         put(writer, "/api/v1/sites/emea2", {"domain": "example.com", "file_server": "http://files"}).status_code == 200
     )
-    image = {"type": "file", "versions": {"20160201-120000": {"timestamp": "20160201-120000", "main_script": ""}}}
+    boot = {"type": "boot", "versions": {"1": {"timestamp": "20160101-000000", "main_script": ""}}}
+    assert put(writer, "/api/v1/images/d2b-boot", boot).status_code == 200  # kernel and initrd on the file server
+    image = {"type": "file", "bootstrap_image": "d2b-boot",
+             "versions": {"20160201-120000": {"timestamp": "20160201-120000", "main_script": ""}}}  # fmt: skip
     assert put(writer, "/api/v1/images/centos-7.1-x86_64", image).status_code == 200
     return writer
 

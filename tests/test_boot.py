@@ -11,7 +11,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from hosts import services as host_services
 from hosts.models import Host
+from images import services as image_services
+from provisioning import services
 from provisioning.models import BootTemplate, Build, BuildEvent, DiscoveredHost
 from tests import factories
 from tests.boot_world import BUILD_MAC, IDLE_MAC, UNKNOWN_MAC, make_world
@@ -185,6 +188,55 @@ def test_build_failure_ends_the_build_and_keeps_the_events(client, world):
     assert "choose --default local" in script(client, f"/ipxe?mac={BUILD_MAC}")
 
 
+def test_a_lost_done_never_starts_a_second_install(client, world):
+    """The installer wrote its bootloader, then its `done` was lost (the portal was away): the next PXE boot sends
+    the host to its disk, and the build is closed unconfirmed."""
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}&platform=pcbios"))
+    for stage in ["config", "disk", "image", "configure", "bootloader"]:
+        client.post(f"/config/{token}/events", {"stage": stage, "progress": 100}, "application/json")
+
+    text = script(client, f"/ipxe?mac={BUILD_MAC}&platform=pcbios")
+    assert "choose --default local" in text and ":install" not in text and "d2b.config" not in text
+    assert "item --gap -- Note: the install wrote its bootloader but did not" in text
+    build = Build.objects.get(pk=world.build.pk)
+    assert (build.state, build.token) == ("unconfirmed", None)
+    world.build_host.refresh_from_db()
+    assert (world.build_host.build, world.build_host.status) == (False, "unconfirmed")
+    assert client.post(f"/config/{token}/events", {"stage": "done"}, "application/json").status_code == 403
+    assert "choose --default local" in script(client, f"/ipxe?mac={BUILD_MAC}&platform=pcbios")
+    assert Build.objects.filter(host=world.build_host).count() == 1
+
+
+def test_a_host_rebooting_before_its_bootloader_installs_again(client, world):
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    client.post(f"/config/{token}/events", {"stage": "image", "progress": 40}, "application/json")
+    text = script(client, f"/ipxe?mac={BUILD_MAC}")
+    assert "choose --default install" in text and token_of(text) == token
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda world: host_services.host_update(host=world.build_host, data={"image": None}), "the host has no image"),
+        (
+            lambda world: [image_services.image_version_delete(version=v) for v in world.debian.versions.all()],
+            "image debian-12 has no version",
+        ),
+        (lambda world: services.boot_defaults_update(data={"boot_version": None}), "no boot environment is set"),
+    ],
+    ids=["no-image", "no-version", "no-bootenv"],
+)
+def test_a_host_that_cannot_install_boots_its_disk_and_the_menu_says_why(
+    client, world, change, says, django_capture_on_commit_callbacks
+):
+    """Build mode is refused for such hosts; one that is in it anyway (data changed under it) never installs."""
+    with django_capture_on_commit_callbacks(execute=True):
+        change(world)
+    text = script(client, f"/ipxe?mac={BUILD_MAC}&platform=pcbios")
+    assert "choose --default local" in text and ":install" not in text, text
+    assert f"in build mode, but {says}" in " ".join(re.findall(r"item --gap -- (.*)", text))
+
+
 def test_an_expired_token_is_refused_and_the_next_boot_mints_a_fresh_one(client, world, settings):
     old = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
     Build.objects.filter(pk=world.build.pk).update(
@@ -354,12 +406,13 @@ def test_secrets_appear_only_with_a_valid_token(client, world):
     assert client.get("/config/guess").status_code == 403
 
 
-def test_hostile_values_stay_inside_their_quotes(client, world, tmp_path):
+def test_hostile_values_stay_inside_their_quotes(client, world, tmp_path, django_capture_on_commit_callbacks):
     """Allowed punctuation in kernel options and anything in scripts survive a real shell's `.` unchanged."""
-    from images.services import image_update
-
     hostile_script = "echo '$(reboot)' \"`id`\"\nrm -rf / ; exit 1 # it's"
-    image_update(image=world.debian, data={"main_script": hostile_script, "kopts": "a=(b) !c *d ?e [f] ^g %h ~i"})
+    with django_capture_on_commit_callbacks(execute=True):
+        image_services.image_update(
+            image=world.debian, data={"main_script": hostile_script, "kopts": "a=(b) !c *d ?e [f] ^g %h ~i"}
+        )
     token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
     env_file = tmp_path / "config.env"
     env_file.write_bytes(client.get(f"/config/{token}").content)

@@ -113,9 +113,7 @@ def test_the_host_config_points_at_the_stored_tarball(engine, db, settings, tmp_
     settings.MEDIA_ROOT, settings.DOCK2BOX_PUBLIC_URL = tmp_path / "media", "http://portal.example.com"
     call_command("image_import", "test/base:v1", "--name", "base", "--image-version", "1", stdout=StringIO())
     version = ImageVersion.objects.get()
-    host = factories.HostFactory(image=version.image)
-    factories.InterfaceFactory(host=host)
-    build = host_enter_build(host=host)
+    build = host_enter_build(host=factories.InstallableHostFactory(image=version.image))
     config = client.get(f"/config/{build.token}?format=json").json()
     assert config["image_source"] == {"digest": version.digest, "size": version.size,
                                       "url": "http://portal.example.com/files/images/base/1/file"}  # fmt: skip

@@ -179,6 +179,34 @@ def test_a_file_image_installs_and_the_disk_boots_it(portal, image_root, tmp_pat
     assert f"{MARKER} host=vm01 image=test-image fstab={3 if uefi else 2}" in console
 
 
+def test_a_lost_done_never_reinstalls_the_host(portal, image_root, tmp_path, monkeypatch):
+    """The portal is away when the installer says `done` (here: it answers 500 to it). The installer retries on the
+    console for its bound, reboots, PXE-boots again and is sent to its disk, not into a second install."""
+    url, api, _site, subnet = portal
+    add_file_image(image_root)
+    host = create_host(api, subnet, "test-file", kopts="d2b.report_wait=6")
+    record = services.build_event_record
+
+    def away_for_done(*, build, stage, **kwargs):
+        if stage == "done":
+            raise ConnectionError("the portal is restarting")
+        return record(build=build, stage=stage, **kwargs)
+
+    monkeypatch.setattr(services, "build_event_record", away_for_done)
+    disk, console = install(url, tmp_path)
+    assert "done not delivered (portal error 500" in console and "done NOT delivered after" in console
+    build = host.builds.get()
+    assert (build.state, build.bootloader_started is not None) == ("running", True)
+
+    with Machine(mac=VM_MAC, bootfile=f"{url}/boot.ipxe", workdir=tmp_path, disks=[disk]) as machine:
+        console = machine.wait_for(MARKER, timeout=150)
+    assert "Note: the install wrote its bootloader" in console and "d2b: " not in console  # no installer ran
+    build.refresh_from_db()
+    host.refresh_from_db()
+    assert (build.state, build.token, host.build, host.status) == ("unconfirmed", None, False, "unconfirmed")
+    assert [stage for stage, _ in stages(host)].count("config") == 1
+
+
 @pytest.fixture(scope="session")
 def generic_bootenv(tmp_path_factory, debian_cache):
     return build(out=tmp_path_factory.mktemp("bootenv-generic"), flavour="generic", cache=debian_cache)

@@ -11,9 +11,10 @@ import pytest
 
 from d2b_installer import bootloader, network
 from d2b_installer.image import Progress, lay_file
-from d2b_installer.portal import kernel_arguments, parse_env
+from d2b_installer.portal import Portal, kernel_arguments, parse_env
 from images.registry import RegistryError
 from provisioning.rendering.config import config_env
+from tests.services import free_port
 
 NASTY = 'it\'s $(reboot) `id` \\ "quoted"\nsecond line; rm -rf /'
 
@@ -54,6 +55,65 @@ def test_download_progress_is_reported_at_every_ten_percent_once():
     for chunk in [5, 95, 1, 3, 150, 46, 300, 400]:
         progress(chunk)
     assert reported == [10, 20, 30, 60, 100]  # cumulative 100, 254, 300, 600, 1000 bytes
+
+
+class EventSink(http.server.BaseHTTPRequestHandler):
+    """A portal's events endpoint that is away for its first `outage` posts (503), then takes them (201)."""
+
+    outage = 0
+    status = 201
+    heard: list[bytes] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        EventSink.heard.append(body)
+        away = len(EventSink.heard) <= EventSink.outage
+        self.send_response(503 if away else EventSink.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def event_sink():
+    EventSink.outage, EventSink.status, EventSink.heard = 0, 201, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EventSink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    portal = Portal("http://127.0.0.1/config/T")
+    portal.events_url = f"http://127.0.0.1:{server.server_address[1]}/config/T/events"
+    yield portal
+    server.shutdown()
+
+
+def test_a_must_hear_event_is_retried_with_backoff_until_the_portal_is_back(event_sink, capsys):
+    EventSink.outage = 4
+    assert event_sink.deliver("done", 100, "installed", within=30, pause=0.02)
+    assert len(EventSink.heard) == 5
+    console = capsys.readouterr().err
+    assert console.count("done not delivered (portal error 503") == 4
+    assert "try 2 in 0 s" in console and "giving up in" in console
+
+
+def test_a_must_hear_event_gives_up_after_its_bound(event_sink, capsys):
+    EventSink.outage = 1000
+    assert not event_sink.deliver("done", 100, "installed", within=0.5, pause=0.05)
+    assert 3 <= len(EventSink.heard) <= 6  # 0.05 + 0.1 + 0.2 + ... within half a second
+    assert "done NOT delivered after" in capsys.readouterr().err
+
+
+def test_a_refusal_is_final(event_sink):
+    EventSink.status = 403
+    assert not event_sink.deliver("done", 100, "installed", within=30, pause=0.02)
+    assert len(EventSink.heard) == 1
+
+
+def test_an_unreachable_portal_is_retried_too(capsys):
+    portal = Portal("http://127.0.0.1/config/T")
+    portal.events_url = f"http://127.0.0.1:{free_port()}/config/T/events"
+    assert not portal.deliver("bootloader", 0, "BIOS", within=0.3, pause=0.05)
+    assert "Connection refused" in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -179,6 +239,10 @@ class FakePortal:
 
     def event(self, stage: str, progress: int | None, message: str) -> None:
         FakePortal.events.append((stage, progress, message))
+
+    def deliver(self, stage: str, progress: int | None, message: str, *, within: float) -> bool:
+        self.event(stage, progress, message)
+        return True
 
 
 @pytest.mark.parametrize("outcome,debug,expected", [

@@ -137,6 +137,11 @@ def test_renames_and_build_mode_reach_the_documents_that_show_them(store):
     image_services.image_update(image=Image.objects.get(), data={"name": "centos-7.2-x86_64"})
     site = host_services.site_update(site=Site.objects.get(), data={"name": "emea3"})
     host_services.subnet_create(data={"network": "10.192.60.0/23", "site": site, "gateway": "10.192.61.254"})
+    host_services.site_update(site=site, data={"file_uri": "http://files.example.com"})  # the image's tarball
+    boot = image_services.image_create(data={"name": "d2b-boot", "type": "boot"})
+    services.boot_defaults_update(data={"boot_version": image_services.image_version_create(
+        data={"image": boot, "version": "1", "timestamp": datetime(2016, 1, 1, tzinfo=UTC)}
+    )})  # fmt: skip
     services.host_enter_build(host=host)
     drain()
     keys = stored(store)
@@ -239,6 +244,9 @@ def test_a_live_original_tree_imports_from_etcd_v2(etcd_server, settings):
         "/image/centos-7.1-x86_64/type": "file",
         "/image/centos-7.1-x86_64/debug": "False",
         "/image/centos-7.1-x86_64/versions/20160201-120000/timestamp": "20160201-120000",
+        "/image/d2b-boot/type": "boot",
+        "/image/d2b-boot/versions/1/timestamp": "20160101-000000",
+        "/default/bootstrap_image": "d2b-boot",
         "/host/test1.example.com/build": "True",
         "/host/test1.example.com/debug": "false",
         "/host/test1.example.com/gpt": "false",

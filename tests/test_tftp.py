@@ -17,7 +17,7 @@ PORTAL = "http://192.0.2.10:8000"
 @pytest.fixture(scope="module")
 def tftp_port(tmp_path_factory):
     port = free_port(socket.SOCK_DGRAM)
-    log = (tmp_path_factory.mktemp("tftp") / "tftpd.log").open("w")
+    log = (tmp_path_factory.getbasetemp() / "tftpd.log").open("w")
     process = manage(
         "tftpd", "--bind", "127.0.0.1", "--port", str(port), env={"DOCK2BOX_PUBLIC_URL": PORTAL}, stdout=log, stderr=log
     )
@@ -88,6 +88,64 @@ def test_garbage_packets_do_not_stop_the_server(tftp_port, tmp_path, packet):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(packet, ("127.0.0.1", tftp_port))
     still_serving(tftp_port, tmp_path)
+
+
+MALFORMED = {
+    "non-ascii name": b"\x00\x01\xc3\xa9t\xc3\xa9.kpxe\x00octet\x00",
+    "option not a number": b"\x00\x01undionly.kpxe\x00octet\x00blksize\x00lots\x00",
+    "block size over the RFC limit": b"\x00\x01undionly.kpxe\x00octet\x00blksize\x0070000\x00",
+    "tsize not a number": b"\x00\x01undionly.kpxe\x00octet\x00tsize\x00-x\x00",
+    "unknown opcode": b"\x00\x09undionly.kpxe\x00octet\x00",
+    "truncated request": b"\x00\x01undionly.kpxe",
+    "odd option list": b"\x00\x01undionly.kpxe\x00octet\x00blksize\x00",
+}
+
+
+def malformed_exchange(port: int, packet: bytes) -> bytes | None:
+    """Send one malformed first packet from a fresh socket; then answer whatever comes (an OACK, a DATA) with garbage
+    on the session's port, as a broken client would. Returns the last packet the server sent, or None."""
+    last = None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(1)
+        sock.sendto(packet, ("127.0.0.1", port))
+        for _ in range(3):
+            try:
+                last, sender = sock.recvfrom(70000)
+            except TimeoutError:
+                break
+            if last[:2] == b"\x00\x05":
+                break
+            sock.sendto(b"\x00\x04\xff", sender)  # an ACK cut short, to the session's own port
+    return last
+
+
+def test_malformed_requests_end_only_their_own_exchange(tftp_port, tmp_path, tmp_path_factory):
+    """Transfers in flight finish byte-exact while malformed packets of every kind arrive; each bad exchange ends
+    with a TFTP error packet (or silence), and the server serves afterwards."""
+    expected = (IPXE / "undionly.kpxe").read_bytes()
+
+    def transfer(number: int) -> bool:
+        where = tmp_path / f"t{number}"
+        where.mkdir()
+        return fetch(tftp_port, "undionly.kpxe", where) == expected
+
+    with ThreadPoolExecutor(24) as pool:
+        transfers = [pool.submit(transfer, number) for number in range(16)]
+        answers = {
+            name: [pool.submit(malformed_exchange, tftp_port, packet) for _ in range(3)]
+            for name, packet in MALFORMED.items()
+        }
+        assert all(future.result() for future in transfers)
+        for name, futures in answers.items():
+            for future in futures:
+                last = future.result()
+                assert last is None or last[:2] == b"\x00\x05", (name, last[:40])
+    for name in ["non-ascii name", "option not a number", "block size over the RFC limit"]:
+        assert all(future.result() is not None for future in answers[name]), f"{name}: no error packet"
+    still_serving(tftp_port, tmp_path)
+    assert fetch(tftp_port, "undionly.kpxe", tmp_path, 1468) == expected
+    log = (tmp_path_factory.getbasetemp() / "tftpd.log").read_text()
+    assert "outcome=malformed" in log and "server loop failed" not in log
 
 
 def test_fifty_parallel_fetches_all_correct(tftp_port, tmp_path):

@@ -60,19 +60,50 @@ class Portal:
         raise AssertionError("unreachable")
 
     def event(self, stage: str, progress: int | None, message: str) -> None:
-        """Post an event; a lost event is logged and retried, never the end of an install."""
+        """Post a progress event; a lost one is logged and retried a little, never the end of an install."""
+        for attempt in range(3):
+            problem = self._post(stage, progress, message, log_it=attempt == 0)
+            if problem is None or problem.startswith("refused"):
+                return
+            log(f"event not delivered ({problem}), attempt {attempt + 1}")
+            time.sleep(1)
+
+    def deliver(self, stage: str, progress: int | None, message: str, *, within: float, pause: float = 1.0) -> bool:
+        """Post an event the portal must hear (the bootloader is being written, done, failed): retried with a doubling
+        pause (capped at 30 s) for up to `within` seconds, each try on the console. False if it was never heard."""
+        deadline = time.monotonic() + within
+        attempt = 0
+        while True:
+            attempt += 1
+            problem = self._post(stage, progress, message, log_it=attempt == 1)
+            if problem is None:
+                return True
+            left = deadline - time.monotonic()
+            if problem.startswith("refused") or left <= 0:
+                log(f"{stage} NOT delivered after {attempt} tries: {problem}")
+                return False
+            pause = min(pause, 30.0, left)
+            log(f"{stage} not delivered ({problem}); try {attempt + 1} in {pause:.0f} s, giving up in {left:.0f} s")
+            time.sleep(pause)
+            pause *= 2
+
+    def _post(self, stage: str, progress: int | None, message: str, *, log_it: bool) -> str | None:
+        """One try: None when the portal took the event, else what went wrong (`refused ...` for a 4xx: final)."""
         assert stage in STAGES, stage
-        log(f"event {stage} {progress if progress is not None else ''} {message.splitlines()[0] if message else ''}")
+        if log_it:
+            first = message.splitlines()[0] if message else ""
+            log(f"event {stage} {progress if progress is not None else ''} {first}")
         if not self.events_url:
-            return
+            return None
         body = json.dumps({"stage": stage, "progress": progress, "message": message}).encode()
         request = urllib.request.Request(  # noqa: S310 (checked)
             self.events_url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
-        for attempt in range(3):
-            try:
-                with urllib.request.urlopen(request, timeout=15):  # noqa: S310 (checked)
-                    return
-            except OSError as error:
-                log(f"event not delivered ({error}), attempt {attempt + 1}")
-                time.sleep(1)
+        try:
+            with urllib.request.urlopen(request, timeout=15):  # noqa: S310 (checked)
+                return None
+        except urllib.error.HTTPError as error:
+            kind = "refused" if error.code < 500 else "portal error"
+            return f"{kind} {error.code}: {error.read(200)!r}"
+        except OSError as error:
+            return str(error)

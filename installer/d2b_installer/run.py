@@ -1,7 +1,9 @@
 """The install, stage by stage: config, disk, image, configure, bootloader, then `done` or `failed` with the log tail.
 
 What the boot environment's /init does afterwards is written to /run/d2b-next: `reboot` after an install, `stop`
-when the host is in debug mode or the install failed (the console keeps the log; the operator decides).
+when the host is in debug mode or the install failed (the console keeps the log; the operator decides). The events
+that decide what the host's next PXE boot does (the bootloader is being written, done, failed) are retried with
+backoff for `d2b.report_wait` seconds (10 minutes by default), each try shown on the console.
 """
 
 import time
@@ -14,6 +16,7 @@ from images.registry import RegistryClient
 
 NEXT = Path("/run/d2b-next")
 MiB = 1 << 20
+REPORT_WAIT = 600.0
 
 
 def _check(config: dict[str, str]) -> None:
@@ -77,11 +80,24 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
     portal.event("configure", 100, f"hostname, fstab, network written for {config['FQDN']}")
 
     stage[0] = "bootloader"
+    # From here the disk may boot on its own; the portal must know that before, so that a lost `done` can never
+    # make this host install again (its next PXE boot goes to the disk).
+    wait = report_wait(arguments)
+    if not portal.deliver("bootloader", 0, "UEFI (systemd-boot)" if layout.uefi else "BIOS (extlinux)", within=wait):
+        raise RuntimeError("the portal did not take the bootloader event; stopping before the disk can boot")
     bootloader.install(root, layout, " ".join([config.get("KOPTS", ""), *extra]))
     disk.release(layout)
-    portal.event("bootloader", 100, "UEFI (systemd-boot)" if layout.uefi else "BIOS (extlinux)")
-    portal.event("done", 100, f"installed in {time.monotonic() - started:.0f} s")
+    if not portal.deliver("done", 100, f"installed in {time.monotonic() - started:.0f} s", within=wait):
+        log("done was not heard; rebooting anyway: the portal sends this host to its disk and marks it unconfirmed")
     return config
+
+
+def report_wait(arguments: dict[str, str]) -> float:
+    """How long a must-deliver event is retried: `d2b.report_wait=<seconds>`, else 10 minutes."""
+    try:
+        return max(0.0, float(arguments.get("d2b.report_wait", "")))
+    except ValueError:
+        return REPORT_WAIT
 
 
 def main(cmdline: Path = Path("/proc/cmdline")) -> int:
@@ -96,7 +112,7 @@ def main(cmdline: Path = Path("/proc/cmdline")) -> int:
     except Exception as error:  # every failure ends the build with its reason and the log tail
         log(f"FAILED at {stage[0]}: {type(error).__name__}: {error}")
         if portal is not None:
-            portal.event("failed", None, f"{stage[0]}: {error}\n\n{log_tail()}")
+            portal.deliver("failed", None, f"{stage[0]}: {error}\n\n{log_tail()}", within=report_wait(arguments))
         return 1
     NEXT.write_text("stop\n" if config.get("DEBUG") == "true" else "reboot\n")
     return 0

@@ -5,6 +5,7 @@ Every value that lands in a script is either one of ours (labels, URLs built her
 Operator-written menu item commands are iPXE by design and go in as written.
 """
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -119,7 +120,7 @@ def install_script(*, install: list[str], platform: str) -> str:
     )
 
 
-def _identity(request: BootRequest, settings: HostSettings | None, catalogue: Catalogue) -> list[str]:
+def _identity(request: BootRequest, settings: HostSettings | None, catalogue: Catalogue, notice: str) -> list[str]:
     if settings is None:
         subnet = catalogue.subnet_for(request.ip)
         lines = [
@@ -137,6 +138,7 @@ def _identity(request: BootRequest, settings: HostSettings | None, catalogue: Ca
             f"ip: {(interface.ip if interface else None) or request.ip or 'dhcp'}  mac: {request.mac}",
             f"build: {'yes' if settings.host.build else 'no'}  image: {settings.image_label}",
         ]
+    lines += textwrap.wrap(f"Note: {notice}", WIDTH) if notice else []  # a menu line longer than the screen is cut
     return [f"item --gap -- {line}" for line in lines]
 
 
@@ -148,9 +150,11 @@ def menu_script(
     settings: HostSettings | None,
     install: list[str] | None,
     pick_url: Callable[[str, str], str] | None = None,
+    notice: str = "",
 ) -> str:
     """The per-host menu. `install` holds the install entry's commands when the host is in build mode; `pick_url`
-    gives the URL that installs an image version picked by hand (None: picking is off, the versions only show)."""
+    gives the URL that installs an image version picked by hand (None: picking is off, the versions only show);
+    `notice` is a line of ours saying why a host in build mode boots its disk."""
     defaults = catalogue.defaults
     menu = settings.menu if settings else catalogue.menus.get(defaults.pxe_menu_id or 0)
     items = list(getattr(menu, "item_list", [])) if menu else []
@@ -172,7 +176,7 @@ def menu_script(
         f"set submenu-timeout {defaults.submenu_timeout * 1000}",
         ":start",
         f"menu {title}",
-        *_identity(request, settings, catalogue),
+        *_identity(request, settings, catalogue, notice),
         f"item --gap -- {_banner('Menu')}",
     ]
     if install:
