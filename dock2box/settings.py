@@ -175,7 +175,7 @@ DOCK2BOX_OUTBOX_DRAIN_INTERVAL = env.int("DOCK2BOX_OUTBOX_DRAIN_INTERVAL", defau
 DOCK2BOX_RECONCILE_INTERVAL = env.int("DOCK2BOX_RECONCILE_INTERVAL", default=300)
 
 # /api/v1 (the original REST contract): anonymous reads as the original allowed; writes always need a token.
-DOCK2BOX_V1_ANONYMOUS_READ = env.bool("DOCK2BOX_V1_ANONYMOUS_READ", default=True)
+DOCK2BOX_V1_ANONYMOUS_READ = env.bool("DOCK2BOX_V1_ANONYMOUS_READ", default=False)
 
 # Backups (manage.py backup): where archives go and how many are kept.
 DOCK2BOX_BACKUP_DIR = env.str("DOCK2BOX_BACKUP_DIR", default=str(VAR_DIR / "backups"))

@@ -4,8 +4,11 @@ Anything that reaches an iPXE script, a kernel command line or a shell-sourced c
 allow-list, so that no stored value can start a second iPXE command or expand an iPXE or shell variable.
 """
 
+import base64
+import binascii
 import ipaddress
 import re
+import struct
 
 import netaddr
 from django.core.exceptions import ValidationError
@@ -115,13 +118,20 @@ def validate_safe_text(value: str) -> None:
     )
 
 
+_URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~%!*()+,=:@/-]*)?\Z")
+
+
 def validate_url(value: str) -> None:
-    """An http(s) URL that is also safe text (it lands on kernel command lines and in iPXE scripts)."""
-    if not re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?(/.*)?\Z", value):
+    """An http(s) URL with no space and no character that quotes, expands or chains (it lands on kernel command lines,
+    in iPXE scripts and shell configs): RFC 3986 characters without `$ & ; ' ? #` — no query, no fragment."""
+    if not _URL_RE.match(value):
+        bad = next((ch for ch in value if ch.isspace() or ch in "$&;'\"`<>{}|^[]\\?#"), None)
+        problem = f"contains {bad!r}, which a URL here may not hold" if bad else "is not an http:// or https:// URL"
         raise ValidationError(
-            "'%(value)s' is not an http:// or https:// URL.", code="invalid_url", params={"value": value}
+            "'%(value)s' %(problem)s (write e.g. http://files.example.com/images/).",
+            code="invalid_url",
+            params={"value": value, "problem": problem},
         )
-    validate_safe_text(value)
 
 
 def validate_registry(value: str) -> None:
@@ -176,3 +186,105 @@ def parse_address_list(value: str) -> list[str]:
 
 def validate_address_list(value: str) -> None:
     parse_address_list(value)
+
+
+def parse_server_list(value: str) -> list[str]:
+    """Comma- or space-separated host names or IP addresses (NTP servers), or ValidationError naming the bad one."""
+    servers = []
+    for item in re.split(r"[\s,]+", value.strip()):
+        if not item:
+            continue
+        try:
+            servers.append(str(ipaddress.ip_address(item)))
+            continue
+        except ValueError:
+            pass
+        name = item.lower().removesuffix(".")
+        labels = name.split(".")
+        if len(name) > 253 or not all(_FQDN_LABEL_RE.match(label) for label in labels) or labels[-1].isdigit():
+            raise ValidationError(
+                "'%(item)s' is not a host name or IP address.", code="invalid_server", params={"item": item}
+            )
+        servers.append(name)
+    return servers
+
+
+def validate_server_list(value: str) -> None:
+    parse_server_list(value)
+
+
+# crypt(3) hashes as glibc and libxcrypt write them: $id$[params$]salt$hash, in the crypt alphabet; "!" in front
+# locks the account, and "!" or "*" alone means "no password login".
+_CRYPT_RE = re.compile(r"^(!?\$(1|2[abxy]|5|6|7|y|gy)\$[./A-Za-z0-9=,]+(\$[./A-Za-z0-9=,]+){1,3}|!|\*)\Z")
+
+
+def validate_crypt_hash(value: str) -> None:
+    """A root password as /etc/shadow holds it: a crypt(3) hash, never a clear-text password or anything else."""
+    if not _CRYPT_RE.match(value):
+        raise ValidationError(
+            "Not a crypt(3) hash. Give one made by `mkpasswd -m sha-512` or `openssl passwd -6` ($6$salt$hash; "
+            "$y$, $5$, $2b$ and $1$ hashes too), `!` to lock root, or leave it empty.",
+            code="invalid_hash",
+        )
+
+
+SSH_KEY_TYPES = {
+    "ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
+}  # fmt: skip
+# authorized_keys options (sshd(8)): name or name="value" (a value may hold \" but no raw quote), comma-separated.
+_SSH_OPTION = r'[A-Za-z0-9-]+(="(?:[^"\\]|\\.)*")?'
+_SSH_OPTIONS_RE = re.compile(rf"^{_SSH_OPTION}(,{_SSH_OPTION})*(?=[ \t])")
+_CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _is_ssh_key_type(word: str) -> bool:
+    return word in SSH_KEY_TYPES or word.endswith("-cert-v01@openssh.com")
+
+
+def _ssh_key_problem(line: str) -> str | None:
+    """Why a line is not an authorized_keys entry, or None."""
+    if _CONTROL_CHARS_RE.search(line):
+        return "holds a control character"
+    options = None if _is_ssh_key_type(line.split(None, 1)[0]) else _SSH_OPTIONS_RE.match(line)
+    words = line[options.end() if options else 0 :].split(None, 2)
+    if not words or not _is_ssh_key_type(words[0]):
+        return "does not start with a key type (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ...) after its options"
+    if len(words) < 2:
+        return "has a key type but no key"
+    kind, data = words[0], words[1]
+    try:
+        blob = base64.b64decode(data, validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+    except (binascii.Error, struct.error):
+        return "has key data that is not base64"
+    if blob[4 : 4 + length] != kind.encode():
+        return f"has key data that is not a {kind} key"
+    return None
+
+
+def validate_ssh_authorized_keys(value: str) -> None:
+    """Lines as sshd reads authorized_keys: each `[options] type base64-key [comment]`; blank and # lines allowed."""
+    for number, line in enumerate(value.replace("\r\n", "\n").split("\n"), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        problem = _ssh_key_problem(line.strip())
+        if problem:
+            raise ValidationError(
+                "Line %(number)s %(problem)s; paste public keys as ssh-keygen writes them (one per line).",
+                code="invalid_ssh_key",
+                params={"number": number, "problem": problem},
+            )
+
+
+def validate_credential(value: str) -> None:
+    """A registry user name or password: any printable text, no control character (no newline, no tab)."""
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValidationError("Contains a control character (a newline, a tab?); remove it.", code="invalid_credential")
+
+
+def validate_username(value: str) -> None:
+    """A registry user name: a credential without ':' (HTTP Basic authentication splits on the first one)."""
+    validate_credential(value)
+    if ":" in value:
+        raise ValidationError("A user name cannot hold ':' (HTTP Basic authentication).", code="invalid_credential")

@@ -9,7 +9,18 @@ from django.http import HttpRequest
 from dock2box.admin import ServiceAdmin
 from dock2box.validators import normalise_mac
 from hosts import services
-from hosts.models import Host, Interface, Site, Subnet
+from hosts.models import SITE_SECRETS, Host, Interface, Site, Subnet
+
+
+def _masked(field: str) -> str:
+    return f"{field}_masked"
+
+
+def _secret_display(field: str) -> Any:
+    def show(admin: Any, site: Site) -> str:
+        return "set (hidden)" if getattr(site, field) else "not set"
+
+    return admin.display(description=Site._meta.get_field(field).verbose_name)(show)
 
 
 @admin.register(Site)
@@ -30,6 +41,26 @@ class SiteAdmin(ServiceAdmin):
         ),
     ]
 
+    def get_fieldsets(self, request: HttpRequest, obj: Site | None = None) -> Any:
+        """A user who may not change the site sees whether each secret is set, never its value."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [_masked(field) if field in SITE_SECRETS else field for field in options["fields"]],
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Site | None = None) -> Any:
+        readonly = list(super().get_readonly_fields(request, obj))
+        return readonly if self.has_change_permission(request, obj) else [*readonly, *map(_masked, SITE_SECRETS)]
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Site]:
         return (
             super()
@@ -45,6 +76,11 @@ class SiteAdmin(ServiceAdmin):
     @admin.display(description="hosts", ordering="host_count")
     def host_count(self, site: Any) -> int:
         return site.host_count
+
+    registry_username_masked = _secret_display("registry_username")
+    registry_password_masked = _secret_display("registry_password")
+    root_password_hash_masked = _secret_display("root_password_hash")
+    ssh_authorized_keys_masked = _secret_display("ssh_authorized_keys")
 
     def save_with_service(self, obj: Site) -> None:
         services.site_update(site=obj, data={})

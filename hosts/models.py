@@ -13,21 +13,30 @@ from dock2box.validators import (
     normalise_fqdn,
     parse_address_list,
     parse_network,
+    parse_server_list,
     validate_address_list,
+    validate_credential,
+    validate_crypt_hash,
     validate_domain,
     validate_fqdn,
     validate_ifname,
     validate_network,
     validate_registry,
     validate_safe_text,
+    validate_server_list,
     validate_site_name,
+    validate_ssh_authorized_keys,
     validate_url,
+    validate_username,
 )
 from hosts.choices import HostStatus
 from images.choices import ImageType, VolumeManagement
 from images.models import boot_version_errors, boot_version_field
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# A site's secrets: write-only in the API, masked in the admin for users who cannot change them, handed only to an
+# installer holding a valid build token.
+SITE_SECRETS = ["registry_username", "registry_password", "root_password_hash", "ssh_authorized_keys"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -41,7 +50,11 @@ class Site(models.Model):
         "DNS servers", max_length=300, blank=True, validators=[validate_address_list], help_text="Comma-separated."
     )
     ntp_servers = models.CharField(
-        "NTP servers", max_length=300, blank=True, validators=[validate_safe_text], help_text="Comma-separated."
+        "NTP servers",
+        max_length=300,
+        blank=True,
+        validators=[validate_server_list],
+        help_text="Host names or addresses, comma-separated.",
     )
     file_uri = models.CharField(
         "file server URL",
@@ -75,15 +88,20 @@ class Site(models.Model):
         blank=True,
         related_name="+",
     )
-    # Secrets: handed only to an installer holding a valid build token, never to a menu or an anonymous read.
-    registry_username = models.CharField(max_length=100, blank=True)
-    registry_password = models.CharField(max_length=200, blank=True)
+    # Secrets (SITE_SECRETS): handed only to an installer holding a valid build token, never read back.
+    registry_username = models.CharField(max_length=100, blank=True, validators=[validate_username])
+    registry_password = models.CharField(max_length=200, blank=True, validators=[validate_credential])
     root_password_hash = models.CharField(
         max_length=200,
         blank=True,
-        help_text="crypt(3) hash for root on installed hosts (e.g. from mkpasswd -m sha-512).",
+        validators=[validate_crypt_hash],
+        help_text="crypt(3) hash for root on installed hosts (e.g. from mkpasswd -m sha-512); ! locks root.",
     )
-    ssh_authorized_keys = models.TextField(blank=True, help_text="Installed for root, one key per line.")
+    ssh_authorized_keys = models.TextField(
+        blank=True,
+        validators=[validate_ssh_authorized_keys],
+        help_text="Public keys installed for root, one per line as ssh-keygen writes them (options allowed).",
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -96,6 +114,9 @@ class Site(models.Model):
     def clean(self) -> None:
         if self.dns_servers:
             self.dns_servers = ",".join(parse_address_list(self.dns_servers))
+        if self.ntp_servers:
+            self.ntp_servers = ",".join(parse_server_list(self.ntp_servers))
+        self.ssh_authorized_keys = self.ssh_authorized_keys.replace("\r\n", "\n")
         if self.image is not None and self.image.type == ImageType.BOOT:
             raise ValidationError({"image": "A boot image cannot be the image hosts are installed with."})
         if boot_version_errors(self.boot_version):

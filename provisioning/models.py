@@ -10,6 +10,7 @@ from dock2box.fields import MACAddressField
 from dock2box.validators import validate_domain, validate_safe_text
 from images.models import boot_version_errors, boot_version_field
 from provisioning.choices import BuildStage, BuildState, MenuTheme, TemplateKind
+from provisioning.rendering.templating import template_compile
 
 validate_menu_key = RegexValidator(
     r"^[a-z][a-z0-9_-]{0,49}\Z", "Use lower-case letters, digits, '_' and '-', starting with a letter."
@@ -229,12 +230,10 @@ class BootTemplate(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from django.template import Engine, TemplateSyntaxError
-
         try:
-            Engine().from_string(self.content)
-        except TemplateSyntaxError as error:
-            raise ValidationError({"content": f"Template error: {error}"}) from error
+            template_compile(self.content)
+        except ValidationError as error:
+            raise ValidationError({"content": error.messages}) from error
 
 
 class MirrorState(models.Model):

@@ -537,6 +537,10 @@ class TestBootTemplateAPI(APIViewTestCase):
         good = self.create_payload()
         return [
             ("content", {**good, "content": "{% if %}"}),
+            ("content", {**good, "content": '{% include "/etc/passwd" %}'}),
+            ("content", {**good, "content": '{% extends "missing.ks" %}'}),
+            ("content", {**good, "content": "{% load i18n %}"}),
+            ("content", {**good, "content": '{% if x %}{% include "../settings.py" %}{% endif %}'}),
             ("kind", {**good, "kind": "autoyast"}),
             ("host", {**good, "host": "missing.example.com"}),
         ]

@@ -21,6 +21,12 @@ TEST1 = {
 }  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def anonymous_reads(settings):
+    """The original answered reads without credentials, and a client written for it reads that way."""
+    settings.DOCK2BOX_V1_ANONYMOUS_READ = True
+
+
 @pytest.fixture
 def writer(db):
     from django.contrib.auth.models import User
@@ -182,6 +188,18 @@ def test_oversize_and_malformed_bodies(catalogue):
     assert put(catalogue, "/api/v1/sites/big1", {"domain": "x" * (1024 * 1024)}).status_code == 413
     bad = catalogue.put("/api/v1/sites/emea2", "{not json", content_type="application/json")
     assert bad.status_code == 400 and isinstance(bad.json(), list)
+
+
+def test_anonymous_reads_are_off_by_default(catalogue, settings, writer):
+    from dock2box import settings as project_settings
+
+    assert project_settings.DOCK2BOX_V1_ANONYMOUS_READ is False  # the default, with no environment variable
+    settings.DOCK2BOX_V1_ANONYMOUS_READ = False
+    put(writer, "/api/v1/hosts/test1.example.com", TEST1)
+    for url in ["/api/v1/hosts?table=true", "/api/v1/hosts/test1.example.com", "/api/v1/hwaddr", "/api/v1/sites"]:
+        response = APIClient().get(url)
+        assert response.status_code == 401 and "00:50:56" not in response.content.decode(), url
+        assert writer.get(url).status_code == 200, url
 
 
 def test_anonymous_reads_but_not_writes(catalogue, settings):

@@ -485,3 +485,38 @@ def test_missing_boot_files_are_404(client, stored_kernel):
     assert client.get("/files/boot/bootenv/2/initrd").status_code == 404
     assert client.get("/files/boot/bootenv/9/kernel").status_code == 404
     assert client.get("/files/boot/bootenv/2/etc-passwd").status_code == 404
+
+
+# The options each command the renderers emit may carry, with how many words each takes. iPXE's getopt reads options
+# until the first other word or `--`: a value of ours must never be read as one.
+IPXE_OPTIONS = {
+    "item": {"--gap": 0, "--key": 1}, "choose": {"--default": 1, "--timeout": 1}, "chain": {"--autofree": 0},
+    "initrd": {"--name": 1}, "sanboot": {"--no-describe": 0, "--drive": 1},
+}  # fmt: skip
+
+
+def assert_no_injected_option(text: str) -> None:
+    for line in text.splitlines():
+        command, *words = line.split() or [""]
+        allowed, index = IPXE_OPTIONS.get(command, {}), 0
+        while index < len(words) and words[index] != "--" and words[index].startswith("-"):
+            assert words[index] in allowed, f"{words[index]!r} is read as an option of {command!r}: {line!r}"
+            index += 1 + allowed[words[index]]
+
+
+def test_a_value_starting_with_a_dash_is_never_an_ipxe_option(client, world, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.pxe_menu_update(menu=world.menu, data={"title": "--delete"})
+        services.pxe_menu_item_create(data={"menu": world.menu, "key": "dash", "label": "--gap x", "commands": "shell"})
+        services.boot_defaults_update(data={"menu_name": "--name x", "submenu_name": "-k"})
+    for url in [f"/ipxe?mac={BUILD_MAC}", f"/ipxe?mac={IDLE_MAC}&platform=efi", f"/ipxe?mac={UNKNOWN_MAC}"]:
+        text = script(client, url)
+        assert_no_injected_option(text)
+    assert "menu -- --delete" in script(client, f"/ipxe?mac={BUILD_MAC}")
+    assert_no_injected_option(script(client, "/boot.ipxe"))
+
+
+def test_the_option_check_catches_an_injected_option():
+    with pytest.raises(AssertionError, match="'--delete' is read as an option of 'menu'"):
+        assert_no_injected_option("menu --delete")
+    assert_no_injected_option("menu -- --delete\nitem --key 0x08 start Back\nchoose --default a --timeout 5 t")

@@ -31,7 +31,7 @@ def portal(live_server, transactional_db, settings):
     url = f"http://10.0.2.2:{urlsplit(live_server.url).port}"
     settings.DOCK2BOX_PUBLIC_URL = url
     settings.ALLOWED_HOSTS = ["*"]
-    services.boot_defaults_update(data={"menu_timeout": 30})
+    services.boot_defaults_update(data={"menu_timeout": 30, "menu_name": "--delete Dock2Box lab"})  # never an option
     site = factories.SiteFactory(name="lab1", domain="lab.example.com")
     subnet = factories.SubnetFactory(site=site, network="10.0.2.0/24", gateway="10.0.2.2")
     host = factories.HostFactory(fqdn="qemu01.lab.example.com", site=site)
@@ -58,7 +58,7 @@ def _boot_and_check(portal, bootfile: str, tmp_path, uefi: bool) -> None:
     _, requests = portal
     with Machine(mac=VM_MAC, bootfile=bootfile, workdir=tmp_path, uefi=uefi) as machine:
         console = machine.wait_for("hostname: qemu01.lab.example.com", "Boot from local disk", timeout=150)
-    assert f"mac: {VM_MAC}" in console
+    assert f"mac: {VM_MAC}" in console and "--delete Dock2Box lab" in console
     assert any(line.startswith("boot script=boot.ipxe") for line in requests.lines), requests.lines
     platform = "efi" if uefi else "pcbios"
     assert f"boot mac={VM_MAC} host=qemu01.lab.example.com platform={platform} outcome=known" in requests.lines

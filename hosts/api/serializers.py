@@ -5,24 +5,31 @@ from rest_framework import serializers
 
 from dock2box.api.serializers import MACAddressField
 from hosts import services
-from hosts.models import Host, Interface, Site, Subnet
+from hosts.models import SITE_SECRETS, Host, Interface, Site, Subnet
 from images.choices import ImageType
 from images.models import LATEST, Image
 
 
 class SiteSerializer(serializers.ModelSerializer):
+    """A site. Its secrets are write-only: set or replace one by sending it, clear it with "", leave it out to keep it;
+    `secrets_set` says which hold a value."""
+
     image = serializers.SlugRelatedField(
         slug_field="name", queryset=Image.objects.exclude(type=ImageType.BOOT), allow_null=True, required=False
     )
+    secrets_set = serializers.SerializerMethodField()
 
     class Meta:
         model = Site
         fields = [
             "id", "url", "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry",
-            "image", "boot_version", "pxe_menu", "registry_username", "registry_password", "root_password_hash",
-            "ssh_authorized_keys", "created", "updated",
+            "image", "boot_version", "pxe_menu", *SITE_SECRETS, "secrets_set", "created", "updated",
         ]  # fmt: skip
-        extra_kwargs = {"url": {"view_name": "site-detail"}, "registry_password": {"write_only": True}}
+        extra_kwargs = {"url": {"view_name": "site-detail"}, **{name: {"write_only": True} for name in SITE_SECRETS}}
+
+    def get_secrets_set(self, site: Site) -> list[str]:
+        """The names of the secrets that hold a value (the values are never read back)."""
+        return [name for name in SITE_SECRETS if getattr(site, name)]
 
     def create(self, validated_data: dict[str, Any]) -> Site:
         return services.site_create(data=validated_data)

@@ -3,15 +3,12 @@
 import json
 from typing import Any
 
-from django.template import Context, Engine
-
 from hosts.models import Interface, Site
 from images.choices import ImageType
 from images.selectors import registry_url
 from provisioning.models import Build
+from provisioning.rendering.templating import shell_quote, template_render
 from provisioning.resolve import HostSettings
-
-_engine = Engine(autoescape=False)
 
 
 def _interface(interface: Interface) -> dict[str, Any]:
@@ -117,12 +114,6 @@ def _secrets(site: Site | None) -> dict[str, Any]:
     }
 
 
-def shell_quote(value: object) -> str:
-    """Single-quote for POSIX sh: the only character to escape inside '...' is ' itself."""
-    text = ("true" if value else "false") if isinstance(value, bool) else ("" if value is None else str(value))
-    return "'" + text.replace("'", "'\\''") + "'"
-
-
 def config_env(document: dict[str, Any]) -> str:
     """The document as shell-sourceable `D2B_*` variables, named as the original installer read them."""
     source = document["image_source"]
@@ -180,4 +171,4 @@ def config_json(document: dict[str, Any]) -> str:
 
 def config_template(*, content: str, document: dict[str, Any]) -> str:
     """An operator's kickstart/preseed/cloud-init template rendered with the document as its context."""
-    return _engine.from_string(content).render(Context(document))
+    return template_render(content, document)

@@ -175,7 +175,7 @@ def menu_script(
         f"set menu-timeout {timeout * 1000}",
         f"set submenu-timeout {defaults.submenu_timeout * 1000}",
         ":start",
-        f"menu {title}",
+        f"menu -- {title}",  # a title may start with "-": never an option
         *_identity(request, settings, catalogue, notice),
         f"item --gap -- {_banner('Menu')}",
     ]
@@ -201,7 +201,7 @@ def menu_script(
         versions = image.version_list  # type: ignore[attr-defined]
         lines += [
             f":i{number}",
-            f"menu {image.name}",
+            f"menu -- {image.name}",
             f"item --gap -- {_banner(defaults.submenu_name)}",
             "item --key 0x08 start Back (backspace)",
         ]
