@@ -176,6 +176,8 @@ DOCK2BOX_RECONCILE_INTERVAL = env.int("DOCK2BOX_RECONCILE_INTERVAL", default=300
 
 # /api/v1 (the original REST contract): anonymous reads as the original allowed; writes always need a token.
 DOCK2BOX_V1_ANONYMOUS_READ = env.bool("DOCK2BOX_V1_ANONYMOUS_READ", default=False)
+# Reverse proxies whose X-Forwarded-For names the client (a build binds to its installer's address).
+DOCK2BOX_TRUSTED_PROXIES = env.list("DOCK2BOX_TRUSTED_PROXIES", default=[])
 
 # Backups (manage.py backup): where archives go and how many are kept.
 DOCK2BOX_BACKUP_DIR = env.str("DOCK2BOX_BACKUP_DIR", default=str(VAR_DIR / "backups"))

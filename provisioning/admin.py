@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from dock2box.admin import ServiceAdmin
 from hosts.admin import HostAdmin
@@ -97,11 +98,14 @@ class BuildEventInline(admin.TabularInline):
 class BuildAdmin(admin.ModelAdmin):
     """Install attempts, read-only: they change through build mode and the installer's events."""
 
-    list_display = ["host", "state", "created", "started", "finished", "last_activity"]
+    list_display = ["host", "state", "created", "started", "finished", "last_activity", "refusals"]
     list_filter = ["state"]
     list_select_related = ["host"]
     search_fields = ["host__fqdn"]
-    readonly_fields = ["host", "state", "image_version", "created", "started", "finished", "last_activity"]
+    readonly_fields = [
+        "host", "state", "image_version", "created", "started", "finished", "last_activity", "bootloader_started",
+        "client_address", "refusals", "last_refusal",
+    ]  # fmt: skip
     fields = readonly_fields
     inlines = [BuildEventInline]
 
@@ -155,14 +159,21 @@ class BuildHostAdmin(HostAdmin):
                 for event in build.events.all()
             ),
         )
+        refused = (
+            format_html("<p><b>{} request(s) from other addresses refused</b>; last: {}</p>", build.refusals,
+                        build.last_refusal)
+            if build.refusals
+            else ""
+        )  # fmt: skip
         return format_html(
-            "<p>Build #{} is <b>{}</b> (created {}).</p>"
+            "<p>Build #{} is <b>{}</b> (created {}).</p>{}"
             "<table><thead><tr><th>time</th><th>stage</th><th>%</th><th>message</th></tr></thead>"
             "<tbody>{}</tbody></table>",
             build.pk,
             build.get_state_display(),
             timezone.localtime(build.created).strftime("%Y-%m-%d %H:%M"),
-            rows or format_html("<tr><td colspan=4>No events yet.</td></tr>"),
+            refused,
+            rows or mark_safe("<tr><td colspan=4>No events yet.</td></tr>"),
         )
 
     @admin.display(description="config preview")

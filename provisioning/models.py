@@ -131,6 +131,16 @@ class Build(models.Model):
         "the boot path never starts this build's install again.",
     )
 
+    client_address = models.GenericIPAddressField(
+        null=True,
+        blank=True,
+        help_text="The installer's address: the first config fetch or event binds the build (and its secrets) to it.",
+    )
+    refusals = models.PositiveIntegerField(
+        default=0, help_text="Requests with this build's token from another address, refused."
+    )
+    last_refusal = models.CharField(max_length=200, blank=True)
+
     class Meta:
         ordering = ["-created", "-id"]
         constraints = [

@@ -2,6 +2,7 @@
 
 import contextlib
 import ipaddress
+import logging
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -11,6 +12,7 @@ from uuid import UUID
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from dock2box.changes import document, record_change
@@ -25,6 +27,7 @@ from provisioning.configs import host_install_problem
 from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 from provisioning.selectors import build_for_token
 
+logger = logging.getLogger("dock2box.builds")
 MENU_FIELDS = ["name", "title", "timeout", "default_item", "theme"]
 MENU_ITEM_FIELDS = ["menu", "key", "label", "commands", "position"]
 BOOT_DEFAULTS_FIELDS = [
@@ -189,18 +192,40 @@ def build_token_for_boot(
     if token and last_activity and now - last_activity < idle:
         Build.objects.filter(pk=build_id).update(last_activity=now)
         return token
-    fresh = build_token_new()
-    Build.objects.filter(pk=build_id).update(token=fresh, last_activity=now)
+    fresh = build_token_new()  # a fresh start: the new token binds to whichever installer uses it first
+    Build.objects.filter(pk=build_id).update(token=fresh, last_activity=now, client_address=None)
     return fresh
 
 
-def build_for_installer(*, token: str, now: datetime) -> Build | None:
-    """The open build a token opens, if it is valid and fresh, marking its use; None means refuse (403)."""
+class InstallerRefused(Exception):
+    """A request with a build token that the build does not grant: answered 403 with this message."""
+
+
+def build_for_installer(*, token: str, now: datetime, client: str, fetch: bool) -> Build:
+    """The open build a token opens, if it is valid and fresh and the request may use it, marking its use.
+
+    The first config fetch or event binds the build to the client's address (its secrets are handed to that client
+    only); a request from another address is refused and counted on the build. A config fetch is refused once the
+    installer has begun writing the bootloader: it has no more use for the config. Raises InstallerRefused.
+    """
     build = build_for_token(token=token)
     if build is None or not build.host.build:
-        return None
+        raise InstallerRefused("Unknown or expired build token, or the host left build mode.")
     if build.last_activity is None or now - build.last_activity >= _token_idle():
-        return None
+        raise InstallerRefused("Unknown or expired build token, or the host left build mode.")
+    if build.client_address is None:
+        bound = Build.objects.filter(pk=build.pk, client_address__isnull=True).update(client_address=client)
+        build.client_address = (
+            client if bound else Build.objects.values_list("client_address", flat=True).get(pk=build.pk)
+        )
+    if build.client_address != client:
+        what = "config fetch" if fetch else "event"
+        note = f"{now:%Y-%m-%d %H:%M:%S} {what} from {client} refused: the build is bound to {build.client_address}"
+        Build.objects.filter(pk=build.pk).update(refusals=F("refusals") + 1, last_refusal=note[:200])
+        logger.warning("build %s: %s", build.pk, note)
+        raise InstallerRefused("This build is bound to the installer that first used its token.")
+    if fetch and build.bootloader_started is not None:
+        raise InstallerRefused("The install is past its config: the bootloader is being written.")
     # Single-statement writes (no transaction round trips): this runs on every config fetch and event.
     build.last_activity = now
     if build.state == BuildState.PENDING:

@@ -226,20 +226,34 @@ def install_chosen(request: HttpRequest) -> HttpResponse:
     return _script(ipxe.install_script(install=_install_lines(portal, settings, str(build.token)), platform=platform))
 
 
-def _build_or_403(token: str) -> Build | None:
-    return services.build_for_installer(token=token, now=timezone.now())
+def client_address(request: HttpRequest) -> str:
+    """The client's address: REMOTE_ADDR, or behind a proxy named in DOCK2BOX_TRUSTED_PROXIES the nearest address in
+    X-Forwarded-For that is not one of them."""
+    address = request.META.get("REMOTE_ADDR", "")
+    trusted = django_settings.DOCK2BOX_TRUSTED_PROXIES
+    if address in trusted:
+        for hop in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+            hop = _address(hop)
+            if hop and hop not in trusted:
+                return hop
+    return address
 
 
-def _forbidden() -> JsonResponse:
-    return JsonResponse({"detail": "Unknown or expired build token, or the host left build mode."}, status=403)
+def _build_or_refusal(request: HttpRequest, token: str, *, fetch: bool) -> Build | JsonResponse:
+    try:
+        return services.build_for_installer(
+            token=token, now=timezone.now(), client=client_address(request), fetch=fetch
+        )
+    except services.InstallerRefused as refused:
+        return JsonResponse({"detail": str(refused)}, status=403)
 
 
 @require_GET
 def host_config(request: HttpRequest, token: str) -> HttpResponse:
     """`/config/<token>?format=env|json|kickstart|preseed|cloud-init`: the host's config, for its installer."""
-    build = _build_or_403(token)
-    if build is None:
-        return _forbidden()
+    build = _build_or_refusal(request, token, fetch=True)
+    if isinstance(build, JsonResponse):
+        return build
     rendered = host_config_render(
         host=build.host, build=build, fmt=request.GET.get("format", "env"), portal=portal_url(request)
     )
@@ -254,9 +268,9 @@ def build_events(request: HttpRequest, token: str) -> JsonResponse:
     """`POST /config/<token>/events` `{"stage", "progress", "message"}`: the installer's progress."""
     if len(request.body) > MAX_EVENT_BODY:
         return JsonResponse({"detail": f"Body over {MAX_EVENT_BODY} bytes."}, status=413)
-    build = _build_or_403(token)
-    if build is None:
-        return _forbidden()
+    build = _build_or_refusal(request, token, fetch=False)
+    if isinstance(build, JsonResponse):
+        return build
     try:
         payload = json.loads(request.body or b"{}")
     except ValueError:

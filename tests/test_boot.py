@@ -520,3 +520,41 @@ def test_the_option_check_catches_an_injected_option():
     with pytest.raises(AssertionError, match="'--delete' is read as an option of 'menu'"):
         assert_no_injected_option("menu --delete")
     assert_no_injected_option("menu -- --delete\nitem --key 0x08 start Back\nchoose --default a --timeout 5 t")
+
+
+def test_the_first_client_binds_the_build_and_others_are_refused_and_recorded(client, world):
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    assert client.get(f"/config/{token}", REMOTE_ADDR="10.0.0.11").status_code == 200
+    assert client.get(f"/config/{token}", REMOTE_ADDR="10.0.0.11").status_code == 200  # a retry of the installer
+
+    stolen = client.get(f"/config/{token}", REMOTE_ADDR="10.0.0.66")
+    assert stolen.status_code == 403 and b"s3cret" not in stolen.content
+    forged = client.post(f"/config/{token}/events", {"stage": "done"}, "application/json", REMOTE_ADDR="10.0.0.66")
+    assert forged.status_code == 403
+    build = Build.objects.get(pk=world.build.pk)
+    assert (build.state, build.client_address, build.refusals) == ("running", "10.0.0.11", 2)
+    assert "event from 10.0.0.66 refused: the build is bound to 10.0.0.11" in build.last_refusal
+    world.build_host.refresh_from_db()
+    assert world.build_host.status == "building" and world.build_host.build
+
+    ok = client.post(f"/config/{token}/events", {"stage": "disk"}, "application/json", REMOTE_ADDR="10.0.0.11")
+    assert ok.status_code == 201
+
+
+def test_the_config_is_refused_once_the_bootloader_is_being_written(client, world):
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    client.post(f"/config/{token}/events", {"stage": "bootloader", "progress": 0}, "application/json")
+    assert client.get(f"/config/{token}").status_code == 403
+    assert client.post(f"/config/{token}/events", {"stage": "done"}, "application/json").status_code == 201
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(client, world, settings):
+    settings.DOCK2BOX_TRUSTED_PROXIES = ["10.9.9.9"]
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    via_proxy = {"REMOTE_ADDR": "10.9.9.9", "HTTP_X_FORWARDED_FOR": "198.51.100.1, 10.0.0.11"}
+    assert client.get(f"/config/{token}", **via_proxy).status_code == 200
+    assert Build.objects.get(pk=world.build.pk).client_address == "10.0.0.11"
+    other = {"REMOTE_ADDR": "10.9.9.9", "HTTP_X_FORWARDED_FOR": "10.0.0.66"}
+    assert client.get(f"/config/{token}", **other).status_code == 403
+    untrusted = {"REMOTE_ADDR": "10.0.0.66", "HTTP_X_FORWARDED_FOR": "10.0.0.11"}  # not a proxy: the header is ignored
+    assert client.get(f"/config/{token}", **untrusted).status_code == 403

@@ -78,7 +78,8 @@ class BuildSerializer(serializers.ModelSerializer):
     class Meta:
         model = Build
         fields = [
-            "id", "url", "host", "state", "image_version", "created", "started", "finished", "last_activity", "events",
+            "id", "url", "host", "state", "image_version", "created", "started", "finished", "last_activity",
+            "bootloader_started", "client_address", "refusals", "last_refusal", "events",
         ]  # fmt: skip
         extra_kwargs = {"url": {"view_name": "build-detail"}}
 
