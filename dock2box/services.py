@@ -3,6 +3,7 @@
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from dock2box.changes import record_change
@@ -15,10 +16,23 @@ def model_save(instance: M) -> M:
 
     Services record the mirrored documents they change themselves (`record_change`): they know old and new names.
     """
+    _refuse_nul(instance)
     instance.full_clean()
     instance.save()
     record_change()
     return instance
+
+
+def _refuse_nul(instance: models.Model) -> None:
+    """No text field holds a NUL character: PostgreSQL cannot store one, and no value of ours needs it."""
+    errors = {
+        field.name: "Contains a NUL character (\\x00); remove it."
+        for field in instance._meta.concrete_fields
+        if isinstance(field, models.CharField | models.TextField)
+        and "\x00" in str(getattr(instance, field.attname) or "")
+    }
+    if errors:
+        raise ValidationError(errors, code="nul_character")
 
 
 def model_delete(instance: models.Model) -> None:

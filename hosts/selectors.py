@@ -31,22 +31,38 @@ def host_list() -> QuerySet[Host]:
 
 
 def subnet_free_addresses(*, subnet: Subnet) -> Iterator[str]:
-    """Addresses of the subnet that no interface uses, outside its reserved ranges and gateway, in order."""
+    """Addresses of the subnet that no interface uses, outside its reserved ranges and gateway, in order.
+
+    Reserved ranges are stepped over, not walked: a /32 of IPv6 with a huge reserved range answers at once.
+    """
     network = subnet.ip_network
     if network is None:
         return
     used = {
-        ipaddress.ip_address(ip)
+        int(ipaddress.ip_address(ip))
         for ip in Interface.objects.filter(subnet=subnet, ip__isnull=False).values_list("ip", flat=True)
         if ip
     }
     if subnet.gateway:
-        used.add(ipaddress.ip_address(subnet.gateway))
-    reserved = subnet.reserved_ranges()
-    for address in network.hosts():
-        if address in used or any(int(start) <= int(address) <= int(end) for start, end in reserved):
+        used.add(int(ipaddress.ip_address(subnet.gateway)))
+    reserved = sorted((int(start), int(end)) for start, end in subnet.reserved_ranges())
+    # The usable range as network.hosts() gives it: without network and broadcast addresses (IPv4 above /31), without
+    # the Subnet-Router anycast address (IPv6 above /127).
+    first, last = int(network.network_address), int(network.broadcast_address)
+    if network.prefixlen < network.max_prefixlen - 1:
+        first += 1
+        last -= 1 if network.version == 4 else 0
+    address_type = type(network.network_address)
+    candidate, index = first, 0
+    while candidate <= last:
+        while index < len(reserved) and reserved[index][1] < candidate:
+            index += 1
+        if index < len(reserved) and reserved[index][0] <= candidate:
+            candidate = reserved[index][1] + 1
             continue
-        yield str(address)
+        if candidate not in used:
+            yield str(address_type(candidate))
+        candidate += 1
 
 
 def subnet_next_free_ip(*, subnet: Subnet) -> str | None:

@@ -1,5 +1,6 @@
 """A host's installer config in any of its formats: what `/config/<token>` serves and the admin and API preview."""
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from provisioning.models import Build
 from provisioning.rendering import config as rendering
 from provisioning.resolve import HostSettings, host_settings, install_problem
 
+logger = logging.getLogger("dock2box.configs")
 FORMATS = ["env", "json", *TemplateKind.values]
 
 
@@ -62,6 +64,11 @@ def host_config_render(*, host: Host, build: Build | None, fmt: str, portal: str
     template = selectors.boot_template_for(host=host, kind=fmt)
     if template is None:
         return RenderedConfig(404, "text/plain; charset=utf-8", f"No {fmt} template applies to {host.fqdn}.\n")
-    return RenderedConfig(
-        200, "text/plain; charset=utf-8", rendering.config_template(content=template.content, document=document)
-    )
+    try:
+        text = rendering.config_template(content=template.content, document=document)
+    except Exception as error:  # an operator's template: its failure is theirs to fix, reported, never a 500
+        logger.warning("template %s (%s) does not render for %s: %s", template.name, fmt, host.fqdn, error)
+        return RenderedConfig(
+            422, "text/plain; charset=utf-8", f"The {fmt} template {template.name!r} does not render: {error}\n"
+        )
+    return RenderedConfig(200, "text/plain; charset=utf-8", text)

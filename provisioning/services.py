@@ -168,7 +168,13 @@ def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str
     known = DiscoveredHost.objects.filter(mac=mac).values_list("last_seen", flat=True).first()
     if known is not None and now - known < interval:
         return
-    values = {name: value for name, value in details.items() if name in DISCOVERED_FIELDS}
+    # What a booting host says of itself is kept only where it fits its column (uuid 64, buildarch 20, ...).
+    values = {
+        name: value
+        for name, value in details.items()
+        if name in DISCOVERED_FIELDS
+        and (value is None or len(value) <= (DiscoveredHost._meta.get_field(name).max_length or 100))
+    }
     if known is None:
         with contextlib.suppress(IntegrityError):  # a parallel boot of the same MAC recorded it first
             DiscoveredHost.objects.create(mac=mac, last_seen=now, **values)
@@ -247,7 +253,9 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
     The first `bootloader` event marks the moment the disk may boot on its own: from then on the boot path sends
     the host to its disk, even if `done` never arrives (see `build_close_unconfirmed`).
     """
-    event = BuildEvent(build=build, stage=stage, progress=progress, message=message[:MAX_EVENT_MESSAGE])
+    # A log tail may carry any byte a tool printed; NUL is the one PostgreSQL cannot store.
+    message = message[:MAX_EVENT_MESSAGE].replace("\x00", "\N{REPLACEMENT CHARACTER}")
+    event = BuildEvent(build=build, stage=stage, progress=progress, message=message)
     event.full_clean()
     event.save()
     if stage == BuildStage.BOOTLOADER and build.bootloader_started is None:

@@ -6,7 +6,6 @@ token that is unknown, expired or whose host left build mode.
 """
 
 import ipaddress
-import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from dock2box.jsonbody import parse_json
 from dock2box.metrics import BOOT_REQUESTS
 from dock2box.validators import normalise_mac
 from provisioning import selectors, services
@@ -272,9 +272,9 @@ def build_events(request: HttpRequest, token: str) -> JsonResponse:
     if isinstance(build, JsonResponse):
         return build
     try:
-        payload = json.loads(request.body or b"{}")
-    except ValueError:
-        return JsonResponse({"detail": "The body is not JSON."}, status=400)
+        payload = parse_json(request.body or b"{}")
+    except ValueError as error:
+        return JsonResponse({"detail": f"The body is not JSON: {error}"}, status=400)
     if not isinstance(payload, dict):
         return JsonResponse({"detail": 'Send an object: {"stage": ..., "progress": ..., "message": ...}.'}, status=400)
     progress = payload.get("progress")
@@ -294,7 +294,7 @@ def build_events(request: HttpRequest, token: str) -> JsonResponse:
     return JsonResponse({"stage": event.stage, "progress": event.progress, "time": event.time.isoformat()}, status=201)
 
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})\Z")  # no file is 10^18 bytes: longer numbers are not a range
 
 
 @require_GET

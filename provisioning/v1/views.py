@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from dock2box.jsonbody import parse_json
 from dock2box.validators import normalise_mac
 from hosts import services as host_services
 from hosts.models import Host, Interface, Site, Subnet
@@ -116,7 +117,7 @@ def _body(request: HttpRequest) -> Any:
     if len(request.body) > MAX_BODY:
         raise Problem(413, f"The body is over {MAX_BODY} bytes.")
     try:
-        return json.loads(request.body or b"null")
+        return parse_json(request.body or b"null")
     except ValueError as error:
         raise Problem(400, f"The body is not JSON: {error}") from error
 
@@ -150,6 +151,9 @@ def _store(action: Callable[[], None], path: str) -> None:
         raise Problem(400, str(error)) from error
     except ValidationError as error:
         raise Problem(400, importer.messages(error, path)) from error
+    except ProtectedError as error:
+        users = ", ".join(sorted({str(used) for used in error.protected_objects})[:5])
+        raise Problem(400, f"{path}: still in use by {users}; change or delete those first") from error
 
 
 def _put(resource: Resource, key: str, document: Any) -> None:
@@ -183,12 +187,7 @@ def _delete(resource: Resource, key: str) -> None:
         "subnets": lambda: host_services.subnet_delete(subnet=Subnet.objects.get(network=subnet_network(key))),
         "sites": lambda: host_services.site_delete(site=Site.objects.get(name=key)),
     }
-    try:
-        _store(deleters[resource.kind], path)
-    except ProtectedError as error:
-        raise Problem(
-            400, f"{path}: still in use by {', '.join(sorted({str(o) for o in error.protected_objects})[:5])}"
-        ) from error
+    _store(deleters[resource.kind], path)
 
 
 def _patch(current: Any, body: Any, path: str) -> Any:
