@@ -11,7 +11,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -37,6 +37,11 @@ BOOT_DEFAULTS_FIELDS = [
 
 
 DISCOVERED_FIELDS = ["uuid", "serial", "asset", "ip", "platform", "buildarch"]
+DISCOVERED_LENGTHS = {
+    field.name: field.max_length
+    for field in DiscoveredHost._meta.concrete_fields
+    if isinstance(field, models.CharField) and field.max_length
+}
 MAX_EVENT_MESSAGE = 16384
 
 
@@ -172,8 +177,7 @@ def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str
     values = {
         name: value
         for name, value in details.items()
-        if name in DISCOVERED_FIELDS
-        and (value is None or len(value) <= (DiscoveredHost._meta.get_field(name).max_length or 100))
+        if name in DISCOVERED_FIELDS and (value is None or len(value) <= DISCOVERED_LENGTHS.get(name, len(value)))
     }
     if known is None:
         with contextlib.suppress(IntegrityError):  # a parallel boot of the same MAC recorded it first
