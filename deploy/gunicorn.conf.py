@@ -12,7 +12,18 @@ accesslog = "-"
 
 
 def on_starting(server: object) -> None:
-    """Start with an empty metrics directory: counters of earlier runs must not add up with these."""
+    """Refuse workers that cannot share the boot catalogue's cache; start with an empty metrics directory (counters of
+    earlier runs must not add up with these)."""
+    if workers > 1:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dock2box.settings")
+        from django.conf import settings
+
+        if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+            # Each worker would keep its own catalogue and serve menus other workers know are stale.
+            raise SystemExit(
+                f"dock2box: {workers} web workers need a shared cache: set DOCK2BOX_CACHE_URL (or CELERY_BROKER_URL) "
+                "to a Redis URL, or run one worker (DOCK2BOX_WEB_WORKERS=1)."
+            )
     directory = os.environ.get("DOCK2BOX_METRICS_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "dock2box.middleware.RequestSizeLimit",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -170,6 +171,11 @@ SPECTACULAR_SETTINGS = {
 DOCK2BOX_BUILD_TOKEN_IDLE = env.int("DOCK2BOX_BUILD_TOKEN_IDLE", default=6 * 3600)
 # A host's "last seen" is written at most once per this many seconds (boot storms are not write storms).
 DOCK2BOX_LAST_SEEN_INTERVAL = env.int("DOCK2BOX_LAST_SEEN_INTERVAL", default=60)
+# Limits: the largest request body (uploads of kernels, initrds and file images; more is a 413), the events one build
+# keeps (`done` and `failed` always), the unknown MACs remembered (the oldest go first).
+DOCK2BOX_UPLOAD_MAX_BYTES = env.int("DOCK2BOX_UPLOAD_MAX_BYTES", default=8 << 30)
+DOCK2BOX_BUILD_EVENTS_MAX = env.int("DOCK2BOX_BUILD_EVENTS_MAX", default=500)
+DOCK2BOX_DISCOVERED_MAX = env.int("DOCK2BOX_DISCOVERED_MAX", default=10000)
 
 # TFTP: where Debian's ipxe package put the binaries, and where to listen (port 69 needs root or CAP_NET_BIND_SERVICE).
 DOCK2BOX_IPXE_DIR = env.str("DOCK2BOX_IPXE_DIR", default="/usr/lib/ipxe")

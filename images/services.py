@@ -7,7 +7,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import QuerySet
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
@@ -77,12 +79,33 @@ def image_update(*, image: Image, data: Mapping[str, Any]) -> Image:
     return image
 
 
+STORED_FILE_FIELDS = ["kernel", "initrd", "file"]
+
+
+def _stored_files(versions: QuerySet[ImageVersion]) -> set[str]:
+    """The names of the files the versions keep in storage."""
+    return {name for row in versions.values_list(*STORED_FILE_FIELDS) for name in row if name}
+
+
+def _delete_files_on_commit(names: set[str]) -> None:
+    """Remove stored files once the rows that named them are gone for good (not if the transaction rolls back)."""
+
+    def delete() -> None:
+        for name in names:
+            default_storage.delete(name)
+
+    if names:
+        transaction.on_commit(delete)
+
+
 @transaction.atomic
 def image_delete(*, image: Image) -> None:
-    """Delete an image and its versions (refused while a host, site or image uses it)."""
+    """Delete an image and its versions (refused while a host, site or image uses it), with their stored files."""
     before = _image_documents(image.pk, dependents=True)
+    files = _stored_files(image.versions.all())
     model_delete(image)
     record_change(before)
+    _delete_files_on_commit(files)
 
 
 def _digest(stored: FieldFile) -> tuple[str, int]:
@@ -127,18 +150,22 @@ def image_version_create(*, data: Mapping[str, Any]) -> ImageVersion:
 def image_version_update(*, version: ImageVersion, data: Mapping[str, Any]) -> ImageVersion:
     """Change the given fields of an image version."""
     before = _version_documents(version.pk, dependents=True)
+    stored = _stored_files(ImageVersion.objects.filter(pk=version.pk))
     version = model_update(version, data=data, fields=VERSION_FIELDS)
     _record_file(version)
     record_change(before | _version_documents(version.pk, dependents=True))
+    _delete_files_on_commit(stored - _stored_files(ImageVersion.objects.filter(pk=version.pk)))  # replaced ones
     return version
 
 
 @transaction.atomic
 def image_version_delete(*, version: ImageVersion) -> None:
-    """Delete an image version (refused while something boots or installs it)."""
+    """Delete an image version (refused while something boots or installs it) and its stored files."""
     before = _version_documents(version.pk, dependents=True)
+    files = _stored_files(ImageVersion.objects.filter(pk=version.pk))
     model_delete(version)
     record_change(before)
+    _delete_files_on_commit(files)
 
 
 @transaction.atomic

@@ -7,8 +7,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.files import FieldFile
+from django.db.models.functions import Left
 from django.utils import timezone
 
 from dock2box.models import OutboxEntry
@@ -16,7 +17,7 @@ from hosts.models import Host, Interface, Subnet
 from images.choices import ImageType
 from images.models import ImageVersion
 from provisioning.choices import BuildState
-from provisioning.models import BootTemplate, Build, MirrorState, PxeMenu, PxeMenuItem
+from provisioning.models import BootTemplate, Build, BuildEvent, MirrorState, PxeMenu, PxeMenuItem
 
 
 def pxe_menu_list() -> QuerySet[PxeMenu]:
@@ -30,8 +31,19 @@ def pxe_menu_item_list() -> QuerySet[PxeMenuItem]:
 
 
 def build_list() -> QuerySet[Build]:
-    """All builds, newest first, with host and events."""
-    return Build.objects.select_related("host", "image_version__image").prefetch_related("events")
+    """All builds, newest first, with host and version, their event count, progress and last message (the events
+    themselves are read page by page: `build_events`)."""
+    latest = BuildEvent.objects.filter(build=OuterRef("pk")).order_by("-time", "-id")
+    return Build.objects.select_related("host", "image_version__image").annotate(
+        event_count=Count("events"),
+        progress=Subquery(latest.filter(progress__isnull=False).values("progress")[:1]),
+        last_message=Subquery(latest.annotate(first_line=Left("message", 200)).values("first_line")[:1]),
+    )
+
+
+def build_events(*, build: Build) -> QuerySet[BuildEvent]:
+    """A build's events, oldest first."""
+    return build.events.order_by("time", "id")
 
 
 @dataclass(frozen=True)

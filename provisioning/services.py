@@ -36,6 +36,7 @@ BOOT_DEFAULTS_FIELDS = [
 ]  # fmt: skip
 
 
+DISCOVERED_TRIM_EVERY = 100
 DISCOVERED_FIELDS = ["uuid", "serial", "asset", "ip", "platform", "buildarch"]
 DISCOVERED_LENGTHS = {
     field.name: field.max_length
@@ -181,7 +182,11 @@ def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str
     }
     if known is None:
         with contextlib.suppress(IntegrityError):  # a parallel boot of the same MAC recorded it first
-            DiscoveredHost.objects.create(mac=mac, last_seen=now, **values)
+            created = DiscoveredHost.objects.create(mac=mac, last_seen=now, **values)
+            # Bounded: a flood of random MACs pushes out the oldest instead of growing the table without end (every
+            # hundredth new MAC trims, so a boot request keeps its few queries).
+            if created.pk % DISCOVERED_TRIM_EVERY == 0:
+                DiscoveredHost.objects.filter(pk__lte=created.pk - settings.DOCK2BOX_DISCOVERED_MAX).delete()
     else:
         DiscoveredHost.objects.filter(mac=mac).update(last_seen=now, **values)
 
@@ -209,6 +214,10 @@ def build_token_for_boot(
 
 class InstallerRefused(Exception):
     """A request with a build token that the build does not grant: answered 403 with this message."""
+
+
+class EventLimitReached(Exception):
+    """A build has DOCK2BOX_BUILD_EVENTS_MAX events: more progress is refused (429); `done` and `failed` never are."""
 
 
 def build_for_installer(*, token: str, now: datetime, client: str, fetch: bool) -> Build:
@@ -257,6 +266,10 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
     The first `bootloader` event marks the moment the disk may boot on its own: from then on the boot path sends
     the host to its disk, even if `done` never arrives (see `build_close_unconfirmed`).
     """
+    if stage not in (BuildStage.DONE, BuildStage.FAILED) and (
+        build.events.count() >= settings.DOCK2BOX_BUILD_EVENTS_MAX
+    ):
+        raise EventLimitReached(f"This build has {settings.DOCK2BOX_BUILD_EVENTS_MAX} events, its limit.")
     # A log tail may carry any byte a tool printed; NUL is the one PostgreSQL cannot store.
     message = message[:MAX_EVENT_MESSAGE].replace("\x00", "\N{REPLACEMENT CHARACTER}")
     event = BuildEvent(build=build, stage=stage, progress=progress, message=message)

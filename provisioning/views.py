@@ -291,6 +291,8 @@ def build_events(request: HttpRequest, token: str) -> JsonResponse:
         )
     except ValidationError as error:
         return JsonResponse(error.message_dict, status=400)
+    except services.EventLimitReached as error:
+        return JsonResponse({"detail": str(error)}, status=429)
     return JsonResponse({"stage": event.stage, "progress": event.progress, "time": event.time.isoformat()}, status=201)
 
 

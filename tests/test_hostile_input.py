@@ -170,7 +170,7 @@ def test_parallel_event_posts_on_the_embedded_sqlite_default(tmp_path):
     port = free_port()
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'd2b.sqlite3'}", "DOCK2BOX_VAR_DIR": str(tmp_path),
            "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "DOCK2BOX_BIND": f"127.0.0.1:{port}",
-           "DOCK2BOX_WEB_WORKERS": "3"}  # fmt: skip
+           "DOCK2BOX_WEB_WORKERS": "3", "DOCK2BOX_CACHE_URL": "redis://127.0.0.1:6379/12"}  # fmt: skip
     for command in (["migrate", "-v0"], ["seed_demo"]):
         assert manage(*command, env=env, stdout=subprocess.DEVNULL).wait() == 0
     log = (tmp_path / "gunicorn.log").open("w")
@@ -196,3 +196,76 @@ def test_parallel_event_posts_on_the_embedded_sqlite_default(tmp_path):
     finally:
         stop(server)
     assert "database is locked" not in (tmp_path / "gunicorn.log").read_text()
+
+
+def test_a_flood_of_unknown_macs_does_not_grow_the_table_without_end(client, world, settings):
+    settings.DOCK2BOX_DISCOVERED_MAX = 50
+    for number in range(400):
+        client.get(f"/ipxe?mac=02:00:00:00:{number // 256:02x}:{number % 256:02x}")
+    assert DiscoveredHost.objects.count() <= 50 + 100
+    assert DiscoveredHost.objects.filter(mac="02:00:00:00:01:8f").exists()  # the newest stays
+
+
+def test_events_beyond_the_limit_are_refused_but_done_is_not(client, world, settings):
+    settings.DOCK2BOX_BUILD_EVENTS_MAX = 5
+    build_token = token(client)
+    statuses = [
+        client.post(f"/config/{build_token}/events", {"stage": "image", "progress": n}, "application/json").status_code
+        for n in range(7)
+    ]
+    assert statuses == [201] * 5 + [429] * 2
+    assert client.post(f"/config/{build_token}/events", {"stage": "done"}, "application/json").status_code == 201
+    assert BuildEvent.objects.count() == 6
+
+
+def test_build_events_are_paged_and_the_list_is_small(client, world, admin_user):
+    from rest_framework.test import APIClient
+
+    build_token = token(client)
+    for number in range(60):
+        client.post(f"/config/{build_token}/events", {"stage": "image", "progress": number, "message": "m" * 16000},
+                    "application/json")  # fmt: skip
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    listing = api.get("/api/v2/builds/")
+    assert len(listing.content) < 20000
+    shown = listing.json()["results"][0]
+    assert (shown["event_count"], shown["progress"], len(shown["last_message"])) == (60, 59, 200)
+    page = api.get(f"/api/v2/builds/{world.build.pk}/events/").json()
+    assert page["count"] == 60 and len(page["results"]) == 50 and page["results"][0]["progress"] == 0
+    assert len(api.get(page["next"]).json()["results"]) == 10
+
+
+def test_an_upload_over_the_limit_is_a_413_before_it_is_read(client, admin_user, settings):
+    settings.DOCK2BOX_UPLOAD_MAX_BYTES = 1000
+    client.force_login(admin_user)
+    response = client.post("/api/v2/images/", data=b"x" * 2000, content_type="application/octet-stream")
+    assert response.status_code == 413 and "DOCK2BOX_UPLOAD_MAX_BYTES" in response.json()["detail"]
+
+
+def test_deleting_or_replacing_a_version_deletes_its_stored_files(
+    stored_kernel, settings, django_capture_on_commit_callbacks
+):
+    from django.core.files.storage import default_storage
+
+    version = Image.objects.get(name="bootenv").versions.get()
+    kernel, initrd = version.kernel.name, version.initrd.name
+    assert default_storage.exists(kernel) and default_storage.exists(initrd)
+    with django_capture_on_commit_callbacks(execute=True):
+        image_services.image_version_update(version=version, data={"kernel": ContentFile(b"K2", name="vmlinuz")})
+    assert not default_storage.exists(kernel) and default_storage.exists(version.kernel.name)
+    with django_capture_on_commit_callbacks(execute=True):
+        image_services.image_version_delete(version=version)
+    assert not default_storage.exists(version.kernel.name) and not default_storage.exists(initrd)
+
+
+@pytest.mark.slow
+def test_several_web_workers_without_a_shared_cache_are_refused(tmp_path):
+    env = {**os.environ, "DOCK2BOX_BIND": f"127.0.0.1:{free_port()}", "DOCK2BOX_WEB_WORKERS": "2",
+           "DOCK2BOX_CACHE_URL": "", "CELERY_BROKER_URL": ""}  # fmt: skip
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "dock2box.wsgi", "--config", "deploy/gunicorn.conf.py"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "2 web workers need a shared cache: set DOCK2BOX_CACHE_URL" in done.stdout + done.stderr

@@ -33,7 +33,8 @@ def gunicorn(transactional_db, tmp_path):
     port = free_port()
     env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
            "DOCK2BOX_METRICS_DIR": str(tmp_path / "metrics"), "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-           "DOCK2BOX_BIND": f"127.0.0.1:{port}", "DOCK2BOX_WEB_WORKERS": "2"}  # fmt: skip
+           "DOCK2BOX_BIND": f"127.0.0.1:{port}", "DOCK2BOX_WEB_WORKERS": "2",
+           "DOCK2BOX_CACHE_URL": "redis://127.0.0.1:6379/12"}  # fmt: skip
     log = (tmp_path / "gunicorn.log").open("w")
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "dock2box.wsgi", "--config", "deploy/gunicorn.conf.py"],

@@ -72,14 +72,19 @@ class BuildEventSerializer(serializers.ModelSerializer):
 
 
 class BuildSerializer(serializers.ModelSerializer):
+    """A build with its latest progress and message; its events are at `/api/v2/builds/<id>/events/`, paged."""
+
     host = serializers.SlugRelatedField(slug_field="fqdn", read_only=True)
-    events = BuildEventSerializer(many=True, read_only=True)
+    event_count = serializers.IntegerField(read_only=True)
+    progress = serializers.IntegerField(read_only=True, allow_null=True)
+    last_message = serializers.CharField(read_only=True, allow_null=True)
 
     class Meta:
         model = Build
         fields = [
             "id", "url", "host", "state", "image_version", "created", "started", "finished", "last_activity",
-            "bootloader_started", "client_address", "refusals", "last_refusal", "events",
+            "bootloader_started", "client_address", "refusals", "last_refusal", "event_count", "progress",
+            "last_message",
         ]  # fmt: skip
         extra_kwargs = {"url": {"view_name": "build-detail"}}
 

@@ -1,7 +1,8 @@
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, mixins, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -12,6 +13,7 @@ from provisioning import selectors, services
 from provisioning.api.serializers import (
     BootDefaultsSerializer,
     BootTemplateSerializer,
+    BuildEventSerializer,
     BuildSerializer,
     DiscoveredHostSerializer,
     MirrorStatusSerializer,
@@ -69,6 +71,13 @@ class BuildViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     filterset_class = BuildFilterSet
     ordering_fields = ["created", "state"]
 
+    @extend_schema(responses=BuildEventSerializer(many=True), filters=False)
+    @action(detail=True, filter_backends=[])
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        """The build's progress events, oldest first, a page at a time."""
+        page = self.paginate_queryset(selectors.build_events(build=self.get_object()))
+        return self.get_paginated_response(BuildEventSerializer(page, many=True).data)
+
 
 class HostBuildPermissions(ModelPermissions):
     perms_map = {**ModelPermissions.perms_map, "POST": ["%(app_label)s.change_%(model_name)s"]}
@@ -84,20 +93,27 @@ class HostEnterBuildView(generics.GenericAPIView):
     @extend_schema(request=None, responses=BuildSerializer)
     def post(self, request: Request, pk: int) -> Response:
         build = services.host_enter_build(host=self.get_object())
-        return Response(BuildSerializer(build, context=self.get_serializer_context()).data)
+        shown = selectors.build_list().get(pk=build.pk)
+        return Response(BuildSerializer(shown, context=self.get_serializer_context()).data)
 
 
 class HostCancelBuildView(generics.GenericAPIView):
-    """Take the host out of build mode; its open build is cancelled."""
+    """Take the host out of build mode; its open build is cancelled (204 when it had none)."""
 
     queryset = Host.objects.all()
     serializer_class = BuildSerializer
     permission_classes = [HostBuildPermissions]
 
-    @extend_schema(request=None, responses=BuildSerializer(allow_null=True))
+    @extend_schema(
+        request=None,
+        responses={200: BuildSerializer, 204: OpenApiResponse(description="The host had no open build.")},
+    )
     def post(self, request: Request, pk: int) -> Response:
         build = services.host_cancel_build(host=self.get_object())
-        return Response(BuildSerializer(build, context=self.get_serializer_context()).data if build else None)
+        if build is None:
+            return Response(status=204)
+        shown = selectors.build_list().get(pk=build.pk)
+        return Response(BuildSerializer(shown, context=self.get_serializer_context()).data)
 
 
 class DiscoveredHostViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
