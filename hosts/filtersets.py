@@ -4,12 +4,13 @@ import django_filters
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
+from dock2box.filters import IPAddressFilter
 from dock2box.validators import normalise_mac
 from hosts.choices import HostStatus
 from hosts.models import Host, Interface, Site, Subnet
 
 
-def _filter_mac(queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
+def filter_mac(queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
     try:
         mac = normalise_mac(value)
     except ValidationError:
@@ -40,8 +41,8 @@ class HostFilterSet(django_filters.FilterSet):
     site = django_filters.CharFilter(field_name="site__name")
     image = django_filters.CharFilter(field_name="image__name")
     status = django_filters.ChoiceFilter(choices=HostStatus.choices)
-    mac = django_filters.CharFilter(field_name="interfaces__mac", method=_filter_mac, label="MAC address")
-    ip = django_filters.CharFilter(field_name="interfaces__ip", distinct=True, label="IP address")
+    mac = django_filters.CharFilter(field_name="interfaces__mac", method=filter_mac, label="MAC address")
+    ip = IPAddressFilter(field_name="interfaces__ip", distinct=True, label="IP address")
     serial = django_filters.CharFilter()
 
     class Meta:
@@ -51,8 +52,8 @@ class HostFilterSet(django_filters.FilterSet):
 
 class InterfaceFilterSet(django_filters.FilterSet):
     host = django_filters.CharFilter(field_name="host__fqdn")
-    mac = django_filters.CharFilter(field_name="mac", method=_filter_mac)
-    ip = django_filters.CharFilter()
+    mac = django_filters.CharFilter(field_name="mac", method=filter_mac)
+    ip = IPAddressFilter()
     subnet = django_filters.CharFilter(field_name="subnet__network")
 
     class Meta:

@@ -1,7 +1,9 @@
 import django_filters
 
+from dock2box.filters import IPAddressFilter
+from hosts.filtersets import filter_mac
 from provisioning.choices import BuildState
-from provisioning.models import Build, PxeMenuItem
+from provisioning.models import Build, DiscoveredHost, PxeMenuItem
 
 
 class PxeMenuItemFilterSet(django_filters.FilterSet):
@@ -19,3 +21,12 @@ class BuildFilterSet(django_filters.FilterSet):
     class Meta:
         model = Build
         fields = ["host", "state"]
+
+
+class DiscoveredHostFilterSet(django_filters.FilterSet):
+    mac = django_filters.CharFilter(field_name="mac", method=filter_mac, label="MAC address")
+    ip = IPAddressFilter()
+
+    class Meta:
+        model = DiscoveredHost
+        fields = ["mac", "ip", "serial", "platform"]

@@ -269,3 +269,16 @@ def test_several_web_workers_without_a_shared_cache_are_refused(tmp_path):
     )  # fmt: skip
     assert done.returncode != 0
     assert "2 web workers need a shared cache: set DOCK2BOX_CACHE_URL" in done.stdout + done.stderr
+
+
+def test_a_nul_character_in_a_lookup_is_a_400(client, admin_user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    response = api.post("/api/v2/interfaces/", {"name": "eth0", "mac": "52:54:00:00:0e:01", "host": "a\x00b"})
+    assert response.status_code == 400
+    assert api.get("/api/v2/hosts/?site=a%00b").status_code in (200, 400)
+    key = Token.objects.create(user=admin_user).key
+    assert client.get("/api/v1/hosts/a%00b.example.com", HTTP_AUTHORIZATION=f"Token {key}").status_code in (400, 404)

@@ -3,7 +3,7 @@
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import DataError, IntegrityError
 from django.db.models import ProtectedError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -20,6 +20,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(
             {"detail": f"Still in use by {', '.join(users)}; change or delete those first."},
             status=status.HTTP_409_CONFLICT,
+        )
+    elif isinstance(exc, DataError):
+        # The database refused a value as sent (a NUL character in a lookup, a number out of range): the client's.
+        return Response(
+            {"detail": f"A value cannot be stored or looked up as sent: {str(exc).splitlines()[0]}"},
+            status=status.HTTP_400_BAD_REQUEST,
         )
     elif isinstance(exc, IntegrityError):
         # A race past full_clean's uniqueness checks: still the client's conflict, not a server error.

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from dock2box.api.permissions import ModelPermissions
 from hosts.models import Host
 from images.models import ImageVersion
+from images.registry import RegistryError
 from provisioning import selectors, services
 from provisioning.api.serializers import (
     BootDefaultsSerializer,
@@ -21,7 +22,7 @@ from provisioning.api.serializers import (
     PxeMenuSerializer,
 )
 from provisioning.configs import FORMATS, host_config_render
-from provisioning.filtersets import BuildFilterSet, PxeMenuItemFilterSet
+from provisioning.filtersets import BuildFilterSet, DiscoveredHostFilterSet, PxeMenuItemFilterSet
 from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, MirrorState, PxeMenu, PxeMenuItem
 from provisioning.tasks import image_version_resolve
 from provisioning.views import portal_url
@@ -121,7 +122,7 @@ class DiscoveredHostViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
 
     queryset = DiscoveredHost.objects.all()
     serializer_class = DiscoveredHostSerializer
-    filterset_fields = ["mac", "ip", "serial", "platform"]
+    filterset_class = DiscoveredHostFilterSet
     ordering_fields = ["last_seen", "first_seen", "mac"]
 
 
@@ -179,9 +180,16 @@ class ImageVersionResolveView(generics.GenericAPIView):
 
     queryset = ImageVersion.objects.all()
     permission_classes = [ImageVersionResolvePermissions]
+    metadata_class = None  # no serializer to describe: OPTIONS is a 405
 
-    @extend_schema(request=None, responses={202: None})
+    @extend_schema(
+        request=None,
+        responses={202: None, 424: OpenApiResponse(description="Run in-process: the registry's error.")},
+    )
     def post(self, request: Request, pk: int) -> Response:
         version = self.get_object()
-        image_version_resolve.delay(version.pk)
+        try:
+            image_version_resolve.delay(version.pk)
+        except RegistryError as error:  # the embedded default runs the task at once: its failure is the registry's
+            return Response({"detail": str(error)}, status=424)
         return Response(status=202)

@@ -15,7 +15,7 @@ import jsonpatch
 import jsonschema
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DataError, transaction
 from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -203,6 +203,8 @@ def _answer(view: Callable[..., tuple[int, Any]]) -> Callable[..., HttpResponse]
             status, data = view(request, *args, **kwargs)
         except Problem as problem:
             status, data = problem.status, problem.messages
+        except DataError as error:  # a key the database cannot compare (a NUL character): the client's
+            status, data = 400, [f"A value cannot be looked up as sent: {str(error).splitlines()[0]}"]
         return _render(request, status, data)
 
     return csrf_exempt(wrapper)

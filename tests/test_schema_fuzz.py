@@ -1,0 +1,47 @@
+"""A bounded schemathesis run over /api/schema/ (fixed seed, every operation): no server error, no response that
+breaks the schema. Its data: one of everything, the registry an address where nothing listens."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rest_framework.authtoken.models import Token
+
+from provisioning import services
+from provisioning.models import BootTemplate, DiscoveredHost
+from tests import factories
+from tests.services import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def inventory(transactional_db, settings):
+    settings.DOCK2BOX_PUBLIC_URL = "http://127.0.0.1:9"
+    closed = f"127.0.0.1:{free_port()}"
+    site = factories.SiteFactory(name="ams1", domain="ams1.example.com", registry=closed)
+    subnet = factories.SubnetFactory(site=site, network="10.9.0.0/24", gateway="10.9.0.1", reserved="10.9.0.2-10.9.0.9")
+    building = factories.InstallableHostFactory(site=site, interface__ip="10.9.0.11", interface__subnet=subnet)
+    services.host_enter_build(host=building)
+    factories.InstallableHostFactory(site=site)
+    menu = factories.PxeMenuFactory(name="main")
+    factories.PxeMenuItemFactory(menu=menu, key="shell")
+    BootTemplate.objects.create(name="ks", kind="kickstart", content="network --hostname={{ fqdn|ks }}")
+    DiscoveredHost.objects.create(mac="52:54:00:00:0f:01", ip="10.9.0.50", last_seen=building.created)
+
+
+def test_the_api_answers_every_generated_request_within_its_schema(live_server, inventory, admin_user, tmp_path):
+    key = Token.objects.create(user=admin_user).key
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "run", f"{live_server.url}/api/schema/",
+         "--checks", "not_a_server_error,response_schema_conformance", "--max-examples", "5", "--seed", "1",
+         "--workers", "4", "--header", f"Authorization: Token {key}", "--continue-on-failure",
+         "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    selected, available = map(int, re.search(r"Selected: (\d+)/(\d+)", run.stdout).groups())
+    tested = int(re.search(r"Tested: (\d+)", run.stdout).group(1))
+    assert selected == available == tested > 60, run.stdout[-3000:]  # every operation of the schema was run
