@@ -297,3 +297,14 @@ def test_layers_of_an_unreadable_type_are_refused_before_anything_is_written(tmp
 
     with pytest.raises(RegistryError, match=r"cannot read: \['application/vnd.oci.image.layer.v1.tar\+zstd'\]"):
         lay_docker(root=tmp_path, client=Registry(), repository="lab/x", reference="v1", report=lambda p, m: None)
+
+
+@pytest.mark.parametrize("value", ["$6$s$h\nevil::0:0:99999:7:::", "$6$s$h:0:0", "$6$s$h\r"])
+def test_the_installer_never_writes_a_hash_that_would_add_to_shadow(tmp_path, value):
+    from d2b_installer.configure import _root_password
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/shadow").write_text("root:*:19000:0:99999:7:::\n")
+    with pytest.raises(ValueError, match="refusing"):
+        _root_password(tmp_path, value)
+    assert (tmp_path / "etc/shadow").read_text() == "root:*:19000:0:99999:7:::\n"
