@@ -1,8 +1,9 @@
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import F, Func, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
@@ -10,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from dock2box.admin import ServiceAdmin
+from dock2box.models import OutboxEntry
 from hosts.admin import HostAdmin
 from hosts.models import Host
 from images.admin import ImageVersionAdmin
@@ -111,6 +113,13 @@ class BuildAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def delete_model(self, request: HttpRequest, obj: Build) -> None:
+        services.build_delete(build=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Build]) -> None:
+        for build in queryset.select_related("host"):
+            services.build_delete(build=build)
 
 
 class BuildHostAdmin(HostAdmin):
@@ -241,6 +250,13 @@ class DiscoveredHostAdmin(admin.ModelAdmin):
         hosts = [services.discovered_host_register(discovered=discovered) for discovered in queryset]
         self.message_user(request, f"Registered {', '.join(host.fqdn for host in hosts)}.", messages.SUCCESS)
 
+    def delete_model(self, request: HttpRequest, obj: DiscoveredHost) -> None:
+        services.discovered_host_delete(discovered=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[DiscoveredHost]) -> None:
+        for discovered in queryset:
+            services.discovered_host_delete(discovered=discovered)
+
 
 @admin.register(BootTemplate)
 class BootTemplateAdmin(ServiceAdmin):
@@ -267,21 +283,28 @@ class MirrorStateAdmin(admin.ModelAdmin):
     actions = ["reconcile_now"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[MirrorState]:
-        MirrorState.objects.get_or_create(pk=1)
-        self._status = selectors.mirror_status()
-        return super().get_queryset(request)
+        waiting = OutboxEntry.objects.order_by()
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                outbox_backlog=Subquery(waiting.annotate(n=Func(F("id"), function="COUNT")).values("n")[:1]),
+                outbox_oldest=Subquery(waiting.order_by("created").values("created")[:1]),
+            )
+        )
 
     @admin.display(boolean=True, description="on")
     def enabled(self, state: MirrorState) -> bool:
-        return self._status.enabled
+        return bool(django_settings.DOCK2BOX_ETCD_URL)
 
     @admin.display(description="outbox backlog")
-    def backlog(self, state: MirrorState) -> int:
-        return self._status.backlog
+    def backlog(self, state: Any) -> int:
+        return state.outbox_backlog or 0
 
     @admin.display(description="lag (s)")
-    def lag(self, state: MirrorState) -> str:
-        return f"{self._status.lag_seconds:.1f}"
+    def lag(self, state: Any) -> str:
+        oldest = state.outbox_oldest
+        return f"{(timezone.now() - oldest).total_seconds():.1f}" if oldest else "0.0"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -291,7 +314,7 @@ class MirrorStateAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reconcile the whole etcd tree now", permissions=["view"])
     def reconcile_now(self, request: HttpRequest, queryset: QuerySet[MirrorState]) -> None:
-        mirror_reconcile.delay()
+        mirror_reconcile.delay_on_commit()
         self.message_user(request, "Reconcile started; refresh to see its result.", messages.SUCCESS)
 
 
@@ -303,7 +326,7 @@ class ResolvingImageVersionAdmin(ImageVersionAdmin):
     @admin.action(description="Resolve in the registry (digest, size, layers)", permissions=["change"])
     def resolve(self, request: HttpRequest, queryset: QuerySet[ImageVersion]) -> None:
         for version in queryset.filter(image__type="docker"):
-            image_version_resolve.delay(version.pk)
+            image_version_resolve.delay_on_commit(version.pk)
         self.message_user(request, "Resolving; refresh to see the digests.", messages.SUCCESS)
 
 

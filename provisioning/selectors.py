@@ -2,22 +2,25 @@
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Field, Min, Model, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.files import FieldFile
 from django.db.models.functions import Left
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.timezone import is_aware, make_aware
 
 from dock2box.models import OutboxEntry
 from hosts.models import Host, Interface, Subnet
 from images.choices import ImageType
 from images.models import ImageVersion
 from provisioning.choices import BuildState
-from provisioning.models import BootTemplate, Build, BuildEvent, MirrorState, PxeMenu, PxeMenuItem
+from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, MirrorState, PxeMenu, PxeMenuItem
 
 
 def pxe_menu_list() -> QuerySet[PxeMenu]:
@@ -62,55 +65,82 @@ _BOOT_MODELS = [(Interface, "i"), (Host, "h"), (Subnet, "s")]
 _BUILD_FIELDS = ["id", "token", "last_activity", "image_version", "bootloader_started"]
 
 
-@functools.cache
-def _boot_lookup_sql() -> tuple[str, list[Any], list[list[str]]]:
-    """The boot lookup as one SQL statement, written once: it runs on every PXE boot, and building it with the ORM
-    costs several times more than running it. The one-open-build-per-host constraint makes it one row at most.
+@dataclass(frozen=True)
+class _BootQuery:
+    sql: str
+    fields: list["Field[Any, Any]"]  # the field behind each selected column, in order
+    attnames: list[list[str]]  # per model of _BOOT_MODELS, its fields' attribute names
 
-    Returns the SQL, the column expressions (for the database's value converters) and each model's field names.
-    """
-    expressions: list[Any] = []
-    names = []
+
+def _concrete(model: type[Model]) -> list["Field[Any, Any]"]:
+    return [field for field in model._meta.get_fields() if isinstance(field, Field) and field.concrete]
+
+
+@functools.cache
+def _boot_query() -> _BootQuery:
+    """The boot lookup as one SQL statement, written once from the models' metadata: it runs on every PXE boot, and
+    building it with the ORM costs several times more than running it. The one-open-build-per-host constraint makes
+    it one row at most. Only public API: the models' `_meta.get_fields()`, a cursor, `Model.from_db`."""
+    fields, attnames, columns = [], [], []
     for model, alias in _BOOT_MODELS:
-        fields = model._meta.concrete_fields
-        expressions += [field.get_col(alias) for field in fields]
-        names.append([field.attname for field in fields])
-    expressions += [Build._meta.get_field(name).get_col("b") for name in _BUILD_FIELDS]  # type: ignore[union-attr]
-    columns = ", ".join(f'{expression.alias}."{expression.target.column}"' for expression in expressions)
+        concrete = _concrete(model)
+        fields += concrete
+        attnames.append([field.attname for field in concrete])
+        columns += [f'{alias}."{field.column}"' for field in concrete]
+    for name in _BUILD_FIELDS:
+        field = Build._meta.get_field(name)
+        assert isinstance(field, Field)
+        fields.append(field)
+        columns.append(f'b."{field.column}"')
     # Names come from the models' metadata; the values are parameters.
     sql = (
-        f"SELECT {columns} FROM {Interface._meta.db_table} i "  # noqa: S608
+        f"SELECT {', '.join(columns)} FROM {Interface._meta.db_table} i "  # noqa: S608
         f"JOIN {Host._meta.db_table} h ON h.id = i.host_id "
         f"LEFT JOIN {Subnet._meta.db_table} s ON s.id = i.subnet_id "
         f"LEFT JOIN {Build._meta.db_table} b ON b.host_id = h.id AND b.state IN (%s, %s) "
         "WHERE i.mac = %s"
     )
-    return sql, expressions, names
+    return _BootQuery(sql, fields, attnames)
+
+
+def _python_value(field: "Field[Any, Any]", value: Any) -> Any:
+    """A column's value as the model holds it, whatever the database driver returned: SQLite gives booleans as
+    integers, datetimes naive and UUIDs as hex; PostgreSQL gives them as they are."""
+    if value is None:
+        return None
+    kind = field.get_internal_type()
+    if kind == "BooleanField":
+        return bool(value)
+    if kind == "DateTimeField":  # SQLite: naive UTC, as text or (declared type parsing) as a datetime
+        parsed = parse_datetime(value) if isinstance(value, str) else value
+        return parsed if parsed is None or is_aware(parsed) else make_aware(parsed, UTC)
+    if kind == "UUIDField" and not isinstance(value, UUID):
+        return UUID(str(value))
+    return value
 
 
 def interface_for_boot(*, mac: str) -> BootLookup | None:
     """The interface with this MAC, its host and subnet and the host's open build, in one query (or None)."""
-    sql, expressions, (interface_fields, host_fields, subnet_fields) = _boot_lookup_sql()
+    query = _boot_query()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [BuildState.PENDING.value, BuildState.RUNNING.value, mac])
+        cursor.execute(query.sql, [BuildState.PENDING.value, BuildState.RUNNING.value, mac])
         row = cursor.fetchone()
     if row is None:
         return None
-    # The database's value converters (SQLite's datetimes and booleans, ...), worked out once per connection.
-    cached = getattr(connection, "_dock2box_boot_converters", None)
-    if cached is None:
-        compiler = Interface.objects.none().query.get_compiler(connection=connection)
-        cached = (compiler, compiler.get_converters(expressions))
-        connection._dock2box_boot_converters = cached  # type: ignore[attr-defined]
-    compiler, converters = cached
-    values = list(next(iter(compiler.apply_converters([row], converters))) if converters else row)
-    first, second = len(interface_fields), len(interface_fields) + len(host_fields)
-    third = second + len(subnet_fields)
-    interface = Interface.from_db(connection.alias, interface_fields, values[:first])
-    interface.host = Host.from_db(connection.alias, host_fields, values[first:second])
-    interface.subnet = Subnet.from_db(connection.alias, subnet_fields, values[second:third]) if values[second] else None
+    values = [_python_value(field, value) for field, value in zip(query.fields, row, strict=True)]
+    interface_names, host_names, subnet_names = query.attnames
+    first, second = len(interface_names), len(interface_names) + len(host_names)
+    third = second + len(subnet_names)
+    interface = Interface.from_db(connection.alias, interface_names, values[:first])
+    interface.host = Host.from_db(connection.alias, host_names, values[first:second])
+    interface.subnet = Subnet.from_db(connection.alias, subnet_names, values[second:third]) if values[second] else None
     build_id, token, activity, version_id, bootloader_started = values[third:]
     return BootLookup(interface, build_id, token, activity, version_id, bootloader_started)
+
+
+def boot_defaults() -> BootDefaults:
+    """The global boot defaults: the one row (made by a migration), else the model's defaults, unsaved."""
+    return BootDefaults.objects.filter(pk=1).first() or BootDefaults(pk=1)
 
 
 def build_for_token(*, token: str) -> Build | None:

@@ -119,7 +119,7 @@ def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
     no image or version, no registry or file for it, no boot environment. `version_id` is a version picked by hand.
     """
     host = Host.objects.select_for_update().get(pk=host.pk)
-    build = host.builds.filter(state__in=[BuildState.PENDING, BuildState.RUNNING]).first()
+    build = host.builds.select_for_update().filter(state__in=[BuildState.PENDING, BuildState.RUNNING]).first()
     if build is None:
         problem = host_install_problem(host=host, version_id=version_id)
         if problem:
@@ -141,7 +141,7 @@ def host_cancel_build(*, host: Host) -> Build | None:
     A host whose installer was already running is marked failed: its disk may be half written.
     """
     host = Host.objects.select_for_update().get(pk=host.pk)
-    build = host.builds.filter(state__in=[BuildState.PENDING, BuildState.RUNNING]).first()
+    build = host.builds.select_for_update().filter(state__in=[BuildState.PENDING, BuildState.RUNNING]).first()
     fields = ["build", "updated"]
     if build is not None:
         if build.state == BuildState.RUNNING:
@@ -252,7 +252,8 @@ def build_for_installer(*, token: str, now: datetime, client: str, fetch: bool) 
         if Build.objects.filter(pk=build.pk, state=BuildState.PENDING).update(
             state=build.state, started=now, last_activity=now
         ):
-            Host.objects.filter(pk=build.host_id).update(status=HostStatus.BUILDING)
+            # Still in build mode: a cancel that committed meanwhile keeps the host's status it set.
+            Host.objects.filter(pk=build.host_id, build=True).update(status=HostStatus.BUILDING)
             build.host.status = HostStatus.BUILDING
     else:
         Build.objects.filter(pk=build.pk).update(last_activity=now)
@@ -282,11 +283,15 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
         succeeded = stage == BuildStage.DONE
         build.state = BuildState.DONE if succeeded else BuildState.FAILED
         build.token, build.finished = None, now
-        build.save(update_fields=["state", "token", "finished"])
-        Host.objects.filter(pk=build.host_id).update(
-            build=False, status=HostStatus.INSTALLED if succeeded else HostStatus.FAILED, updated=now
-        )
-        record_change(host_documents(build.host_id))
+        # Only an open build ends here: one cancelled or closed meanwhile (an operator, the boot path) stays as it was,
+        # and so does its host; the event is kept for the record.
+        if Build.objects.filter(pk=build.pk, state__in=[BuildState.PENDING, BuildState.RUNNING]).update(
+            state=build.state, token=None, finished=now
+        ):
+            Host.objects.filter(pk=build.host_id).update(
+                build=False, status=HostStatus.INSTALLED if succeeded else HostStatus.FAILED, updated=now
+            )
+            record_change(host_documents(build.host_id))
     return event
 
 
@@ -345,6 +350,20 @@ def boot_template_update(*, template: BootTemplate, data: Mapping[str, Any]) -> 
 def boot_template_delete(*, template: BootTemplate) -> None:
     """Delete a template."""
     model_delete(template)
+
+
+@transaction.atomic
+def build_delete(*, build: Build) -> None:
+    """Delete a build and its events; an open one is cancelled first, so its host leaves build mode with it."""
+    if build.is_open:
+        host_cancel_build(host=build.host)
+    Build.objects.filter(pk=build.pk).delete()
+
+
+@transaction.atomic
+def discovered_host_delete(*, discovered: DiscoveredHost) -> None:
+    """Forget a MAC that PXE-booted unknown (it is recorded again at its next boot)."""
+    model_delete(discovered)
 
 
 @transaction.atomic

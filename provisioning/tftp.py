@@ -25,7 +25,7 @@ from tftpy.TftpContexts import TftpContextServer
 from tftpy.TftpPacketTypes import TftpPacketERR
 from tftpy.TftpShared import TftpException
 
-from dock2box.metrics import TFTP_TRANSFERS
+from provisioning.metrics import TFTP_TRANSFERS
 from provisioning.rendering.ipxe import stage0_script
 
 logger = logging.getLogger("dock2box.tftp")

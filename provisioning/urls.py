@@ -1,10 +1,11 @@
-"""Boot endpoints: scripts and configs for booting hosts and their installers."""
+"""Boot endpoints: scripts and configs for booting hosts and their installers; and /metrics."""
 
 from django.urls import path, re_path
 
-from provisioning import views
+from provisioning import metrics, views
 
 urlpatterns = [
+    path("metrics", metrics.metrics, name="metrics"),
     path("boot.ipxe", views.boot_ipxe, name="boot-ipxe"),
     path("ipxe", views.host_ipxe, name="host-ipxe"),
     path("ipxe/install", views.install_chosen, name="install-chosen"),

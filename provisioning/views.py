@@ -21,11 +21,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from dock2box.jsonbody import parse_json
-from dock2box.metrics import BOOT_REQUESTS
 from dock2box.validators import normalise_mac
 from provisioning import selectors, services
 from provisioning.catalogue import catalogue_get
 from provisioning.configs import host_config_render
+from provisioning.metrics import BOOT_REQUESTS
 from provisioning.models import Build
 from provisioning.rendering import ipxe
 from provisioning.resolve import HostSettings, boot_file_urls, host_settings, install_problem

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from hosts import services as host_services
-from hosts.models import Host
+from hosts.models import Host, Interface
 from images import services as image_services
 from provisioning import services
 from provisioning.models import BootTemplate, Build, BuildEvent, DiscoveredHost
@@ -558,3 +558,26 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(client, worl
     assert client.get(f"/config/{token}", **other).status_code == 403
     untrusted = {"REMOTE_ADDR": "10.0.0.66", "HTTP_X_FORWARDED_FOR": "10.0.0.11"}  # not a proxy: the header is ignored
     assert client.get(f"/config/{token}", **untrusted).status_code == 403
+
+
+def test_the_boot_lookup_reads_what_the_orm_reads(world):
+    """The one-statement lookup maps its row to the same values as the ORM (it uses only public API: a cursor, the
+    models' metadata, Model.from_db); if a Django upgrade changes what a driver returns, this says where."""
+    from provisioning.selectors import interface_for_boot
+
+    world.build_host.uuid = "12345678-1234-5678-1234-567812345678"
+    world.build_host.last_seen = timezone.now()
+    world.build_host.save()
+    lookup = interface_for_boot(mac=BUILD_MAC)
+    orm = Interface.objects.select_related("host", "subnet").get(mac=BUILD_MAC)
+    for fast, slow in [
+        (lookup.interface, orm),
+        (lookup.interface.host, orm.host),
+        (lookup.interface.subnet, orm.subnet),
+    ]:
+        for field in type(slow)._meta.concrete_fields:
+            assert getattr(fast, field.attname) == getattr(slow, field.attname), field.attname
+            assert type(getattr(fast, field.attname)) is type(getattr(slow, field.attname)), field.attname
+    build = Build.objects.get(pk=world.build.pk)
+    assert (lookup.build_id, lookup.build_token, lookup.build_activity) == (build.pk, build.token, build.last_activity)
+    assert interface_for_boot(mac=UNKNOWN_MAC) is None

@@ -79,3 +79,26 @@ def test_json_logs_are_one_object_per_line():
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "boot mac=52:54:00:00:00:01 outcome=known"
     assert (entry["level"], entry["logger"]) == ("INFO", "dock2box.boot")
+
+
+@pytest.mark.parametrize(
+    ("app", "never"),
+    [
+        ("dock2box", ["images", "hosts", "provisioning"]),
+        ("images", ["hosts", "provisioning"]),
+        ("hosts", ["provisioning"]),
+    ],
+)
+def test_imports_point_one_way(app, never):
+    """dock2box ← images ← hosts ← provisioning: an app never imports one to its right (foreign keys name models by
+    string; the URL configuration includes apps by module name)."""
+    import ast
+
+    for path in (ROOT / app).rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert name.split(".")[0] not in never, f"{path.relative_to(ROOT)} imports {name}"

@@ -59,7 +59,7 @@ class BootDefaultsView(generics.RetrieveUpdateAPIView):
     serializer_class = BootDefaultsSerializer
 
     def get_object(self) -> BootDefaults:
-        defaults = services.boot_defaults_get()
+        defaults = selectors.boot_defaults()
         self.check_object_permissions(self.request, defaults)
         return defaults
 
@@ -189,7 +189,7 @@ class ImageVersionResolveView(generics.GenericAPIView):
     def post(self, request: Request, pk: int) -> Response:
         version = self.get_object()
         try:
-            image_version_resolve.delay(version.pk)
+            image_version_resolve.delay_on_commit(version.pk)
         except RegistryError as error:  # the embedded default runs the task at once: its failure is the registry's
             return Response({"detail": str(error)}, status=424)
         return Response(status=202)

@@ -15,6 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from dock2box.models import OutboxEntry
+from provisioning.models import Build, MirrorState
+
 BOOT_REQUESTS = Counter("dock2box_boot_requests", "Per-host boot script requests, by outcome", ["outcome"])
 TFTP_TRANSFERS = Counter("dock2box_tftp_transfers", "TFTP requests, by outcome (served, refused)", ["outcome"])
 BUILD_DURATION_BUCKETS = [60, 120, 180, 300, 600, 900, 1800, 3600, float("inf")]
@@ -24,9 +27,6 @@ class DatabaseCollector(Collector):
     """Builds by state, build durations, the outbox backlog and the mirror's lag, from the database."""
 
     def collect(self) -> Iterator[GaugeMetricFamily | HistogramMetricFamily]:
-        from dock2box.models import OutboxEntry
-        from provisioning.models import Build, MirrorState
-
         builds = GaugeMetricFamily("dock2box_builds", "Builds, by state", labels=["state"])
         for row in Build.objects.values("state").annotate(count=Count("id")):
             builds.add_metric([row["state"]], row["count"])
