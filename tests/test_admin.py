@@ -244,3 +244,18 @@ def test_discovered_hosts_are_registered_as_hosts(admin_client, db):
         subnet.site, "S1", "52:54:00:12:34:56", "10.7.0.9", subnet,
     )  # fmt: skip
     assert not DiscoveredHost.objects.exists()
+
+
+def test_deleting_an_open_build_in_the_admin_takes_its_host_out_of_build_mode(admin_client, db):
+    from provisioning.services import host_enter_build
+
+    host = factories.InstallableHostFactory()
+    build = host_enter_build(host=host)
+    url = reverse("admin:provisioning_build_changelist")
+    admin_client.post(url, {"action": "delete_selected", "_selected_action": [build.pk], "post": "yes"})
+    host.refresh_from_db()
+    assert not Build.objects.exists() and not host.build
+    build = host_enter_build(host=host)
+    admin_client.post(reverse("admin:provisioning_build_delete", args=[build.pk]), {"post": "yes"})
+    host.refresh_from_db()
+    assert not Build.objects.exists() and not host.build
