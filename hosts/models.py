@@ -123,6 +123,17 @@ class Site(models.Model):
             raise ValidationError(boot_version_errors(self.boot_version))
 
 
+def subnet_key(network: str) -> str:
+    """A subnet's key in the original's layout (etcd, /api/v1): `10.0.0.0/24` → `10.0.0.0-24`."""
+    return network.replace("/", "-")
+
+
+def subnet_network(key: str) -> str:
+    """The network a subnet key names: `10.0.0.0-24` → `10.0.0.0/24` (`2001:db8::-64` → `2001:db8::/64`)."""
+    network, _, prefixlen = key.rpartition("-")
+    return f"{network}/{prefixlen}"
+
+
 def _parse_ranges(text: str, network: IPNetwork) -> list[tuple[IPAddress, IPAddress]]:
     """`10.0.0.1-10.0.0.20, 10.0.0.250` → [(start, end), ...] inside `network`, or ValidationError."""
     ranges = []
@@ -415,7 +426,6 @@ class Interface(models.Model):
 
     def _find_subnet(self, address: IPAddress) -> Subnet | None:
         """The subnet holding `address`, preferring the host's site."""
-        site_id = self.host.site_id if self.host_id else None
-        candidates = [subnet for subnet in Subnet.objects.all() if subnet.ip_network and address in subnet.ip_network]
-        candidates.sort(key=lambda subnet: (subnet.site_id != site_id, -subnet.ip_network.prefixlen))  # type: ignore[union-attr]
-        return candidates[0] if candidates else None
+        from hosts.selectors import subnet_for_address  # selectors read models: imported when used
+
+        return subnet_for_address(address=address, site_id=self.host.site_id if self.host_id else None)

@@ -1,7 +1,7 @@
 """Reads of the inventory, with related rows joined so lists cost the same few queries for any length."""
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from django.db.models import Prefetch, QuerySet
 
@@ -28,6 +28,24 @@ def host_list() -> QuerySet[Host]:
     return Host.objects.select_related("site", "image", "image_version").prefetch_related(
         Prefetch("interfaces", queryset=Interface.objects.select_related("subnet"))
     )
+
+
+def subnet_for_address(
+    *, address: object, site_id: int | None = None, subnets: Iterable[Subnet] | None = None
+) -> Subnet | None:
+    """The subnet holding an address: the most specific one, the given site's first. The one rule for it, used by an
+    interface's validation, the boot catalogue (with its cached `subnets`) and registering a discovered host."""
+    try:
+        ip = ipaddress.ip_address(str(address))
+    except ValueError:
+        return None
+    holding = [
+        (subnet, network)
+        for subnet in (Subnet.objects.select_related("site") if subnets is None else subnets)
+        if (network := subnet.ip_network) is not None and ip in network
+    ]
+    best = min(holding, key=lambda pair: (pair[0].site_id != site_id, -pair[1].prefixlen), default=None)
+    return best[0] if best else None
 
 
 def subnet_free_addresses(*, subnet: Subnet) -> Iterator[str]:

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from dock2box.changes import document, record_change
 from dock2box.services import model_delete, model_update
-from hosts.models import Host, Interface, Site, Subnet
+from hosts.models import Host, Interface, Site, Subnet, subnet_key
 
 SITE_FIELDS = [
     "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry", "image", "boot_version",
@@ -25,11 +25,6 @@ HOST_FIELDS = [
     "pxe_menu", "serial", "uuid", "asset_tag", "labels",
 ]  # fmt: skip
 INTERFACE_FIELDS = ["host", "name", "mac", "ip", "subnet", "netmask", "gateway", "dhcp", "primary"]
-
-
-def subnet_key(network: str) -> str:
-    """A subnet's key in the original layout: the CIDR with '/' written '-' (`10.0.0.0-24`)."""
-    return network.replace("/", "-")
 
 
 def _site_documents(site_id: int | None, *, dependents: bool) -> set[str]:

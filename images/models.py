@@ -101,6 +101,10 @@ class Image(models.Model):
             raise ValidationError({"registry": "Only Docker images come from a registry."})
 
 
+# "The latest version" of an image, everywhere: the newest timestamp, then the newest row.
+NEWEST_FIRST = ["-timestamp", "-id"]
+
+
 class ImageVersion(models.Model):
     """One version (tag) of an image. A boot image's version has a kernel and an initrd."""
 
@@ -126,7 +130,7 @@ class ImageVersion(models.Model):
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["image__name", "-timestamp", "-id"]
+        ordering = ["image__name", *NEWEST_FIRST]
         get_latest_by = ["timestamp", "id"]
         constraints = [
             models.UniqueConstraint(

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db.models import QuerySet
 
-from images.models import Image, ImageVersion
+from images.models import NEWEST_FIRST, Image, ImageVersion
 from images.registry import registry_base_url
 
 
@@ -19,7 +19,7 @@ def image_version_list() -> QuerySet[ImageVersion]:
 
 def image_version_latest(*, image: Image) -> ImageVersion | None:
     """The newest version of an image ('latest'), or None when it has none."""
-    return image.versions.order_by("-timestamp", "-id").first()
+    return image.versions.order_by(*NEWEST_FIRST).first()
 
 
 def registry_url(registry: str) -> str:

@@ -5,7 +5,6 @@ for every booting host. They are read in a few queries, kept per process and reb
 (`dock2box.changes`) moves, which every service write does: a change is visible on the next boot, in every process.
 """
 
-import ipaddress
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,8 +13,9 @@ from django.db.models import Prefetch
 
 from dock2box.changes import generation
 from hosts.models import Site, Subnet
+from hosts.selectors import subnet_for_address
 from images.choices import ImageType
-from images.models import Image, ImageVersion
+from images.models import NEWEST_FIRST, Image, ImageVersion
 from provisioning.models import BootDefaults, PxeMenu, PxeMenuItem
 
 
@@ -33,12 +33,7 @@ class Catalogue:
 
     def subnet_for(self, address: str | None) -> Subnet | None:
         """The most specific known subnet holding `address`."""
-        try:
-            ip = ipaddress.ip_address(address or "")
-        except ValueError:
-            return None
-        holding = [subnet for subnet in self.subnets if subnet.ip_network and ip in subnet.ip_network]
-        return max(holding, key=lambda subnet: subnet.ip_network.prefixlen, default=None)  # type: ignore[union-attr]
+        return subnet_for_address(address=address, subnets=self.subnets)
 
     def latest(self, image: Image) -> ImageVersion | None:
         versions = self.images[image.name].version_list if image.name in self.images else []  # type: ignore[attr-defined]
@@ -78,7 +73,7 @@ def catalogue_read(current: str = "") -> Catalogue:
         for image in Image.objects.exclude(type=ImageType.BOOT)
         .select_related("boot_version__image")
         .prefetch_related(
-            Prefetch("versions", queryset=ImageVersion.objects.order_by("-timestamp", "-id"), to_attr="version_list")
+            Prefetch("versions", queryset=ImageVersion.objects.order_by(*NEWEST_FIRST), to_attr="version_list")
         )
     }
     versions = {version.pk: version for image in images.values() for version in image.version_list}

@@ -1,7 +1,6 @@
 """Writes of boot defaults, PXE menus and builds. Build mode changes only through here."""
 
 import contextlib
-import ipaddress
 import logging
 import secrets
 from collections.abc import Mapping
@@ -18,7 +17,8 @@ from django.utils import timezone
 from dock2box.changes import document, record_change
 from dock2box.services import model_delete, model_update
 from hosts.choices import HostStatus
-from hosts.models import Host, Site, Subnet
+from hosts.models import Host, Site
+from hosts.selectors import subnet_for_address
 from hosts.services import host_create, host_documents
 from images import services as image_services
 from images.models import ImageVersion
@@ -372,11 +372,7 @@ def discovered_host_register(*, discovered: DiscoveredHost) -> Host:
 
     The domain and site come from the subnet holding the address it booted with, else the global defaults.
     """
-    subnet = next(
-        (subnet for subnet in Subnet.objects.select_related("site") if subnet.ip_network and discovered.ip and
-         ipaddress.ip_address(discovered.ip) in subnet.ip_network),
-        None,
-    )  # fmt: skip
+    subnet = subnet_for_address(address=discovered.ip)
     site = subnet.site if subnet else None
     domain = (site.domain if site and site.domain else boot_defaults_get().domain) or "localdomain"
     try:

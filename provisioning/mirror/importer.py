@@ -13,11 +13,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from dock2box.validators import normalise_mac
 from hosts import services as host_services
-from hosts.models import Host, Site, Subnet
+from hosts.models import Host, Site, Subnet, subnet_network
 from images import services as image_services
 from images.choices import ImageType
-from images.models import LATEST, Image, ImageVersion
+from images.models import LATEST, NEWEST_FIRST, Image, ImageVersion
 from provisioning import services
 from provisioning.models import PxeMenu
 
@@ -142,12 +143,11 @@ def site_put(name: str, document: dict[str, Any], path: str, boot_names: set[str
 
 
 def subnet_put(key: str, document: dict[str, Any], path: str, boot_names: set[str]) -> None:
-    network, _, prefixlen = key.rpartition("-")
     site = Site.objects.filter(name=_text(document.get("site"))).first()
     if site is None:
         raise Rejected(f"{path}/site: no site '{_text(document.get('site'))}'")
     data = {
-        "network": f"{network}/{prefixlen}",
+        "network": subnet_network(key),
         "site": site,
         "gateway": _text(document.get("gateway")) or None,
         "vlan": int(_text(document["vlan"])) if _text(document.get("vlan")).isdigit() else None,
@@ -210,7 +210,7 @@ def _boot_version(image: str, version: str, path: str) -> ImageVersion | None:
     if not image:
         return None
     found = ImageVersion.objects.filter(image__name=image, image__type=ImageType.BOOT)
-    found = found.filter(version=version) if version and version != LATEST else found.order_by("-timestamp", "-id")
+    found = found.filter(version=version) if version and version != LATEST else found.order_by(*NEWEST_FIRST)
     chosen = found.first()
     if chosen is None:
         raise Rejected(f"{path}: no boot image version {image}:{version or LATEST}")
@@ -287,6 +287,14 @@ def host_put(fqdn: str, document: dict[str, Any], path: str, boot_names: set[str
         services.host_cancel_build(host=host)
 
 
+def _mac(value: Any) -> str:
+    """A hwaddr as the one normaliser writes it; an invalid one as given, for the interface's validation to name."""
+    try:
+        return normalise_mac(_text(value))
+    except ValidationError:
+        return _text(value)
+
+
 def host_interfaces_from_document(document: dict[str, Any], path: str) -> list[dict[str, Any]]:
     """The original's `interface` map as NICs: `default` is the primary; a `default` with the same hwaddr as another
     entry is that entry (one NIC), without a twin it is a NIC named `default`. A host with only `dhcp` gets one NIC."""
@@ -296,7 +304,7 @@ def host_interfaces_from_document(document: dict[str, Any], path: str) -> list[d
     default = entries.get("default") or {}
     twin = next(
         (name for name, values in entries.items() if name != "default" and default and
-         _text(values.get("hwaddr")).lower() == _text(default.get("hwaddr")).lower()),
+         _mac(values.get("hwaddr")) == _mac(default.get("hwaddr"))),
         None,
     )  # fmt: skip
     nics = []
@@ -306,7 +314,7 @@ def host_interfaces_from_document(document: dict[str, Any], path: str) -> list[d
         nics.append(
             {
                 "name": name,
-                "mac": _text(values.get("hwaddr")),
+                "mac": _mac(values.get("hwaddr")),
                 "ip": _text(values.get("ip")) or None,
                 "netmask": _text(values.get("netmask")) or None,
                 "gateway": _text(values.get("gw")) or None,
@@ -315,8 +323,8 @@ def host_interfaces_from_document(document: dict[str, Any], path: str) -> list[d
         )
     dhcp = document.get("dhcp") or {}
     if dhcp:
-        mac = _text(dhcp.get("hwaddr")).lower()
-        match = next((nic for nic in nics if nic["mac"].lower() == mac), None)
+        mac = _mac(dhcp.get("hwaddr"))
+        match = next((nic for nic in nics if nic["mac"] == mac), None)
         if match is None:
             nics.append({"name": "eth0" if not nics else f"dhcp{len(nics)}", "mac": mac, "dhcp": True,
                          "ip": _text(dhcp.get("ipv4")) or None, "primary": not nics})  # fmt: skip

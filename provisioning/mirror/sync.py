@@ -17,8 +17,8 @@ from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from dock2box.models import OutboxEntry
-from hosts.models import Host, Interface, Site, Subnet
-from images.models import Image, ImageVersion
+from hosts.models import Host, Interface, Site, Subnet, subnet_key, subnet_network
+from images.models import NEWEST_FIRST, Image, ImageVersion
 from provisioning.mirror import projection
 from provisioning.mirror.store import DocumentChange, EtcdUnavailable, Store, stores_for
 from provisioning.models import BootDefaults, MirrorState, PxeMenu
@@ -46,12 +46,6 @@ class SyncReport:
 def directory(name: str) -> str:
     """`host/web01.example.com` → `<prefix>/host/web01.example.com/`."""
     return f"{settings.DOCK2BOX_ETCD_PREFIX}/{name}/"
-
-
-def subnet_network(key: str) -> str:
-    """`10.0.0.0-24` → `10.0.0.0/24` (the original's subnet key)."""
-    network, _, prefixlen = key.rpartition("-")
-    return f"{network}/{prefixlen}"
 
 
 def desired_documents(names: Iterable[str] | None) -> dict[str, dict[str, str]]:
@@ -89,7 +83,7 @@ def desired_documents(names: Iterable[str] | None) -> dict[str, dict[str, str]]:
                     keep(f"hwaddr/{interface.mac}", projection.hwaddr_tree(interface, host.fqdn))
     if every or wanted["image"]:
         images = Image.objects.select_related("boot_version__image").prefetch_related(
-            Prefetch("versions", queryset=ImageVersion.objects.order_by("-timestamp", "-id"))
+            Prefetch("versions", queryset=ImageVersion.objects.order_by(*NEWEST_FIRST))
         )
         for image in images if every else images.filter(name__in=wanted["image"]):
             bootstrap = image.boot_version.image.name if image.boot_version else ""
@@ -102,7 +96,7 @@ def desired_documents(names: Iterable[str] | None) -> dict[str, dict[str, str]]:
         if not every:
             subnets = subnets.filter(network__in=[subnet_network(key) for key in wanted["subnets"]])
         for subnet in subnets:
-            keep(f"subnets/{subnet.network.replace('/', '-')}", projection.subnet_tree(subnet, site=subnet.site.name))
+            keep(f"subnets/{subnet_key(subnet.network)}", projection.subnet_tree(subnet, site=subnet.site.name))
     if every or wanted["sites"]:
         for site in Site.objects.all() if every else Site.objects.filter(name__in=wanted["sites"]):
             keep(f"sites/{site.name}", projection.site_tree(site))

@@ -25,11 +25,11 @@ from rest_framework.exceptions import AuthenticationFailed
 from dock2box.jsonbody import parse_json
 from dock2box.validators import normalise_mac
 from hosts import services as host_services
-from hosts.models import Host, Interface, Site, Subnet
+from hosts.models import Host, Interface, Site, Subnet, subnet_key, subnet_network
 from images import services as image_services
 from images.models import Image
 from provisioning.mirror import importer
-from provisioning.mirror.sync import desired_documents, nest, subnet_network
+from provisioning.mirror.sync import desired_documents, nest
 from provisioning.v1.schemas import SCHEMAS
 
 MAX_BODY = 1024 * 1024
@@ -76,10 +76,7 @@ def _keys(resource: Resource) -> list[str]:
     if resource.kind == "hwaddr":
         return list(Interface.objects.order_by("mac").values_list("mac", flat=True))
     if resource.kind == "subnets":
-        return [
-            network.replace("/", "-")
-            for network in Subnet.objects.order_by("network").values_list("network", flat=True)
-        ]
+        return [subnet_key(network) for network in Subnet.objects.order_by("network").values_list("network", flat=True)]
     return list(Site.objects.order_by("name").values_list("name", flat=True))
 
 
