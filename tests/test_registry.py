@@ -81,7 +81,9 @@ def test_blobs_are_pulled_and_a_corrupted_one_fails_by_its_digest(anonymous_regi
         client.platform_manifest("test/pull", "sha256:" + "0" * 64)
 
 
-def test_a_version_is_resolved_with_its_sites_registry_and_credentials(private_registry, tmp_path, db, user):
+def test_a_version_is_resolved_with_its_sites_registry_and_credentials(
+    private_registry, tmp_path, db, user, django_capture_on_commit_callbacks
+):
     oci_layout(tmp_path / "layout", "v3", {"a": b"a\n"})
     digest = private_registry.push(tmp_path / "layout", "v3", "dock2box/debian")
     factories.SiteFactory(
@@ -96,7 +98,8 @@ def test_a_version_is_resolved_with_its_sites_registry_and_credentials(private_r
     assert client.post(url).status_code == 403
     grant(user, "images.change_imageversion", "images.view_imageversion")
     client.force_authenticate(type(user).objects.get(pk=user.pk))  # a fresh object: permissions are cached per object
-    assert client.post(url).status_code == 202  # in-process here (no broker): resolved by now
+    with django_capture_on_commit_callbacks(execute=True):  # queued on commit; in-process here (no broker)
+        assert client.post(url).status_code == 202
     version.refresh_from_db()
     assert (version.digest, len(version.layers)) == (digest, 1)
     assert version.size > 0
