@@ -10,9 +10,12 @@ from django.http import HttpRequest
 class ServiceAdmin(admin.ModelAdmin):
     """A model admin whose writes go through the app's services, like every other interface.
 
-    The admin form has already set the fields on the object; `save_with_service` validates and saves it (inserting
-    a new one), `delete_with_service` deletes it.
+    A new object is made by `create_with_service` from the form's values; a changed one (the form has set its fields)
+    is validated and saved by `save_with_service`; `delete_with_service` deletes one.
     """
+
+    def create_with_service(self, data: dict[str, Any]) -> Any:
+        raise NotImplementedError
 
     def save_with_service(self, obj: Any) -> None:
         raise NotImplementedError
@@ -21,7 +24,14 @@ class ServiceAdmin(admin.ModelAdmin):
         raise NotImplementedError
 
     def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
-        self.save_with_service(obj)
+        if change:
+            self.save_with_service(obj)
+            return
+        fields = {field.name for field in obj._meta.get_fields() if getattr(field, "concrete", False)}
+        created = self.create_with_service({name: value for name, value in form.cleaned_data.items() if name in fields})
+        # The admin goes on with the form's object (its inlines attach to it): make it the created row.
+        obj.pk = created.pk
+        obj.refresh_from_db()
 
     def delete_model(self, request: HttpRequest, obj: Model) -> None:
         self.delete_with_service(obj)

@@ -82,6 +82,9 @@ class SiteAdmin(ServiceAdmin):
     root_password_hash_masked = _secret_display("root_password_hash")
     ssh_authorized_keys_masked = _secret_display("ssh_authorized_keys")
 
+    def create_with_service(self, data: dict[str, Any]) -> Site:
+        return services.site_create(data=data)
+
     def save_with_service(self, obj: Site) -> None:
         services.site_update(site=obj, data={})
 
@@ -103,6 +106,9 @@ class SubnetAdmin(ServiceAdmin):
     @admin.display(description="interfaces", ordering="interface_count")
     def interface_count(self, subnet: Any) -> int:
         return subnet.interface_count
+
+    def create_with_service(self, data: dict[str, Any]) -> Subnet:
+        return services.subnet_create(data=data)
 
     def save_with_service(self, obj: Subnet) -> None:
         services.subnet_update(subnet=obj, data={})
@@ -189,6 +195,9 @@ class HostAdmin(ServiceAdmin):
     def primary_ip(self, host: Host) -> str:
         interface = self._primary(host)
         return (interface.ip or "dhcp") if interface else "-"
+
+    def create_with_service(self, data: dict[str, Any]) -> Host:
+        return services.host_create(data=data)  # its interfaces follow, from the inline (save_formset)
 
     def save_with_service(self, obj: Host) -> None:
         services.host_update(host=obj, data={})

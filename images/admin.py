@@ -46,6 +46,9 @@ class ImageAdmin(ServiceAdmin):
     def host_count(self, image: Any) -> int:
         return image.host_count
 
+    def create_with_service(self, data: dict[str, Any]) -> Image:
+        return services.image_create(data=data)
+
     def save_with_service(self, obj: Image) -> None:
         services.image_update(image=obj, data={})
 
@@ -68,6 +71,9 @@ class ImageVersionAdmin(ServiceAdmin):
     search_fields = ["image__name", "version", "digest"]
     autocomplete_fields = ["image"]
     date_hierarchy = "timestamp"
+
+    def create_with_service(self, data: dict[str, Any]) -> ImageVersion:
+        return services.image_version_create(data=data)
 
     def save_with_service(self, obj: ImageVersion) -> None:
         services.image_version_update(version=obj, data={})

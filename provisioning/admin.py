@@ -51,6 +51,9 @@ class PxeMenuAdmin(ServiceAdmin):
         form.base_fields["default_item"].queryset = PxeMenuItem.objects.filter(menu=obj)
         return form
 
+    def create_with_service(self, data: dict[str, Any]) -> PxeMenu:
+        return services.pxe_menu_create(data=data)
+
     def save_with_service(self, obj: PxeMenu) -> None:
         services.pxe_menu_update(menu=obj, data={})
 
@@ -266,6 +269,9 @@ class BootTemplateAdmin(ServiceAdmin):
     list_filter = ["kind"]
     search_fields = ["name", "content"]
     autocomplete_fields = ["host", "image", "site"]
+
+    def create_with_service(self, data: dict[str, Any]) -> BootTemplate:
+        return services.boot_template_create(data=data)
 
     def save_with_service(self, obj: BootTemplate) -> None:
         services.boot_template_update(template=obj, data={})

@@ -89,11 +89,17 @@ def _host_form(**overrides):
     return data
 
 
-def test_admin_creates_a_host_with_its_primary_interface(admin_client, db):
+def test_admin_creates_a_host_with_its_primary_interface(admin_client, db, monkeypatch):
+    from hosts import services as host_services
+
+    created = []
+    create = host_services.host_create
+    monkeypatch.setattr(host_services, "host_create", lambda **kwargs: created.append(kwargs) or create(**kwargs))
     response = admin_client.post(reverse("admin:hosts_host_add"), _host_form())
     assert response.status_code == 302, response.content.decode()[:2000]
     interface = Host.objects.get(fqdn="new.example.com").interfaces.get()
     assert (interface.mac, interface.primary) == ("aa:bb:cc:dd:ee:01", True)
+    assert [call["data"]["fqdn"] for call in created] == ["new.example.com"]  # the create service, not an update
 
 
 @pytest.mark.parametrize(
