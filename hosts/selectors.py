@@ -30,6 +30,12 @@ def host_list() -> QuerySet[Host]:
     )
 
 
+def interface_boot(interfaces: Iterable[Interface]) -> Interface | None:
+    """The boot NIC among a host's interfaces: the primary one (services keep exactly one), else the first."""
+    listed = list(interfaces)
+    return next((interface for interface in listed if interface.primary), listed[0] if listed else None)
+
+
 def subnet_for_address(
     *, address: object, site_id: int | None = None, subnets: Iterable[Subnet] | None = None
 ) -> Subnet | None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hosts.models import Host, Interface
+from hosts.selectors import interface_boot
 from provisioning import selectors
 from provisioning.catalogue import Catalogue, catalogue_get, catalogue_read
 from provisioning.choices import TemplateKind
@@ -24,8 +25,7 @@ class RenderedConfig:
 
 
 def _settings(*, host: Host, interfaces: list[Interface], version_id: int | None, catalogue: Catalogue) -> HostSettings:
-    boot = next((interface for interface in interfaces if interface.primary), interfaces[0] if interfaces else None)
-    return host_settings(host=host, interface=boot, catalogue=catalogue, version_id=version_id)
+    return host_settings(host=host, interface=interface_boot(interfaces), catalogue=catalogue, version_id=version_id)
 
 
 def host_install_problem(*, host: Host, version_id: int | None = None) -> str | None:

@@ -1,6 +1,7 @@
 """Boot defaults, PXE menus and builds: what a booting host is told to do."""
 
 import re
+from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -52,6 +53,11 @@ class PxeMenu(models.Model):
     def clean(self) -> None:
         if self.default_item is not None and self.default_item.menu_id != self.pk:
             raise ValidationError({"default_item": "Pick an item of this menu."})
+
+    def default_key(self, items: Iterable["PxeMenuItem"]) -> str | None:
+        """The key of this menu's default item among `items` (its own items), or None: the one rule the menu script and
+        the etcd mirror both read."""
+        return next((item.key for item in items if item.pk == self.default_item_id and item.menu_id == self.pk), None)
 
 
 class PxeMenuItem(models.Model):

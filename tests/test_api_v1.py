@@ -258,3 +258,13 @@ def test_a_v1_write_shows_up_in_etcd_in_the_original_layout(catalogue, etcd):
     assert keys["/host/test1.example.com/interface/default/hwaddr"] == "00:50:56:3d:db:d4"
     assert keys["/host/test1.example.com/image"] == "centos-7.1-x86_64"
     assert keys["/hwaddr/00:50:56:3d:db:d4/hostname"] == "test1.example.com"
+
+
+def test_build_mode_is_refused_over_v1_for_a_host_that_cannot_install(writer):
+    put(writer, "/api/v1/sites/emea2", {"domain": "example.com"})
+    image = {"type": "file", "versions": {"20160201-120000": {"timestamp": "20160201-120000", "main_script": ""}}}
+    put(writer, "/api/v1/images/centos-7.1-x86_64", image)  # no boot environment, no file server
+    response = put(writer, "/api/v1/hosts/test1.example.com", {**TEST1, "build": "true"})
+    assert response.status_code == 400
+    assert "Build mode refused for test1.example.com" in response.json()[0]
+    assert not Host.objects.filter(fqdn="test1.example.com").exists()  # all or nothing

@@ -118,7 +118,7 @@ def site_tree(site: Site) -> Tree:
 def default_tree(defaults: BootDefaults, menu: PxeMenu | None, *, bootstrap: ImageVersion | None) -> Tree:
     """`/default/`: the PXE menu defaults and the global menu's items under `menu_items/<key>/`."""
     items = list(menu.items.all()) if menu else []
-    default_item = next((item.key for item in items if menu and item.pk == menu.default_item_id), "localdisk")
+    default_item = (menu.default_key(items) if menu else None) or "localdisk"
     tree: Tree = {
         "menu_timeout": str(defaults.menu_timeout),
         "submenu_timeout": str(defaults.submenu_timeout),

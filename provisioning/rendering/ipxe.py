@@ -164,7 +164,7 @@ def menu_script(
         if install
         else (menu.timeout if menu and menu.timeout is not None else defaults.menu_timeout)
     )
-    default_key = next((item.key for item in items if menu and item.pk == menu.default_item_id), None)
+    default_key = menu.default_key(items) if menu else None
     default = "install" if install else (f"m-{default_key}" if default_key else "local")
     name = settings.host.fqdn if settings else "unregistered host"
     images = sorted(catalogue.images.values(), key=lambda image: image.name)
