@@ -429,3 +429,22 @@ class Interface(models.Model):
         from hosts.selectors import subnet_for_address  # selectors read models: imported when used
 
         return subnet_for_address(address=address, site_id=self.host.site_id if self.host_id else None)
+
+
+class HostHistory(models.Model):
+    """Who did what to a host, through the services: edits, its interfaces, build mode, installs, registration."""
+
+    host = models.ForeignKey(Host, on_delete=models.SET_NULL, null=True, blank=True, related_name="history")
+    fqdn = models.CharField("FQDN", max_length=253, help_text="The host's name then (kept when it is deleted).")
+    time = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=200, help_text="A user, or the part of Dock2Box that acted (installer, ...).")
+    action = models.CharField(max_length=60)
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        verbose_name_plural = "host history"
+        indexes = [models.Index(fields=["host", "-time"])]
+
+    def __str__(self) -> str:
+        return f"{self.fqdn}: {self.action} by {self.actor}"

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Iterator
 
 from django.db.models import Prefetch, QuerySet
 
-from hosts.models import Host, Interface, Site, Subnet
+from hosts.models import Host, HostHistory, Interface, Site, Subnet
 
 
 def site_list() -> QuerySet[Site]:
@@ -28,6 +28,11 @@ def host_list() -> QuerySet[Host]:
     return Host.objects.select_related("site", "image", "image_version").prefetch_related(
         Prefetch("interfaces", queryset=Interface.objects.select_related("subnet"))
     )
+
+
+def host_history(*, host: Host) -> QuerySet[HostHistory]:
+    """Who did what to the host, newest first."""
+    return host.history.order_by("-time", "-id")
 
 
 def interface_boot(interfaces: Iterable[Interface]) -> Interface | None:

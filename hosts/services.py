@@ -4,15 +4,16 @@ A host has exactly one primary interface (its boot NIC) as soon as it has any: t
 marking another one primary moves the flag, and deleting the primary hands the flag to the next interface.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from dock2box.actors import actor_current
 from dock2box.changes import document, record_change
 from dock2box.services import model_delete, model_update
-from hosts.models import Host, Interface, Site, Subnet, subnet_key
+from hosts.models import Host, HostHistory, Interface, Site, Subnet, subnet_key
 
 SITE_FIELDS = [
     "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry", "image", "boot_version",
@@ -25,6 +26,7 @@ HOST_FIELDS = [
     "pxe_menu", "serial", "uuid", "asset_tag", "labels",
 ]  # fmt: skip
 INTERFACE_FIELDS = ["host", "name", "mac", "ip", "subnet", "netmask", "gateway", "dhcp", "primary"]
+_HOST_ATTNAMES = [Host._meta.get_field(name).attname for name in HOST_FIELDS]  # type: ignore[union-attr]
 
 
 def _site_documents(site_id: int | None, *, dependents: bool) -> set[str]:
@@ -111,10 +113,18 @@ def subnet_delete(*, subnet: Subnet) -> None:
     record_change(before)
 
 
+def host_history_record(*, host: Host, action: str, detail: str = "") -> HostHistory:
+    """Write down who (`actor_current()`) did what to a host; every service that changes a host calls this."""
+    return HostHistory.objects.create(
+        host=host, fqdn=host.fqdn, actor=actor_current()[:200], action=action, detail=detail[:500]
+    )
+
+
 @transaction.atomic
 def host_create(*, data: Mapping[str, Any], interfaces: Sequence[Mapping[str, Any]] = ()) -> Host:
     """Create a host, with its interfaces if given (the first is primary unless one says so)."""
     host = model_update(Host(), data=data, fields=HOST_FIELDS)
+    host_history_record(host=host, action="created")
     if interfaces:
         host_set_interfaces(host=host, interfaces=interfaces)
     record_change(host_documents(host.pk))
@@ -125,7 +135,12 @@ def host_create(*, data: Mapping[str, Any], interfaces: Sequence[Mapping[str, An
 def host_update(*, host: Host, data: Mapping[str, Any], interfaces: Sequence[Mapping[str, Any]] | None = None) -> Host:
     """Change the given fields of a host; with `interfaces`, replace its interfaces (matched by name)."""
     before = host_documents(host.pk)
+    stored = Host.objects.filter(pk=host.pk).values(*_HOST_ATTNAMES).first() or {}
     host = model_update(host, data=data, fields=HOST_FIELDS)
+    changed = [name for name, attname in zip(HOST_FIELDS, _HOST_ATTNAMES, strict=True)
+               if stored.get(attname) != getattr(host, attname)]  # fmt: skip
+    if changed:
+        host_history_record(host=host, action="changed", detail=", ".join(changed))
     if interfaces is not None:
         host_set_interfaces(host=host, interfaces=interfaces)
     record_change(before | host_documents(host.pk))
@@ -136,6 +151,7 @@ def host_update(*, host: Host, data: Mapping[str, Any], interfaces: Sequence[Map
 def host_delete(*, host: Host) -> None:
     """Delete a host with its interfaces and builds."""
     before = host_documents(host.pk)
+    host_history_record(host=host, action="deleted")
     model_delete(host)
     record_change(before)
 
@@ -153,6 +169,7 @@ def host_set_interfaces(*, host: Host, interfaces: Sequence[Mapping[str, Any]]) 
 
     before = host_documents(host.pk)
     existing = {interface.name: interface for interface in host.interfaces.all()}
+    described_before = _interfaces_described(existing.values())  # the loop below changes these objects
     host.interfaces.exclude(name__in=names).delete()
     host.interfaces.update(primary=False)
     saved: list[Interface] = []
@@ -166,6 +183,9 @@ def host_set_interfaces(*, host: Host, interfaces: Sequence[Mapping[str, Any]]) 
             errors.extend(f"{item['name']}: {message}" for message in _flatten(error))
     if errors:
         raise ValidationError({"interfaces": errors})
+    described = _interfaces_described(saved)
+    if described != described_before:
+        host_history_record(host=host, action="interfaces set", detail=described or "none")
     record_change(before | host_documents(host.pk))
     return saved
 
@@ -181,6 +201,7 @@ def interface_create(*, data: Mapping[str, Any]) -> Interface:
     elif values.get("primary"):
         host.interfaces.update(primary=False)
     interface = model_update(Interface(), data=values, fields=INTERFACE_FIELDS)
+    host_history_record(host=host, action="interface added", detail=f"{interface.name} {interface.mac}")
     record_change(host_documents(host.pk))
     return interface
 
@@ -199,6 +220,7 @@ def interface_update(*, interface: Interface, data: Mapping[str, Any]) -> Interf
         interface.host.interfaces.exclude(pk=interface.pk).update(primary=False)
     before = host_documents(interface.host_id)
     interface = model_update(interface, data=data, fields=INTERFACE_FIELDS)
+    host_history_record(host=interface.host, action="interface changed", detail=f"{interface.name} {interface.mac}")
     record_change(before | host_documents(interface.host_id))
     return interface
 
@@ -208,6 +230,7 @@ def interface_delete(*, interface: Interface) -> None:
     """Delete an interface; when it was primary, the host's next interface (by name) becomes primary."""
     host, was_primary = interface.host, interface.primary
     before = host_documents(host.pk)
+    host_history_record(host=host, action="interface removed", detail=f"{interface.name} {interface.mac}")
     model_delete(interface)
     record_change(before | host_documents(host.pk))
     if was_primary:
@@ -215,6 +238,13 @@ def interface_delete(*, interface: Interface) -> None:
         if successor:
             successor.primary = True
             successor.save(update_fields=["primary"])
+
+
+def _interfaces_described(interfaces: Iterable[Interface]) -> str:
+    return ", ".join(
+        f"{interface.name} {interface.mac} {interface.ip or 'dhcp'}{' (primary)' if interface.primary else ''}"
+        for interface in sorted(interfaces, key=lambda interface: interface.name)
+    )
 
 
 def _flatten(error: ValidationError) -> list[str]:

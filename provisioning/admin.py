@@ -12,6 +12,7 @@ from django.utils.safestring import mark_safe
 
 from dock2box.admin import ServiceAdmin
 from dock2box.models import OutboxEntry
+from hosts import selectors as host_selectors
 from hosts.admin import HostAdmin
 from hosts.models import Host
 from images.admin import ImageVersionAdmin
@@ -125,15 +126,19 @@ class BuildAdmin(admin.ModelAdmin):
             services.build_delete(build=build)
 
 
+HISTORY_SHOWN = 20
+
+
 class BuildHostAdmin(HostAdmin):
     """The host admin with what provisioning adds: build mode actions, build progress, events, config previews."""
 
     actions = ["enter_build", "cancel_build"]
     list_display = [*HostAdmin.list_display, "build_progress"]
-    readonly_fields = [*HostAdmin.readonly_fields, "build_timeline", "config_previews"]
+    readonly_fields = [*HostAdmin.readonly_fields, "build_timeline", "config_previews", "history"]
     fieldsets = [
         *HostAdmin.fieldsets,
         ("Builds", {"fields": ["build_timeline", "config_previews"]}),
+        ("History", {"fields": ["history"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Host]:
@@ -186,6 +191,27 @@ class BuildHostAdmin(HostAdmin):
             timezone.localtime(build.created).strftime("%Y-%m-%d %H:%M"),
             refused,
             rows or mark_safe("<tr><td colspan=4>No events yet.</td></tr>"),
+        )
+
+    @admin.display(description="who did what")
+    def history(self, host: Host) -> str:
+        if not host.pk:
+            return "-"
+        entries = list(host_selectors.host_history(host=host)[:HISTORY_SHOWN])
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (timezone.localtime(entry.time).strftime("%Y-%m-%d %H:%M:%S"), entry.actor, entry.action, entry.detail)
+                for entry in entries
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>time</th><th>who</th><th>what</th><th>detail</th></tr></thead><tbody>{}</tbody>"
+            "</table><small>The newest {}; all of it at /api/v2/hosts/{}/history/.</small>",
+            rows or mark_safe("<tr><td colspan=4>Nothing yet.</td></tr>"),
+            HISTORY_SHOWN,
+            host.pk,
         )
 
     @admin.display(description="config preview")

@@ -19,7 +19,7 @@ from dock2box.services import model_delete, model_update
 from hosts.choices import HostStatus
 from hosts.models import Host, Site
 from hosts.selectors import subnet_for_address
-from hosts.services import host_create, host_documents
+from hosts.services import host_create, host_documents, host_history_record
 from images import services as image_services
 from images.models import ImageVersion
 from provisioning.choices import BuildStage, BuildState
@@ -127,6 +127,7 @@ def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
         build = Build.objects.create(
             host=host, token=build_token_new(), last_activity=timezone.now(), image_version_id=version_id
         )
+        host_history_record(host=host, action="build mode entered", detail=f"build #{build.pk}")
     if not host.build:
         host.build = True
         host.save(update_fields=["build", "updated"])
@@ -144,6 +145,7 @@ def host_cancel_build(*, host: Host) -> Build | None:
     build = host.builds.select_for_update().filter(state__in=[BuildState.PENDING, BuildState.RUNNING]).first()
     fields = ["build", "updated"]
     if build is not None:
+        host_history_record(host=host, action="build mode cancelled", detail=f"build #{build.pk} ({build.state})")
         if build.state == BuildState.RUNNING:
             host.status = HostStatus.FAILED
             fields.append("status")
@@ -291,6 +293,10 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
             Host.objects.filter(pk=build.host_id).update(
                 build=False, status=HostStatus.INSTALLED if succeeded else HostStatus.FAILED, updated=now
             )
+            host_history_record(
+                host=build.host, action="installed" if succeeded else "install failed",
+                detail=f"build #{build.pk}: {message.splitlines()[0] if message else stage}",
+            )  # fmt: skip
             record_change(host_documents(build.host_id))
     return event
 
@@ -317,6 +323,9 @@ def build_close_unconfirmed(*, build_id: int, now: datetime) -> bool:
         "bootloader without reporting done; it boots its disk"
     )  # fmt: skip
     Host.objects.filter(pk=build.host_id).update(build=False, status=HostStatus.UNCONFIRMED, updated=now)
+    host_history_record(
+        host=build.host, action="installed, unconfirmed", detail=f"build #{build.pk}: booted again without done"
+    )
     record_change(host_documents(build.host_id))
     return True
 
@@ -389,6 +398,7 @@ def discovered_host_register(*, discovered: DiscoveredHost) -> Host:
         },
         interfaces=[{"name": "eth0", "mac": discovered.mac, "ip": discovered.ip if subnet else None}],
     )
+    host_history_record(host=host, action="registered", detail=f"from the discovered MAC {discovered.mac}")
     discovered.delete()
     return host
 

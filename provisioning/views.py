@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from dock2box.actors import acting_as
 from dock2box.jsonbody import parse_json
 from dock2box.validators import normalise_mac
 from provisioning import selectors, services
@@ -178,14 +179,16 @@ def _install_lines(portal: str, settings: HostSettings, token: str) -> list[str]
 @never_fails
 def host_ipxe(request: HttpRequest) -> HttpResponse:
     """`/ipxe?mac=...`: the per-host menu."""
-    return _host_menu(request, request.GET.get("mac"), "ip")
+    with acting_as("boot path"):
+        return _host_menu(request, request.GET.get("mac"), "ip")
 
 
 @require_GET
 @never_fails
 def pxe_compat(request: HttpRequest, mac: str) -> HttpResponse:
     """`/pxe/<mac>?ipv4=&netmask=&gateway=&serial=`: the URL the original's embedded iPXE script chains to."""
-    return _host_menu(request, mac, "ipv4")
+    with acting_as("boot path"):
+        return _host_menu(request, mac, "ipv4")
 
 
 @require_GET
@@ -221,7 +224,8 @@ def install_chosen(request: HttpRequest) -> HttpResponse:
     problem = install_problem(settings)
     if problem:
         return _script(ipxe.notice_script(message=f"cannot install: {problem}", platform=platform))
-    build = services.build_install_chosen(host=interface.host, version_id=version.pk)
+    with acting_as(f"boot menu ({client_address(request)})"):
+        build = services.build_install_chosen(host=interface.host, version_id=version.pk)
     logger.info("boot mac=%s host=%s outcome=build version=%s", mac, interface.host.fqdn, settings.image_label)
     return _script(ipxe.install_script(install=_install_lines(portal, settings, str(build.token)), platform=platform))
 
@@ -282,13 +286,14 @@ def build_events(request: HttpRequest, token: str) -> JsonResponse:
         return JsonResponse({"progress": ["Send a whole number from 0 to 100."]}, status=400)
     message = payload.get("message", "")
     try:
-        event = services.build_event_record(
-            build=build,
-            stage=str(payload.get("stage", "")),
-            progress=progress,
-            message=str(message),
-            now=timezone.now(),
-        )
+        with acting_as(f"installer ({build.client_address})"):
+            event = services.build_event_record(
+                build=build,
+                stage=str(payload.get("stage", "")),
+                progress=progress,
+                message=str(message),
+                now=timezone.now(),
+            )
     except ValidationError as error:
         return JsonResponse(error.message_dict, status=400)
     except services.EventLimitReached as error:

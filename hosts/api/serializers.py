@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from dock2box.api.serializers import MACAddressField
 from hosts import services
-from hosts.models import SITE_SECRETS, Host, Interface, Site, Subnet
+from hosts.models import SITE_SECRETS, Host, HostHistory, Interface, Site, Subnet
 from images.choices import ImageType
 from images.models import LATEST, Image
 
@@ -143,3 +143,9 @@ class InterfaceSerializer(serializers.ModelSerializer):
 
     def update(self, instance: Interface, validated_data: dict[str, Any]) -> Interface:
         return services.interface_update(interface=instance, data=validated_data)
+
+
+class HostHistorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = HostHistory
+        fields = ["time", "actor", "action", "detail"]

@@ -5,7 +5,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hosts import selectors, services
-from hosts.api.serializers import HostSerializer, InterfaceSerializer, SiteSerializer, SubnetSerializer
+from hosts.api.serializers import (
+    HostHistorySerializer,
+    HostSerializer,
+    InterfaceSerializer,
+    SiteSerializer,
+    SubnetSerializer,
+)
 from hosts.filtersets import HostFilterSet, InterfaceFilterSet, SiteFilterSet, SubnetFilterSet
 from hosts.models import Host, Interface, Site, Subnet
 
@@ -53,6 +59,13 @@ class HostViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance: Host) -> None:
         services.host_delete(host=instance)
+
+    @extend_schema(responses=HostHistorySerializer(many=True), filters=False)
+    @action(detail=True, filter_backends=[])
+    def history(self, request: Request, pk: str | None = None) -> Response:
+        """Who did what to the host (edits, interfaces, build mode, installs), newest first, a page at a time."""
+        page = self.paginate_queryset(selectors.host_history(host=self.get_object()))
+        return self.get_paginated_response(HostHistorySerializer(page, many=True).data)
 
 
 class InterfaceViewSet(viewsets.ModelViewSet):

@@ -105,6 +105,7 @@ def _authorize(request: HttpRequest, resource: Resource, action: str) -> None:
         raise Problem(401, str(error.detail)) from error
     if found is None:
         raise Problem(401, "Authentication needed: send `Authorization: Token <key>`.")
+    request.user = found[0]  # who acts, for the history the services write
     app_label, model = resource.permission.split(".")
     if not found[0].has_perm(f"{app_label}.{action}_{model}"):
         raise Problem(403, f"No permission to {action} {model}s.")
