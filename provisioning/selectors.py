@@ -16,11 +16,20 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_aware, make_aware
 
 from dock2box.models import OutboxEntry
-from hosts.models import Host, Interface, Subnet
+from hosts.models import Host, Interface, Site, Subnet, subnet_key
 from images.choices import ImageType
-from images.models import ImageVersion
+from images.models import Image, ImageVersion
 from provisioning.choices import BuildState
-from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, MirrorState, PxeMenu, PxeMenuItem
+from provisioning.models import (
+    BootDefaults,
+    BootTemplate,
+    Build,
+    BuildEvent,
+    DiscoveredHost,
+    MirrorState,
+    PxeMenu,
+    PxeMenuItem,
+)
 
 
 def pxe_menu_list() -> QuerySet[PxeMenu]:
@@ -136,6 +145,29 @@ def interface_for_boot(*, mac: str) -> BootLookup | None:
     interface.subnet = Subnet.from_db(connection.alias, subnet_names, values[second:third]) if values[second] else None
     build_id, token, activity, version_id, bootloader_started = values[third:]
     return BootLookup(interface, build_id, token, activity, version_id, bootloader_started)
+
+
+def document_keys(*, kind: str) -> list[str]:
+    """The keys of a collection in the original's layout (`host`, `image`, `hwaddr`, `subnets`, `sites`), sorted."""
+    if kind == "host":
+        return list(Host.objects.order_by("fqdn").values_list("fqdn", flat=True))
+    if kind == "image":
+        return list(Image.objects.order_by("name").values_list("name", flat=True))
+    if kind == "hwaddr":
+        return list(Interface.objects.order_by("mac").values_list("mac", flat=True))
+    if kind == "subnets":
+        return [subnet_key(network) for network in Subnet.objects.order_by("network").values_list("network", flat=True)]
+    return list(Site.objects.order_by("name").values_list("name", flat=True))
+
+
+def discovered_host_list() -> QuerySet[DiscoveredHost]:
+    """MACs that PXE-booted unknown, most recently seen first."""
+    return DiscoveredHost.objects.all()
+
+
+def boot_template_list() -> QuerySet[BootTemplate]:
+    """Operator templates with their scope."""
+    return BootTemplate.objects.select_related("host", "image", "site")
 
 
 def boot_defaults() -> BootDefaults:

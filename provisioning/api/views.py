@@ -23,7 +23,7 @@ from provisioning.api.serializers import (
 )
 from provisioning.configs import FORMATS, host_config_render
 from provisioning.filtersets import BuildFilterSet, DiscoveredHostFilterSet, PxeMenuItemFilterSet
-from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, MirrorState, PxeMenu, PxeMenuItem
+from provisioning.models import BootDefaults, BootTemplate, MirrorState, PxeMenu, PxeMenuItem
 from provisioning.tasks import image_version_resolve
 from provisioning.views import portal_url
 
@@ -120,7 +120,7 @@ class HostCancelBuildView(generics.GenericAPIView):
 class DiscoveredHostViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     """MACs that PXE-booted unknown (read and delete; they are recorded by the boot endpoints)."""
 
-    queryset = DiscoveredHost.objects.all()
+    queryset = selectors.discovered_host_list()
     serializer_class = DiscoveredHostSerializer
     filterset_class = DiscoveredHostFilterSet
     ordering_fields = ["last_seen", "first_seen", "mac"]
@@ -129,7 +129,7 @@ class DiscoveredHostViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
 class BootTemplateViewSet(viewsets.ModelViewSet):
     """Kickstart, preseed and cloud-init templates, chosen host → image → site → default."""
 
-    queryset = BootTemplate.objects.select_related("host", "image", "site")
+    queryset = selectors.boot_template_list()
     serializer_class = BootTemplateSerializer
     filterset_fields = ["kind", "name"]
     ordering_fields = ["name", "kind"]

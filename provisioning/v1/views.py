@@ -25,9 +25,10 @@ from rest_framework.exceptions import AuthenticationFailed
 from dock2box.jsonbody import parse_json
 from dock2box.validators import normalise_mac
 from hosts import services as host_services
-from hosts.models import Host, Interface, Site, Subnet, subnet_key, subnet_network
+from hosts.models import Host, Interface, Site, Subnet, subnet_network
 from images import services as image_services
 from images.models import Image
+from provisioning import selectors
 from provisioning.mirror import importer
 from provisioning.mirror.sync import desired_documents, nest
 from provisioning.v1.schemas import SCHEMAS
@@ -66,18 +67,6 @@ def _render(request: HttpRequest, status: int, data: Any) -> HttpResponse:
         data = {"code": status, "data": data}
     indent = None if request.GET.get("indent") == "false" else 2
     return HttpResponse(json.dumps(data, indent=indent), status=status, content_type="application/json; charset=utf-8")
-
-
-def _keys(resource: Resource) -> list[str]:
-    if resource.kind == "host":
-        return list(Host.objects.order_by("fqdn").values_list("fqdn", flat=True))
-    if resource.kind == "image":
-        return list(Image.objects.order_by("name").values_list("name", flat=True))
-    if resource.kind == "hwaddr":
-        return list(Interface.objects.order_by("mac").values_list("mac", flat=True))
-    if resource.kind == "subnets":
-        return [subnet_key(network) for network in Subnet.objects.order_by("network").values_list("network", flat=True)]
-    return list(Site.objects.order_by("name").values_list("name", flat=True))
 
 
 def read_documents(kind: str, keys: list[str]) -> dict[str, dict[str, Any]]:
@@ -227,7 +216,7 @@ def collection(request: HttpRequest, collection: str) -> tuple[int, Any]:
     if request.method != "GET":
         raise Problem(405, "Only GET on a collection; create with PUT on the resource.")
     _authorize(request, resource, "view")
-    documents = read_documents(resource.kind, _keys(resource))
+    documents = read_documents(resource.kind, selectors.document_keys(kind=resource.kind))
     if request.GET.get("table") == "true":
         return 200, [{**document, resource.dir_name: key} for key, document in documents.items()]
     return 200, documents
