@@ -123,6 +123,16 @@ class Site(models.Model):
             raise ValidationError(boot_version_errors(self.boot_version))
 
 
+def is_network_or_broadcast(address: IPAddress, network: IPNetwork) -> bool:
+    """An IPv4 network's own address or its broadcast address (not on /31 and /32, where every address is a host's):
+    never a host's or a gateway's."""
+    return (
+        network.version == 4
+        and network.prefixlen < 31
+        and address in (network.network_address, network.broadcast_address)
+    )
+
+
 def subnet_key(network: str) -> str:
     """A subnet's key in the original's layout (etcd, /api/v1): `10.0.0.0/24` → `10.0.0.0-24`."""
     return network.replace("/", "-")
@@ -218,11 +228,7 @@ class Subnet(models.Model):
             gateway = ipaddress.ip_address(self.gateway)
             if gateway not in network:
                 errors["gateway"] = f"{gateway} is outside {network}; pick an address inside it."
-            elif (
-                network.version == 4
-                and network.prefixlen < 31
-                and gateway in (network.network_address, network.broadcast_address)
-            ):
+            elif is_network_or_broadcast(gateway, network):
                 errors["gateway"] = f"{gateway} is the network or broadcast address of {network}."
         if self.dns_servers:
             self.dns_servers = ",".join(parse_address_list(self.dns_servers))
@@ -391,11 +397,7 @@ class Interface(models.Model):
         errors: dict[str, str] = {}
         if address not in network:
             errors["ip"] = f"{address} is outside subnet {network}."
-        elif (
-            network.version == 4
-            and network.prefixlen < 31
-            and address in (network.network_address, network.broadcast_address)
-        ):
+        elif is_network_or_broadcast(address, network):
             errors["ip"] = f"{address} is the network or broadcast address of {network}."
         elif self.subnet.gateway and address == ipaddress.ip_address(self.subnet.gateway):
             errors["ip"] = f"{address} is the gateway of {network}."

@@ -76,7 +76,7 @@ class BootDefaultsAdmin(admin.ModelAdmin):
     autocomplete_fields = ["pxe_menu", "boot_version"]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        defaults = services.boot_defaults_get()
+        defaults = selectors.boot_defaults()  # the row a migration made
         return HttpResponseRedirect(reverse("admin:provisioning_bootdefaults_change", args=[defaults.pk]))
 
     def has_add_permission(self, request: HttpRequest) -> bool:

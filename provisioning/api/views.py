@@ -23,7 +23,7 @@ from provisioning.api.serializers import (
 )
 from provisioning.configs import FORMATS, host_config_render
 from provisioning.filtersets import BuildFilterSet, DiscoveredHostFilterSet, PxeMenuItemFilterSet
-from provisioning.models import BootDefaults, BootTemplate, MirrorState, PxeMenu, PxeMenuItem
+from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, MirrorState, PxeMenu, PxeMenuItem
 from provisioning.tasks import image_version_resolve
 from provisioning.views import portal_url
 
@@ -124,6 +124,9 @@ class DiscoveredHostViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
     serializer_class = DiscoveredHostSerializer
     filterset_class = DiscoveredHostFilterSet
     ordering_fields = ["last_seen", "first_seen", "mac"]
+
+    def perform_destroy(self, instance: DiscoveredHost) -> None:
+        services.discovered_host_delete(discovered=instance)
 
 
 class BootTemplateViewSet(viewsets.ModelViewSet):
