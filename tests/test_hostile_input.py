@@ -282,3 +282,16 @@ def test_a_nul_character_in_a_lookup_is_a_400(client, admin_user):
     assert api.get("/api/v2/hosts/?site=a%00b").status_code in (200, 400)
     key = Token.objects.create(user=admin_user).key
     assert client.get("/api/v1/hosts/a%00b.example.com", HTTP_AUTHORIZATION=f"Token {key}").status_code in (400, 404)
+
+
+def test_a_protecting_row_deleted_meanwhile_is_named_not_a_500(world):
+    """A parallel request deletes the host that protects a version while the refusal is being written."""
+    from django.db.models import ProtectedError
+
+    from dock2box.api.exceptions import protected_names
+    from hosts.models import Host
+
+    deferred = Host.objects.only("pk").get(pk=world.idle_host.pk)  # as Django's deletion collector loads it
+    Host.objects.filter(pk=world.idle_host.pk).delete()
+    error = ProtectedError("in use", {deferred, world.build_host})
+    assert protected_names(error) == ["Host #%d (deleted meanwhile)" % deferred.pk, "build.ams1.example.com"]

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError
 from django.db.models import ProtectedError
@@ -11,14 +12,25 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+def protected_names(error: ProtectedError, most: int = 10) -> list[str]:
+    """The names of what keeps a row from being deleted. Django loads them with deferred fields: one deleted meanwhile
+    (a parallel request) is named by its kind and id instead of failing the answer."""
+    names = set()
+    for used in error.protected_objects:
+        try:
+            names.add(str(used))
+        except ObjectDoesNotExist:
+            names.add(f"{type(used).__name__} #{used.pk} (deleted meanwhile)")
+    return sorted(names)[:most]
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Turn model validation errors raised by services into 400s shaped like serializer errors."""
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))
     elif isinstance(exc, ProtectedError):
-        users = sorted({str(obj) for obj in exc.protected_objects})[:10]
         return Response(
-            {"detail": f"Still in use by {', '.join(users)}; change or delete those first."},
+            {"detail": f"Still in use by {', '.join(protected_names(exc))}; change or delete those first."},
             status=status.HTTP_409_CONFLICT,
         )
     elif isinstance(exc, DataError):

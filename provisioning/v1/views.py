@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from dock2box.api.exceptions import protected_names
 from dock2box.jsonbody import parse_json
 from dock2box.validators import normalise_mac
 from hosts import services as host_services
@@ -139,7 +140,7 @@ def _store(action: Callable[[], None], path: str) -> None:
     except ValidationError as error:
         raise Problem(400, importer.messages(error, path)) from error
     except ProtectedError as error:
-        users = ", ".join(sorted({str(used) for used in error.protected_objects})[:5])
+        users = ", ".join(protected_names(error, most=5))
         raise Problem(400, f"{path}: still in use by {users}; change or delete those first") from error
 
 
