@@ -294,4 +294,4 @@ def test_a_protecting_row_deleted_meanwhile_is_named_not_a_500(world):
     deferred = Host.objects.only("pk").get(pk=world.idle_host.pk)  # as Django's deletion collector loads it
     Host.objects.filter(pk=world.idle_host.pk).delete()
     error = ProtectedError("in use", {deferred, world.build_host})
-    assert protected_names(error) == ["Host #%d (deleted meanwhile)" % deferred.pk, "build.ams1.example.com"]
+    assert protected_names(error) == [f"Host #{deferred.pk} (deleted meanwhile)", "build.ams1.example.com"]
