@@ -176,13 +176,14 @@ def host_set_interfaces(*, host: Host, interfaces: Sequence[Mapping[str, Any]]) 
     errors: list[str] = []
     for item in interfaces:
         interface = existing.get(item["name"]) or Interface(host=host)
-        values = {**item, "host": host, "primary": item["name"] == primary_name}
+        values = {**item, "host": host, "primary": False}
         try:
             saved.append(model_update(interface, data=values, fields=INTERFACE_FIELDS))
         except ValidationError as error:
             errors.extend(f"{item['name']}: {message}" for message in _flatten(error))
     if errors:
         raise ValidationError({"interfaces": errors})
+    _primary_move(host=host, to=next((interface for interface in saved if interface.name == primary_name), None))
     described = _interfaces_described(saved)
     if described != described_before:
         host_history_record(host=host, action="interfaces set", detail=described or "none")
@@ -195,12 +196,8 @@ def interface_create(*, data: Mapping[str, Any]) -> Interface:
     """Add an interface to a host. The host's first interface is primary; a new primary takes the flag over."""
     host: Host = data["host"]
     has_primary = host.interfaces.filter(primary=True).exists()
-    values = dict(data)
-    if not has_primary:
-        values["primary"] = True
-    elif values.get("primary"):
-        host.interfaces.update(primary=False)
-    interface = model_update(Interface(), data=values, fields=INTERFACE_FIELDS)
+    interface = model_update(Interface(), data={**data, "primary": False}, fields=INTERFACE_FIELDS)
+    _primary_move(host=host, to=interface if data.get("primary") or not has_primary else None)
     host_history_record(host=host, action="interface added", detail=f"{interface.name} {interface.mac}")
     record_change(host_documents(host.pk))
     return interface
@@ -216,10 +213,10 @@ def interface_update(*, interface: Interface, data: Mapping[str, Any]) -> Interf
         raise ValidationError(
             {"primary": "A host needs exactly one primary interface: mark another one primary instead."}
         )
-    if data.get("primary") and not was_primary:
-        interface.host.interfaces.exclude(pk=interface.pk).update(primary=False)
     before = host_documents(interface.host_id)
-    interface = model_update(interface, data=data, fields=INTERFACE_FIELDS)
+    interface = model_update(interface, data={**data, "primary": was_primary}, fields=INTERFACE_FIELDS)
+    if data.get("primary") and not was_primary:
+        _primary_move(host=interface.host, to=interface)
     host_history_record(host=interface.host, action="interface changed", detail=f"{interface.name} {interface.mac}")
     record_change(before | host_documents(interface.host_id))
     return interface
@@ -232,12 +229,23 @@ def interface_delete(*, interface: Interface) -> None:
     before = host_documents(host.pk)
     host_history_record(host=host, action="interface removed", detail=f"{interface.name} {interface.mac}")
     model_delete(interface)
-    record_change(before | host_documents(host.pk))
     if was_primary:
-        successor = host.interfaces.order_by("name").first()
-        if successor:
-            successor.primary = True
-            successor.save(update_fields=["primary"])
+        _primary_move(host=host, to=None)
+    record_change(before | host_documents(host.pk))
+
+
+def _primary_move(*, host: Host, to: Interface | None) -> None:
+    """The one place the primary flag moves: to `to` (the host's other interfaces lose it), or with `to` None to the
+    host's first interface by name when none has it. A host has exactly one primary interface once it has any."""
+    if to is None:
+        if host.interfaces.filter(primary=True).exists():
+            return
+        to = host.interfaces.order_by("name").first()
+        if to is None:
+            return
+    host.interfaces.exclude(pk=to.pk).update(primary=False)
+    Interface.objects.filter(pk=to.pk).update(primary=True)
+    to.primary = True
 
 
 def _interfaces_described(interfaces: Iterable[Interface]) -> str:
