@@ -169,12 +169,15 @@ def validate_network(value: str) -> None:
     parse_network(value)
 
 
+def _list_items(value: str) -> list[str]:
+    """The items of a comma- or space-separated list."""
+    return [item for item in re.split(r"[\s,]+", value.strip()) if item]
+
+
 def parse_address_list(value: str) -> list[str]:
     """Comma- or space-separated IP addresses, normalised; raises ValidationError naming the bad one."""
     result = []
-    for item in re.split(r"[\s,]+", value.strip()):
-        if not item:
-            continue
+    for item in _list_items(value):
         try:
             result.append(str(ipaddress.ip_address(item)))
         except ValueError:
@@ -191,9 +194,7 @@ def validate_address_list(value: str) -> None:
 def parse_server_list(value: str) -> list[str]:
     """Comma- or space-separated host names or IP addresses (NTP servers), or ValidationError naming the bad one."""
     servers = []
-    for item in re.split(r"[\s,]+", value.strip()):
-        if not item:
-            continue
+    for item in _list_items(value):
         try:
             servers.append(str(ipaddress.ip_address(item)))
             continue

@@ -17,6 +17,7 @@ from hosts.selectors import subnet_for_address
 from images.choices import ImageType
 from images.models import NEWEST_FIRST, Image, ImageVersion
 from provisioning.models import BootDefaults, PxeMenu, PxeMenuItem
+from provisioning.selectors import boot_defaults
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,7 @@ def catalogue_get() -> Catalogue:
 
 def catalogue_read(current: str = "") -> Catalogue:
     """The catalogue read from the database now, bypassing the memo (what this transaction sees)."""
-    # A read: the row is made by a migration; without it (a flushed test database) the defaults are the model's.
-    defaults = BootDefaults.objects.select_related("boot_version__image").filter(pk=1).first() or BootDefaults(pk=1)
+    defaults = boot_defaults()
     menus = {
         menu.pk: menu
         for menu in PxeMenu.objects.prefetch_related(

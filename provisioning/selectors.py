@@ -172,7 +172,7 @@ def boot_template_list() -> QuerySet[BootTemplate]:
 
 def boot_defaults() -> BootDefaults:
     """The global boot defaults: the one row (made by a migration), else the model's defaults, unsaved."""
-    return BootDefaults.objects.filter(pk=1).first() or BootDefaults(pk=1)
+    return BootDefaults.objects.select_related("boot_version__image").filter(pk=1).first() or BootDefaults(pk=1)
 
 
 def build_for_token(*, token: str) -> Build | None:
