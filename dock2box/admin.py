@@ -1,4 +1,4 @@
-"""Admin plumbing shared by the apps."""
+"""Admin plumbing shared by the apps, and the history of who did what."""
 
 from typing import Any
 
@@ -6,9 +6,23 @@ from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
+from dock2box.models import History
+from dock2box.selectors import history_list
 
-class ServiceAdmin(admin.ModelAdmin):
-    """A model admin whose writes go through the app's services, like every other interface.
+
+class SelectorAdmin(admin.ModelAdmin):
+    """A model admin that reads its rows through the app's selector (`rows`), like every other interface."""
+
+    def rows(self) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        ordering = self.get_ordering(request)
+        return self.rows().order_by(*ordering) if ordering else self.rows()
+
+
+class ServiceAdmin(SelectorAdmin):
+    """A model admin whose writes go through the app's services (and reads through its selectors).
 
     A new object is made by `create_with_service` from the form's values; a changed one (the form has set its fields)
     is validated and saved by `save_with_service`; `delete_with_service` deletes one.
@@ -39,3 +53,25 @@ class ServiceAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for obj in queryset:
             self.delete_with_service(obj)
+
+
+@admin.register(History)
+class HistoryAdmin(SelectorAdmin):
+    """Who did what to every object, read-only: the services write it."""
+
+    list_display = ["time", "kind", "name", "actor", "action", "detail"]
+    list_filter = ["kind", "action"]
+    search_fields = ["name", "actor", "detail"]
+    date_hierarchy = "time"
+
+    def rows(self) -> QuerySet[History]:
+        return history_list()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,4 +1,4 @@
-"""The one model every app writes to: the change outbox behind the etcd mirror."""
+"""The models every app writes to: the change outbox behind the etcd mirror, and the history of who did what."""
 
 from django.db import models
 
@@ -21,3 +21,28 @@ class OutboxEntry(models.Model):
 
     def __str__(self) -> str:
         return self.document
+
+
+class History(models.Model):
+    """Who did what, through the services, to an object of the inventory: a host (its edits, interfaces, build mode,
+    installs, registration), a site, a subnet, an image or version, a menu, a template, the boot defaults.
+
+    `kind` is the object's model name (`host`, `site`, ...) and `object_id` its id: ids are never reused, so the
+    lines of a deleted object stay its own. `name` is what the object was called then.
+    """
+
+    kind = models.CharField(max_length=40)
+    object_id = models.BigIntegerField()
+    name = models.CharField(max_length=253, help_text="The object's name then (kept when it is renamed or deleted).")
+    time = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=200, help_text="A user, or the part of Dock2Box that acted (installer, ...).")
+    action = models.CharField(max_length=60)
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        verbose_name_plural = "history"
+        indexes = [models.Index(fields=["kind", "object_id", "-time"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}: {self.action} by {self.actor}"

@@ -1,4 +1,4 @@
-"""Write helpers every app's services use: one way to validate and save a row."""
+"""Write helpers every app's services use: one way to validate and save a row, one way to record who did it."""
 
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -6,7 +6,9 @@ from typing import Any, TypeVar
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from dock2box.actors import actor_current
 from dock2box.changes import record_change
+from dock2box.models import History
 
 M = TypeVar("M", bound=models.Model)
 
@@ -35,21 +37,51 @@ def _refuse_nul(instance: models.Model) -> None:
         raise ValidationError(errors, code="nul_character")
 
 
-def model_delete(instance: models.Model) -> None:
-    """Delete the row (and what cascades from it) and mark caches stale."""
+def model_delete(instance: models.Model, *, history: bool = False) -> None:
+    """Delete the row (and what cascades from it) and mark caches stale; with `history`, record who deleted it."""
+    if history:
+        history_record(obj=instance, action="deleted")
     instance.delete()
     record_change()
 
 
-def model_update(instance: M, *, data: Mapping[str, Any], fields: Iterable[str]) -> M:
+def model_update(instance: M, *, data: Mapping[str, Any], fields: Iterable[str], history: bool = False) -> M:
     """Set the given fields from `data` (those present in it) and validate and save the row.
 
-    Unknown keys in `data` are an error of the caller, not silently dropped.
+    Unknown keys in `data` are an error of the caller, not silently dropped. With `history`, who did it is recorded:
+    "created", or "changed" with the names of the `fields` whose value changed (values are not written down: some
+    are secrets); nothing when nothing changed.
     """
-    allowed = set(fields)
-    unknown = set(data) - allowed
+    names = list(fields)
+    unknown = set(data) - set(names)
     if unknown:
         raise TypeError(f"{type(instance).__name__} has no updatable fields {sorted(unknown)}")
     for name, value in data.items():
         setattr(instance, name, value)
-    return model_save(instance)
+    created = instance.pk is None
+    changed = _changed_fields(instance, names) if history and not created else []
+    model_save(instance)
+    if history and (created or changed):
+        history_record(obj=instance, action="created" if created else "changed", detail=", ".join(changed))
+    return instance
+
+
+def _changed_fields(instance: models.Model, names: list[str]) -> list[str]:
+    """The names among `names` whose value on `instance` differs from its stored row."""
+    attnames = [instance._meta.get_field(name).attname for name in names]
+    stored = type(instance)._default_manager.filter(pk=instance.pk).values(*attnames).first() or {}
+    return [
+        name for name, attname in zip(names, attnames, strict=True) if stored.get(attname) != getattr(instance, attname)
+    ]
+
+
+def history_record(*, obj: models.Model, action: str, detail: str = "") -> History:
+    """Write down who (`actor_current()`) did what to `obj`; every service that changes the inventory calls this."""
+    return History.objects.create(
+        kind=obj._meta.model_name,
+        object_id=obj.pk,
+        name=str(obj)[:253],
+        actor=actor_current()[:200],
+        action=action[:60],
+        detail=detail[:500],
+    )

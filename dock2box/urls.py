@@ -13,6 +13,7 @@ api_v2 = [
     path("", include("images.api.urls")),
     path("", include("hosts.api.urls")),
     path("", include("provisioning.api.urls")),
+    path("", include("dock2box.api.urls")),
 ]
 
 urlpatterns = [

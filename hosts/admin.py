@@ -3,12 +3,12 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from dock2box.admin import ServiceAdmin
 from dock2box.validators import normalise_mac
-from hosts import services
+from hosts import selectors, services
 from hosts.models import SITE_SECRETS, Host, Interface, Site, Subnet
 
 
@@ -61,13 +61,8 @@ class SiteAdmin(ServiceAdmin):
         readonly = list(super().get_readonly_fields(request, obj))
         return readonly if self.has_change_permission(request, obj) else [*readonly, *map(_masked, SITE_SECRETS)]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Site]:
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("image")
-            .annotate(subnet_count=Count("subnets", distinct=True), host_count=Count("hosts", distinct=True))
-        )
+    def rows(self) -> QuerySet[Site]:
+        return selectors.site_list_counted()
 
     @admin.display(description="subnets", ordering="subnet_count")
     def subnet_count(self, site: Any) -> int:
@@ -96,12 +91,11 @@ class SiteAdmin(ServiceAdmin):
 class SubnetAdmin(ServiceAdmin):
     list_display = ["network", "site", "gateway", "vlan", "dhcp", "interface_count", "description"]
     list_filter = ["site", "dhcp"]
-    list_select_related = ["site"]
     search_fields = ["network", "description", "site__name"]
     autocomplete_fields = ["site"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Subnet]:
-        return super().get_queryset(request).annotate(interface_count=Count("interfaces"))
+    def rows(self) -> QuerySet[Subnet]:
+        return selectors.subnet_list_counted()
 
     @admin.display(description="interfaces", ordering="interface_count")
     def interface_count(self, subnet: Any) -> int:
@@ -154,7 +148,6 @@ class HostAdmin(ServiceAdmin):
         "fqdn", "site", "image_and_version", "build", "status", "primary_mac", "primary_ip", "last_seen",
     ]  # fmt: skip
     list_filter = ["site", "image", "build", "status"]
-    list_select_related = ["site", "image", "image_version"]
     search_fields = ["fqdn", "interfaces__mac", "interfaces__ip", "serial", "asset_tag"]
     search_help_text = "Host name, MAC (any spelling), IP, serial or asset tag."
     autocomplete_fields = ["site", "image", "image_version", "boot_version", "pxe_menu"]
@@ -166,8 +159,8 @@ class HostAdmin(ServiceAdmin):
         ("Identity", {"fields": ["serial", "uuid", "asset_tag", "labels", "created", "updated"]}),
     ]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Host]:
-        return super().get_queryset(request).prefetch_related(Prefetch("interfaces", queryset=Interface.objects.all()))
+    def rows(self) -> QuerySet[Host]:
+        return selectors.host_list()
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Host], search_term: str) -> Any:
         # A MAC in any spelling finds its host: the column holds the normalised form.

@@ -31,7 +31,7 @@ from dock2box.validators import (
 )
 from hosts.choices import HostStatus
 from images.choices import ImageType, VolumeManagement
-from images.models import boot_version_errors, boot_version_field
+from images.models import boot_version_errors, boot_version_field, version_of_image_error
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # A site's secrets: write-only in the API, masked in the admin for users who cannot change them, handed only to an
@@ -321,11 +321,8 @@ class Host(models.Model):
             with contextlib.suppress(ValidationError):  # the field's own validator reports it
                 self.fqdn = normalise_fqdn(self.fqdn)
         errors: dict[str, str] = {}
-        if self.image_version is not None:
-            if self.image is None:
-                errors["image_version"] = "Pick the image first; a version belongs to an image."
-            elif self.image_version.image_id != self.image_id:
-                errors["image_version"] = f"{self.image_version} is not a version of {self.image}."
+        if version_error := version_of_image_error(self.image, self.image_version):
+            errors["image_version"] = version_error
         if self.image is not None and self.image.type == ImageType.BOOT:
             errors["image"] = "A boot image cannot be installed on a host; pick a docker or file image."
         errors |= boot_version_errors(self.boot_version)
@@ -431,22 +428,3 @@ class Interface(models.Model):
         from hosts.selectors import subnet_for_address  # selectors read models: imported when used
 
         return subnet_for_address(address=address, site_id=self.host.site_id if self.host_id else None)
-
-
-class HostHistory(models.Model):
-    """Who did what to a host, through the services: edits, its interfaces, build mode, installs, registration."""
-
-    host = models.ForeignKey(Host, on_delete=models.SET_NULL, null=True, blank=True, related_name="history")
-    fqdn = models.CharField("FQDN", max_length=253, help_text="The host's name then (kept when it is deleted).")
-    time = models.DateTimeField(auto_now_add=True)
-    actor = models.CharField(max_length=200, help_text="A user, or the part of Dock2Box that acted (installer, ...).")
-    action = models.CharField(max_length=60)
-    detail = models.CharField(max_length=500, blank=True)
-
-    class Meta:
-        ordering = ["-time", "-id"]
-        verbose_name_plural = "host history"
-        indexes = [models.Index(fields=["host", "-time"])]
-
-    def __str__(self) -> str:
-        return f"{self.fqdn}: {self.action} by {self.actor}"

@@ -3,9 +3,9 @@
 import ipaddress
 from collections.abc import Iterable, Iterator
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 
-from hosts.models import Host, HostHistory, Interface, Site, Subnet
+from hosts.models import Host, Interface, Site, Subnet
 
 
 def site_list() -> QuerySet[Site]:
@@ -13,9 +13,19 @@ def site_list() -> QuerySet[Site]:
     return Site.objects.select_related("image")
 
 
+def site_list_counted() -> QuerySet[Site]:
+    """All sites with their default image and how many subnets and hosts each has."""
+    return site_list().annotate(subnet_count=Count("subnets", distinct=True), host_count=Count("hosts", distinct=True))
+
+
 def subnet_list() -> QuerySet[Subnet]:
     """All subnets with their site."""
     return Subnet.objects.select_related("site")
+
+
+def subnet_list_counted() -> QuerySet[Subnet]:
+    """All subnets with their site and how many interfaces each holds."""
+    return subnet_list().annotate(interface_count=Count("interfaces"))
 
 
 def interface_list() -> QuerySet[Interface]:
@@ -28,11 +38,6 @@ def host_list() -> QuerySet[Host]:
     return Host.objects.select_related("site", "image", "image_version").prefetch_related(
         Prefetch("interfaces", queryset=Interface.objects.select_related("subnet"))
     )
-
-
-def host_history(*, host: Host) -> QuerySet[HostHistory]:
-    """Who did what to the host, newest first."""
-    return host.history.order_by("-time", "-id")
 
 
 def interface_boot(interfaces: Iterable[Interface]) -> Interface | None:

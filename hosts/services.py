@@ -10,10 +10,9 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from dock2box.actors import actor_current
 from dock2box.changes import document, record_change
-from dock2box.services import model_delete, model_update
-from hosts.models import Host, HostHistory, Interface, Site, Subnet, subnet_key
+from dock2box.services import history_record, model_delete, model_update
+from hosts.models import Host, Interface, Site, Subnet, subnet_key
 
 SITE_FIELDS = [
     "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry", "image", "boot_version",
@@ -26,7 +25,6 @@ HOST_FIELDS = [
     "pxe_menu", "serial", "uuid", "asset_tag", "labels",
 ]  # fmt: skip
 INTERFACE_FIELDS = ["host", "name", "mac", "ip", "subnet", "netmask", "gateway", "dhcp", "primary"]
-_HOST_ATTNAMES = [Host._meta.get_field(name).attname for name in HOST_FIELDS]  # type: ignore[union-attr]
 
 
 def _site_documents(site_id: int | None, *, dependents: bool) -> set[str]:
@@ -65,7 +63,7 @@ def host_documents(host_id: int | None) -> set[str]:
 @transaction.atomic
 def site_create(*, data: Mapping[str, Any]) -> Site:
     """Create a site."""
-    site = model_update(Site(), data=data, fields=SITE_FIELDS)
+    site = model_update(Site(), data=data, fields=SITE_FIELDS, history=True)
     record_change(_site_documents(site.pk, dependents=False))
     return site
 
@@ -74,7 +72,7 @@ def site_create(*, data: Mapping[str, Any]) -> Site:
 def site_update(*, site: Site, data: Mapping[str, Any]) -> Site:
     """Change the given fields of a site."""
     before = _site_documents(site.pk, dependents=True)
-    site = model_update(site, data=data, fields=SITE_FIELDS)
+    site = model_update(site, data=data, fields=SITE_FIELDS, history=True)
     renamed = document("sites", site.name) not in before
     record_change(before | _site_documents(site.pk, dependents=renamed))
     return site
@@ -84,14 +82,14 @@ def site_update(*, site: Site, data: Mapping[str, Any]) -> Site:
 def site_delete(*, site: Site) -> None:
     """Delete a site (refused while subnets or hosts belong to it)."""
     before = _site_documents(site.pk, dependents=False)
-    model_delete(site)
+    model_delete(site, history=True)
     record_change(before)
 
 
 @transaction.atomic
 def subnet_create(*, data: Mapping[str, Any]) -> Subnet:
     """Create a subnet."""
-    subnet = model_update(Subnet(), data=data, fields=SUBNET_FIELDS)
+    subnet = model_update(Subnet(), data=data, fields=SUBNET_FIELDS, history=True)
     record_change(_subnet_documents(subnet.pk))
     return subnet
 
@@ -100,7 +98,7 @@ def subnet_create(*, data: Mapping[str, Any]) -> Subnet:
 def subnet_update(*, subnet: Subnet, data: Mapping[str, Any]) -> Subnet:
     """Change the given fields of a subnet."""
     before = _subnet_documents(subnet.pk)
-    subnet = model_update(subnet, data=data, fields=SUBNET_FIELDS)
+    subnet = model_update(subnet, data=data, fields=SUBNET_FIELDS, history=True)
     record_change(before | _subnet_documents(subnet.pk))
     return subnet
 
@@ -109,22 +107,14 @@ def subnet_update(*, subnet: Subnet, data: Mapping[str, Any]) -> Subnet:
 def subnet_delete(*, subnet: Subnet) -> None:
     """Delete a subnet (refused while interfaces use it)."""
     before = _subnet_documents(subnet.pk)
-    model_delete(subnet)
+    model_delete(subnet, history=True)
     record_change(before)
-
-
-def host_history_record(*, host: Host, action: str, detail: str = "") -> HostHistory:
-    """Write down who (`actor_current()`) did what to a host; every service that changes a host calls this."""
-    return HostHistory.objects.create(
-        host=host, fqdn=host.fqdn, actor=actor_current()[:200], action=action, detail=detail[:500]
-    )
 
 
 @transaction.atomic
 def host_create(*, data: Mapping[str, Any], interfaces: Sequence[Mapping[str, Any]] = ()) -> Host:
     """Create a host, with its interfaces if given (the first is primary unless one says so)."""
-    host = model_update(Host(), data=data, fields=HOST_FIELDS)
-    host_history_record(host=host, action="created")
+    host = model_update(Host(), data=data, fields=HOST_FIELDS, history=True)
     if interfaces:
         host_set_interfaces(host=host, interfaces=interfaces)
     record_change(host_documents(host.pk))
@@ -135,12 +125,7 @@ def host_create(*, data: Mapping[str, Any], interfaces: Sequence[Mapping[str, An
 def host_update(*, host: Host, data: Mapping[str, Any], interfaces: Sequence[Mapping[str, Any]] | None = None) -> Host:
     """Change the given fields of a host; with `interfaces`, replace its interfaces (matched by name)."""
     before = host_documents(host.pk)
-    stored = Host.objects.filter(pk=host.pk).values(*_HOST_ATTNAMES).first() or {}
-    host = model_update(host, data=data, fields=HOST_FIELDS)
-    changed = [name for name, attname in zip(HOST_FIELDS, _HOST_ATTNAMES, strict=True)
-               if stored.get(attname) != getattr(host, attname)]  # fmt: skip
-    if changed:
-        host_history_record(host=host, action="changed", detail=", ".join(changed))
+    host = model_update(host, data=data, fields=HOST_FIELDS, history=True)
     if interfaces is not None:
         host_set_interfaces(host=host, interfaces=interfaces)
     record_change(before | host_documents(host.pk))
@@ -151,8 +136,7 @@ def host_update(*, host: Host, data: Mapping[str, Any], interfaces: Sequence[Map
 def host_delete(*, host: Host) -> None:
     """Delete a host with its interfaces and builds."""
     before = host_documents(host.pk)
-    host_history_record(host=host, action="deleted")
-    model_delete(host)
+    model_delete(host, history=True)
     record_change(before)
 
 
@@ -186,7 +170,7 @@ def host_set_interfaces(*, host: Host, interfaces: Sequence[Mapping[str, Any]]) 
     _primary_move(host=host, to=next((interface for interface in saved if interface.name == primary_name), None))
     described = _interfaces_described(saved)
     if described != described_before:
-        host_history_record(host=host, action="interfaces set", detail=described or "none")
+        history_record(obj=host, action="interfaces set", detail=described or "none")
     record_change(before | host_documents(host.pk))
     return saved
 
@@ -198,7 +182,7 @@ def interface_create(*, data: Mapping[str, Any]) -> Interface:
     has_primary = host.interfaces.filter(primary=True).exists()
     interface = model_update(Interface(), data={**data, "primary": False}, fields=INTERFACE_FIELDS)
     _primary_move(host=host, to=interface if data.get("primary") or not has_primary else None)
-    host_history_record(host=host, action="interface added", detail=f"{interface.name} {interface.mac}")
+    history_record(obj=host, action="interface added", detail=f"{interface.name} {interface.mac}")
     record_change(host_documents(host.pk))
     return interface
 
@@ -217,7 +201,7 @@ def interface_update(*, interface: Interface, data: Mapping[str, Any]) -> Interf
     interface = model_update(interface, data={**data, "primary": was_primary}, fields=INTERFACE_FIELDS)
     if data.get("primary") and not was_primary:
         _primary_move(host=interface.host, to=interface)
-    host_history_record(host=interface.host, action="interface changed", detail=f"{interface.name} {interface.mac}")
+    history_record(obj=interface.host, action="interface changed", detail=f"{interface.name} {interface.mac}")
     record_change(before | host_documents(interface.host_id))
     return interface
 
@@ -227,7 +211,7 @@ def interface_delete(*, interface: Interface) -> None:
     """Delete an interface; when it was primary, the host's next interface (by name) becomes primary."""
     host, was_primary = interface.host, interface.primary
     before = host_documents(host.pk)
-    host_history_record(host=host, action="interface removed", detail=f"{interface.name} {interface.mac}")
+    history_record(obj=host, action="interface removed", detail=f"{interface.name} {interface.mac}")
     model_delete(interface)
     if was_primary:
         _primary_move(host=host, to=None)

@@ -1,11 +1,11 @@
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from dock2box.admin import ServiceAdmin
-from images import services
+from images import selectors, services
 from images.models import Image, ImageVersion
 
 
@@ -30,13 +30,8 @@ class ImageAdmin(ServiceAdmin):
         ("Scripts", {"classes": ["collapse"], "fields": ["naming_scheme", "main_script", "post_script"]}),
     ]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Image]:
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("boot_version__image")
-            .annotate(version_count=Count("versions", distinct=True), host_count=Count("hosts", distinct=True))
-        )
+    def rows(self) -> QuerySet[Image]:
+        return selectors.image_list_counted()
 
     @admin.display(description="versions", ordering="version_count")
     def version_count(self, image: Any) -> int:
@@ -67,10 +62,12 @@ class ImageAdmin(ServiceAdmin):
 class ImageVersionAdmin(ServiceAdmin):
     list_display = ["__str__", "image", "version", "timestamp", "digest", "size"]
     list_filter = ["image__type", "image"]
-    list_select_related = ["image"]
     search_fields = ["image__name", "version", "digest"]
     autocomplete_fields = ["image"]
     date_hierarchy = "timestamp"
+
+    def rows(self) -> QuerySet[ImageVersion]:
+        return selectors.image_version_list()
 
     def create_with_service(self, data: dict[str, Any]) -> ImageVersion:
         return services.image_version_create(data=data)

@@ -34,6 +34,18 @@ def boot_version_errors(version: "ImageVersion | None") -> dict[str, str]:
     return {}
 
 
+def version_of_image_error(image: "Image | None", version: "ImageVersion | None") -> str | None:
+    """Why `version` cannot be the chosen version of `image` (None when it can): the one rule that a version belongs
+    to its image, for the host's form and API, the importers and the boot path."""
+    if version is None:
+        return None
+    if image is None:
+        return "Pick the image first; a version belongs to an image."
+    if version.image_id != image.pk:
+        return f"{version} is not a version of {image}."
+    return None
+
+
 class Image(models.Model):
     """An installable image (Docker/OCI or file tarball) or a boot environment (kernel + initrd).
 

@@ -18,7 +18,7 @@ from dock2box.services import model_delete, model_update
 from images.choices import ImageType
 from images.models import Image, ImageVersion
 from images.registry import RegistryClient
-from images.selectors import registry_url
+from images.selectors import image_version_named, registry_url
 
 IMAGE_FIELDS = [
     "name", "type", "description", "registry", "repository", "file_url", "boot_version", "kopts", "debug", "gpt",
@@ -64,7 +64,7 @@ def _version_documents(version_id: int | None, *, dependents: bool) -> set[str]:
 @transaction.atomic
 def image_create(*, data: Mapping[str, Any]) -> Image:
     """Create an image from field values."""
-    image = model_update(Image(), data=data, fields=IMAGE_FIELDS)
+    image = model_update(Image(), data=data, fields=IMAGE_FIELDS, history=True)
     record_change(_image_documents(image.pk, dependents=False))
     return image
 
@@ -73,7 +73,7 @@ def image_create(*, data: Mapping[str, Any]) -> Image:
 def image_update(*, image: Image, data: Mapping[str, Any]) -> Image:
     """Change the given fields of an image."""
     before = _image_documents(image.pk, dependents=True)
-    image = model_update(image, data=data, fields=IMAGE_FIELDS)
+    image = model_update(image, data=data, fields=IMAGE_FIELDS, history=True)
     renamed = document("image", image.name) not in before
     record_change(before | _image_documents(image.pk, dependents=renamed))
     return image
@@ -103,7 +103,7 @@ def image_delete(*, image: Image) -> None:
     """Delete an image and its versions (refused while a host, site or image uses it), with their stored files."""
     before = _image_documents(image.pk, dependents=True)
     files = _stored_files(image.versions.all())
-    model_delete(image)
+    model_delete(image, history=True)
     record_change(before)
     _delete_files_on_commit(files)
 
@@ -140,7 +140,7 @@ def _record_file(version: ImageVersion) -> None:
 @transaction.atomic
 def image_version_create(*, data: Mapping[str, Any]) -> ImageVersion:
     """Add a version to an image (a file image's tarball gives it its digest and size)."""
-    version = model_update(ImageVersion(), data=data, fields=VERSION_FIELDS)
+    version = model_update(ImageVersion(), data=data, fields=VERSION_FIELDS, history=True)
     _record_file(version)
     record_change(_version_documents(version.pk, dependents=False))
     return version
@@ -151,7 +151,7 @@ def image_version_update(*, version: ImageVersion, data: Mapping[str, Any]) -> I
     """Change the given fields of an image version."""
     before = _version_documents(version.pk, dependents=True)
     stored = _stored_files(ImageVersion.objects.filter(pk=version.pk))
-    version = model_update(version, data=data, fields=VERSION_FIELDS)
+    version = model_update(version, data=data, fields=VERSION_FIELDS, history=True)
     _record_file(version)
     record_change(before | _version_documents(version.pk, dependents=True))
     _delete_files_on_commit(stored - _stored_files(ImageVersion.objects.filter(pk=version.pk)))  # replaced ones
@@ -163,7 +163,7 @@ def image_version_delete(*, version: ImageVersion) -> None:
     """Delete an image version (refused while something boots or installs it) and its stored files."""
     before = _version_documents(version.pk, dependents=True)
     files = _stored_files(ImageVersion.objects.filter(pk=version.pk))
-    model_delete(version)
+    model_delete(version, history=True)
     record_change(before)
     _delete_files_on_commit(files)
 
@@ -177,7 +177,7 @@ def boot_environment_register(*, image_name: str, version: str, kernel: Path, in
     image = Image.objects.filter(name=image_name).first() or image_create(
         data={"name": image_name, "type": ImageType.BOOT, "description": "Dock2Box installer boot environment"}
     )
-    existing = image.versions.filter(version=version).first()
+    existing = image_version_named(image=image, name=version)
     if existing is not None:
         return existing
     with kernel.open("rb") as kernel_file, initrd.open("rb") as initrd_file:

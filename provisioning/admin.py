@@ -3,22 +3,20 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import F, Func, OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from dock2box.admin import ServiceAdmin
-from dock2box.models import OutboxEntry
-from hosts import selectors as host_selectors
+from dock2box.admin import SelectorAdmin, ServiceAdmin
+from dock2box.selectors import history_of
 from hosts.admin import HostAdmin
 from hosts.models import Host
 from images.admin import ImageVersionAdmin
 from images.models import ImageVersion
 from provisioning import selectors, services
-from provisioning.choices import BuildState
 from provisioning.configs import FORMATS, host_config_render
 from provisioning.models import (
     BootDefaults,
@@ -46,10 +44,13 @@ class PxeMenuAdmin(ServiceAdmin):
     search_fields = ["name", "title"]
     inlines = [PxeMenuItemInline]
 
+    def rows(self) -> QuerySet[PxeMenu]:
+        return selectors.pxe_menu_list()
+
     def get_form(self, request: HttpRequest, obj: PxeMenu | None = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
         # Only this menu's own items can be its default.
-        form.base_fields["default_item"].queryset = PxeMenuItem.objects.filter(menu=obj)
+        form.base_fields["default_item"].queryset = selectors.pxe_menu_items(menu=obj)
         return form
 
     def create_with_service(self, data: dict[str, Any]) -> PxeMenu:
@@ -70,10 +71,13 @@ class PxeMenuAdmin(ServiceAdmin):
 
 
 @admin.register(BootDefaults)
-class BootDefaultsAdmin(admin.ModelAdmin):
+class BootDefaultsAdmin(SelectorAdmin):
     """One row: the list goes straight to its form."""
 
     autocomplete_fields = ["pxe_menu", "boot_version"]
+
+    def rows(self) -> QuerySet[BootDefaults]:
+        return selectors.boot_defaults_list()
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         defaults = selectors.boot_defaults()  # the row a migration made
@@ -101,12 +105,11 @@ class BuildEventInline(admin.TabularInline):
 
 
 @admin.register(Build)
-class BuildAdmin(admin.ModelAdmin):
+class BuildAdmin(SelectorAdmin):
     """Install attempts, read-only: they change through build mode and the installer's events."""
 
     list_display = ["host", "state", "created", "started", "finished", "last_activity", "refusals"]
     list_filter = ["state"]
-    list_select_related = ["host"]
     search_fields = ["host__fqdn"]
     readonly_fields = [
         "host", "state", "image_version", "created", "started", "finished", "last_activity", "bootloader_started",
@@ -114,6 +117,9 @@ class BuildAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     fields = readonly_fields
     inlines = [BuildEventInline]
+
+    def rows(self) -> QuerySet[Build]:
+        return selectors.build_list()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -141,11 +147,8 @@ class BuildHostAdmin(HostAdmin):
         ("History", {"fields": ["history"]}),
     ]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Host]:
-        latest_progress = BuildEvent.objects.filter(
-            build__host=OuterRef("pk"), build__state=BuildState.RUNNING, progress__isnull=False
-        ).order_by("-time", "-id")
-        return super().get_queryset(request).annotate(running_progress=Subquery(latest_progress.values("progress")[:1]))
+    def rows(self) -> QuerySet[Host]:
+        return selectors.host_list_with_progress()
 
     @admin.display(description="progress")
     def build_progress(self, host: Any) -> str:
@@ -197,7 +200,7 @@ class BuildHostAdmin(HostAdmin):
     def history(self, host: Host) -> str:
         if not host.pk:
             return "-"
-        entries = list(host_selectors.host_history(host=host)[:HISTORY_SHOWN])
+        entries = list(history_of(obj=host)[:HISTORY_SHOWN])
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -262,8 +265,11 @@ class BuildHostAdmin(HostAdmin):
 
 
 @admin.register(DiscoveredHost)
-class DiscoveredHostAdmin(admin.ModelAdmin):
+class DiscoveredHostAdmin(SelectorAdmin):
     """MACs that PXE-booted without being known; "register" turns them into hosts."""
+
+    def rows(self) -> QuerySet[DiscoveredHost]:
+        return selectors.discovered_host_list()
 
     list_display = ["mac", "ip", "serial", "uuid", "asset", "platform", "first_seen", "last_seen"]
     list_filter = ["platform"]
@@ -296,6 +302,9 @@ class BootTemplateAdmin(ServiceAdmin):
     search_fields = ["name", "content"]
     autocomplete_fields = ["host", "image", "site"]
 
+    def rows(self) -> QuerySet[BootTemplate]:
+        return selectors.boot_template_list()
+
     def create_with_service(self, data: dict[str, Any]) -> BootTemplate:
         return services.boot_template_create(data=data)
 
@@ -307,23 +316,15 @@ class BootTemplateAdmin(ServiceAdmin):
 
 
 @admin.register(MirrorState)
-class MirrorStateAdmin(admin.ModelAdmin):
+class MirrorStateAdmin(SelectorAdmin):
     """The etcd mirror at a glance (one row): outbox backlog, lag, last sync, last error; reconcile on demand."""
 
     list_display = ["__str__", "enabled", "backlog", "lag", "last_success", "last_error_at", "last_error"]
     readonly_fields = ["last_success", "last_error_at", "last_error"]
     actions = ["reconcile_now"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[MirrorState]:
-        waiting = OutboxEntry.objects.order_by()
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                outbox_backlog=Subquery(waiting.annotate(n=Func(F("id"), function="COUNT")).values("n")[:1]),
-                outbox_oldest=Subquery(waiting.order_by("created").values("created")[:1]),
-            )
-        )
+    def rows(self) -> QuerySet[MirrorState]:
+        return selectors.mirror_state_list()
 
     @admin.display(boolean=True, description="on")
     def enabled(self, state: MirrorState) -> bool:

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from hosts.models import Host, Interface, Site, Subnet
 from images.choices import ImageType
-from images.models import Image, ImageVersion
+from images.models import Image, ImageVersion, version_of_image_error
 from provisioning.catalogue import Catalogue
 from provisioning.models import PxeMenu
 
@@ -58,7 +58,7 @@ def host_settings(
         image = catalogue.images_by_id.get(image_id) if image_id else None
         if image is not None:
             pinned = catalogue.versions.get(host.image_version_id) if host.image_version_id else None
-            version = pinned if pinned is not None and pinned.image_id == image.pk else catalogue.latest(image)
+            version = pinned if pinned and not version_of_image_error(image, pinned) else catalogue.latest(image)
     boot_version_id = _first(
         host.boot_version_id,
         image.boot_version_id if image else None,

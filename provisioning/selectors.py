@@ -8,7 +8,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Field, Min, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, Field, Func, Min, Model, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.files import FieldFile
 from django.db.models.functions import Left
 from django.utils import timezone
@@ -17,6 +17,7 @@ from django.utils.timezone import is_aware, make_aware
 
 from dock2box.models import OutboxEntry
 from hosts.models import Host, Interface, Site, Subnet, subnet_key
+from hosts.selectors import host_list
 from images.choices import ImageType
 from images.models import Image, ImageVersion
 from provisioning.choices import BuildState
@@ -40,6 +41,11 @@ def pxe_menu_list() -> QuerySet[PxeMenu]:
 def pxe_menu_item_list() -> QuerySet[PxeMenuItem]:
     """All menu items with their menu."""
     return PxeMenuItem.objects.select_related("menu")
+
+
+def pxe_menu_items(*, menu: PxeMenu | None) -> QuerySet[PxeMenuItem]:
+    """A menu's own items (none for a menu not saved yet): the only candidates for its default item."""
+    return PxeMenuItem.objects.filter(menu=menu) if menu is not None and menu.pk else PxeMenuItem.objects.none()
 
 
 def build_list() -> QuerySet[Build]:
@@ -170,9 +176,14 @@ def boot_template_list() -> QuerySet[BootTemplate]:
     return BootTemplate.objects.select_related("host", "image", "site")
 
 
+def boot_defaults_list() -> QuerySet[BootDefaults]:
+    """The global boot defaults' one row (made by a migration), as a queryset."""
+    return BootDefaults.objects.select_related("boot_version__image", "pxe_menu").filter(pk=1)
+
+
 def boot_defaults() -> BootDefaults:
-    """The global boot defaults: the one row (made by a migration), else the model's defaults, unsaved."""
-    return BootDefaults.objects.select_related("boot_version__image").filter(pk=1).first() or BootDefaults(pk=1)
+    """The global boot defaults: the one row, else the model's defaults, unsaved."""
+    return boot_defaults_list().first() or BootDefaults(pk=1)
 
 
 def build_for_token(*, token: str) -> Build | None:
@@ -243,6 +254,24 @@ class MirrorStatus:
     def lag_seconds(self) -> float:
         """How long the oldest waiting change has waited (0 when nothing waits)."""
         return (timezone.now() - self.oldest_change).total_seconds() if self.oldest_change else 0.0
+
+
+def mirror_state_list() -> QuerySet[MirrorState]:
+    """The mirror's state row with the outbox's backlog (`outbox_backlog`) and oldest change (`outbox_oldest`)."""
+    waiting = OutboxEntry.objects.order_by()
+    return MirrorState.objects.annotate(
+        outbox_backlog=Subquery(waiting.annotate(n=Func(F("id"), function="COUNT")).values("n")[:1]),
+        outbox_oldest=Subquery(waiting.order_by("created").values("created")[:1]),
+    )
+
+
+def host_list_with_progress() -> QuerySet[Host]:
+    """The hosts as `hosts.selectors.host_list` reads them, with the running build's last progress
+    (`running_progress`, None when no build runs or it reported none)."""
+    latest_progress = BuildEvent.objects.filter(
+        build__host=OuterRef("pk"), build__state=BuildState.RUNNING, progress__isnull=False
+    ).order_by("-time", "-id")
+    return host_list().annotate(running_progress=Subquery(latest_progress.values("progress")[:1]))
 
 
 def mirror_status() -> MirrorStatus:

@@ -15,11 +15,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from dock2box.changes import document, record_change
-from dock2box.services import model_delete, model_update
+from dock2box.services import history_record, model_delete, model_update
 from hosts.choices import HostStatus
 from hosts.models import Host, Site
 from hosts.selectors import subnet_for_address
-from hosts.services import host_create, host_documents, host_history_record
+from hosts.services import host_create, host_documents
 from images import services as image_services
 from images.models import ImageVersion
 from provisioning.choices import BuildStage, BuildState
@@ -54,7 +54,7 @@ def build_token_new() -> str:
 @transaction.atomic
 def pxe_menu_create(*, data: Mapping[str, Any]) -> PxeMenu:
     """Create a PXE menu."""
-    saved = model_update(PxeMenu(), data=data, fields=MENU_FIELDS)
+    saved = model_update(PxeMenu(), data=data, fields=MENU_FIELDS, history=True)
     record_change({document("default")})  # menus and defaults show in /default
     return saved
 
@@ -62,7 +62,7 @@ def pxe_menu_create(*, data: Mapping[str, Any]) -> PxeMenu:
 @transaction.atomic
 def pxe_menu_update(*, menu: PxeMenu, data: Mapping[str, Any]) -> PxeMenu:
     """Change the given fields of a PXE menu."""
-    saved = model_update(menu, data=data, fields=MENU_FIELDS)
+    saved = model_update(menu, data=data, fields=MENU_FIELDS, history=True)
     record_change({document("default")})  # menus and defaults show in /default
     return saved
 
@@ -70,14 +70,14 @@ def pxe_menu_update(*, menu: PxeMenu, data: Mapping[str, Any]) -> PxeMenu:
 @transaction.atomic
 def pxe_menu_delete(*, menu: PxeMenu) -> None:
     """Delete a PXE menu with its items (refused while a site or host uses it)."""
-    model_delete(menu)
+    model_delete(menu, history=True)
     record_change({document("default")})
 
 
 @transaction.atomic
 def pxe_menu_item_create(*, data: Mapping[str, Any]) -> PxeMenuItem:
     """Add an item to a PXE menu."""
-    saved = model_update(PxeMenuItem(), data=data, fields=MENU_ITEM_FIELDS)
+    saved = model_update(PxeMenuItem(), data=data, fields=MENU_ITEM_FIELDS, history=True)
     record_change({document("default")})  # menus and defaults show in /default
     return saved
 
@@ -85,7 +85,7 @@ def pxe_menu_item_create(*, data: Mapping[str, Any]) -> PxeMenuItem:
 @transaction.atomic
 def pxe_menu_item_update(*, item: PxeMenuItem, data: Mapping[str, Any]) -> PxeMenuItem:
     """Change the given fields of a PXE menu item."""
-    saved = model_update(item, data=data, fields=MENU_ITEM_FIELDS)
+    saved = model_update(item, data=data, fields=MENU_ITEM_FIELDS, history=True)
     record_change({document("default")})  # menus and defaults show in /default
     return saved
 
@@ -93,7 +93,7 @@ def pxe_menu_item_update(*, item: PxeMenuItem, data: Mapping[str, Any]) -> PxeMe
 @transaction.atomic
 def pxe_menu_item_delete(*, item: PxeMenuItem) -> None:
     """Delete a PXE menu item."""
-    model_delete(item)
+    model_delete(item, history=True)
     record_change({document("default")})
 
 
@@ -106,7 +106,7 @@ def boot_defaults_get() -> BootDefaults:
 @transaction.atomic
 def boot_defaults_update(*, data: Mapping[str, Any]) -> BootDefaults:
     """Change the given global boot defaults."""
-    saved = model_update(boot_defaults_get(), data=data, fields=BOOT_DEFAULTS_FIELDS)
+    saved = model_update(boot_defaults_get(), data=data, fields=BOOT_DEFAULTS_FIELDS, history=True)
     record_change({document("default")})  # menus and defaults show in /default
     return saved
 
@@ -127,7 +127,7 @@ def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
         build = Build.objects.create(
             host=host, token=build_token_new(), last_activity=timezone.now(), image_version_id=version_id
         )
-        host_history_record(host=host, action="build mode entered", detail=f"build #{build.pk}")
+        history_record(obj=host, action="build mode entered", detail=f"build #{build.pk}")
     if not host.build:
         host.build = True
         host.save(update_fields=["build", "updated"])
@@ -145,7 +145,7 @@ def host_cancel_build(*, host: Host) -> Build | None:
     build = host.builds.select_for_update().filter(state__in=[BuildState.PENDING, BuildState.RUNNING]).first()
     fields = ["build", "updated"]
     if build is not None:
-        host_history_record(host=host, action="build mode cancelled", detail=f"build #{build.pk} ({build.state})")
+        history_record(obj=host, action="build mode cancelled", detail=f"build #{build.pk} ({build.state})")
         if build.state == BuildState.RUNNING:
             host.status = HostStatus.FAILED
             fields.append("status")
@@ -293,8 +293,8 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
             Host.objects.filter(pk=build.host_id).update(
                 build=False, status=HostStatus.INSTALLED if succeeded else HostStatus.FAILED, updated=now
             )
-            host_history_record(
-                host=build.host, action="installed" if succeeded else "install failed",
+            history_record(
+                obj=build.host, action="installed" if succeeded else "install failed",
                 detail=f"build #{build.pk}: {message.splitlines()[0] if message else stage}",
             )  # fmt: skip
             record_change(host_documents(build.host_id))
@@ -323,8 +323,8 @@ def build_close_unconfirmed(*, build_id: int, now: datetime) -> bool:
         "bootloader without reporting done; it boots its disk"
     )  # fmt: skip
     Host.objects.filter(pk=build.host_id).update(build=False, status=HostStatus.UNCONFIRMED, updated=now)
-    host_history_record(
-        host=build.host, action="installed, unconfirmed", detail=f"build #{build.pk}: booted again without done"
+    history_record(
+        obj=build.host, action="installed, unconfirmed", detail=f"build #{build.pk}: booted again without done"
     )
     record_change(host_documents(build.host_id))
     return True
@@ -346,19 +346,19 @@ TEMPLATE_FIELDS = ["name", "kind", "content", "host", "image", "site"]
 @transaction.atomic
 def boot_template_create(*, data: Mapping[str, Any]) -> BootTemplate:
     """Create a kickstart, preseed or cloud-init template."""
-    return model_update(BootTemplate(), data=data, fields=TEMPLATE_FIELDS)
+    return model_update(BootTemplate(), data=data, fields=TEMPLATE_FIELDS, history=True)
 
 
 @transaction.atomic
 def boot_template_update(*, template: BootTemplate, data: Mapping[str, Any]) -> BootTemplate:
     """Change the given fields of a template."""
-    return model_update(template, data=data, fields=TEMPLATE_FIELDS)
+    return model_update(template, data=data, fields=TEMPLATE_FIELDS, history=True)
 
 
 @transaction.atomic
 def boot_template_delete(*, template: BootTemplate) -> None:
     """Delete a template."""
-    model_delete(template)
+    model_delete(template, history=True)
 
 
 @transaction.atomic
@@ -398,7 +398,7 @@ def discovered_host_register(*, discovered: DiscoveredHost) -> Host:
         },
         interfaces=[{"name": "eth0", "mac": discovered.mac, "ip": discovered.ip if subnet else None}],
     )
-    host_history_record(host=host, action="registered", detail=f"from the discovered MAC {discovered.mac}")
+    history_record(obj=host, action="registered", detail=f"from the discovered MAC {discovered.mac}")
     discovered.delete()
     return host
 

@@ -1,13 +1,13 @@
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
 from dock2box.api.serializers import MACAddressField
 from hosts import services
-from hosts.models import SITE_SECRETS, Host, HostHistory, Interface, Site, Subnet
+from hosts.models import SITE_SECRETS, Host, Interface, Site, Subnet
 from images.choices import ImageType
 from images.models import LATEST, Image
+from images.selectors import image_version_named
 
 
 class SiteSerializer(serializers.ModelSerializer):
@@ -106,12 +106,9 @@ class HostSerializer(serializers.ModelSerializer):
             elif image is None:
                 raise serializers.ValidationError({"version": "Give the image this is a version of."})
             else:
-                try:
-                    attrs["image_version"] = image.versions.get(version=version)
-                except ObjectDoesNotExist:
-                    raise serializers.ValidationError(
-                        {"version": f"Image {image} has no version '{version}'."}
-                    ) from None
+                attrs["image_version"] = image_version_named(image=image, name=version)
+                if attrs["image_version"] is None:
+                    raise serializers.ValidationError({"version": f"Image {image} has no version '{version}'."})
         elif self.instance is not None and "image" in attrs and attrs["image"] != self.instance.image:
             attrs["image_version"] = None  # a new image starts at its latest version
         return attrs
@@ -143,9 +140,3 @@ class InterfaceSerializer(serializers.ModelSerializer):
 
     def update(self, instance: Interface, validated_data: dict[str, Any]) -> Interface:
         return services.interface_update(interface=instance, data=validated_data)
-
-
-class HostHistorySerializer(serializers.ModelSerializer):
-    class Meta:
-        model = HostHistory
-        fields = ["time", "actor", "action", "detail"]

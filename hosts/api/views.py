@@ -4,9 +4,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from dock2box.api.serializers import HistorySerializer
+from dock2box.selectors import history_of
 from hosts import selectors, services
 from hosts.api.serializers import (
-    HostHistorySerializer,
     HostSerializer,
     InterfaceSerializer,
     SiteSerializer,
@@ -60,12 +61,12 @@ class HostViewSet(viewsets.ModelViewSet):
     def perform_destroy(self, instance: Host) -> None:
         services.host_delete(host=instance)
 
-    @extend_schema(responses=HostHistorySerializer(many=True), filters=False)
+    @extend_schema(responses=HistorySerializer(many=True), filters=False)
     @action(detail=True, filter_backends=[])
     def history(self, request: Request, pk: str | None = None) -> Response:
         """Who did what to the host (edits, interfaces, build mode, installs), newest first, a page at a time."""
-        page = self.paginate_queryset(selectors.host_history(host=self.get_object()))
-        return self.get_paginated_response(HostHistorySerializer(page, many=True).data)
+        page = self.paginate_queryset(history_of(obj=self.get_object()))
+        return self.get_paginated_response(HistorySerializer(page, many=True).data)
 
 
 class InterfaceViewSet(viewsets.ModelViewSet):

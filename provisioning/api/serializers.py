@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from hosts.models import Host, Site
 from images.models import Image
-from provisioning import services
+from provisioning import selectors, services
 from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 
 
@@ -38,9 +38,7 @@ class PxeMenuSerializer(serializers.ModelSerializer):
         super().__init__(*args, **kwargs)
         # The default item is looked up among this menu's own items (keys repeat across menus).
         menu = self.instance if isinstance(self.instance, PxeMenu) else None
-        self.fields["default_item"].queryset = (
-            PxeMenuItem.objects.filter(menu=menu) if menu else PxeMenuItem.objects.none()
-        )  # type: ignore[attr-defined]
+        self.fields["default_item"].queryset = selectors.pxe_menu_items(menu=menu)  # type: ignore[attr-defined]
 
     def create(self, validated_data: dict[str, Any]) -> PxeMenu:
         return services.pxe_menu_create(data=validated_data)

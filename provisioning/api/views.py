@@ -7,9 +7,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from dock2box.api.permissions import ModelPermissions
-from hosts.models import Host
-from images.models import ImageVersion
+from hosts.selectors import host_list
 from images.registry import RegistryError
+from images.selectors import image_version_list
 from provisioning import selectors, services
 from provisioning.api.serializers import (
     BootDefaultsSerializer,
@@ -23,7 +23,7 @@ from provisioning.api.serializers import (
 )
 from provisioning.configs import FORMATS, host_config_render
 from provisioning.filtersets import BuildFilterSet, DiscoveredHostFilterSet, PxeMenuItemFilterSet
-from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, MirrorState, PxeMenu, PxeMenuItem
+from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, PxeMenu, PxeMenuItem
 from provisioning.tasks import image_version_resolve
 from provisioning.views import portal_url
 
@@ -55,7 +55,7 @@ class PxeMenuItemViewSet(viewsets.ModelViewSet):
 class BootDefaultsView(generics.RetrieveUpdateAPIView):
     """The global boot defaults (a single document)."""
 
-    queryset = BootDefaults.objects.all()
+    queryset = selectors.boot_defaults_list()
     serializer_class = BootDefaultsSerializer
 
     def get_object(self) -> BootDefaults:
@@ -87,7 +87,7 @@ class HostBuildPermissions(ModelPermissions):
 class HostEnterBuildView(generics.GenericAPIView):
     """Put the host in build mode: it installs its image at its next PXE boot."""
 
-    queryset = Host.objects.all()
+    queryset = host_list()
     serializer_class = BuildSerializer
     permission_classes = [HostBuildPermissions]
 
@@ -101,7 +101,7 @@ class HostEnterBuildView(generics.GenericAPIView):
 class HostCancelBuildView(generics.GenericAPIView):
     """Take the host out of build mode; its open build is cancelled (204 when it had none)."""
 
-    queryset = Host.objects.all()
+    queryset = host_list()
     serializer_class = BuildSerializer
     permission_classes = [HostBuildPermissions]
 
@@ -147,7 +147,7 @@ class HostConfigPreviewView(generics.GenericAPIView):
     `?type=` names the format (DRF keeps `?format=` for its own renderers).
     """
 
-    queryset = Host.objects.all()
+    queryset = host_list()
 
     @extend_schema(
         parameters=[OpenApiParameter("type", str, enum=FORMATS, default="env")],
@@ -166,7 +166,7 @@ class HostConfigPreviewView(generics.GenericAPIView):
 class MirrorStatusView(generics.GenericAPIView):
     """The etcd mirror: on or off, the outbox backlog and lag, the last successful sync and the last error."""
 
-    queryset = MirrorState.objects.all()
+    queryset = selectors.mirror_state_list()
 
     @extend_schema(responses=MirrorStatusSerializer)
     def get(self, request: Request) -> Response:
@@ -181,7 +181,7 @@ class ImageVersionResolvePermissions(ModelPermissions):
 class ImageVersionResolveView(generics.GenericAPIView):
     """Ask the registry what this docker image version's tag points at (in the worker); 202 when queued."""
 
-    queryset = ImageVersion.objects.all()
+    queryset = image_version_list()
     permission_classes = [ImageVersionResolvePermissions]
     metadata_class = None  # no serializer to describe: OPTIONS is a 405
 

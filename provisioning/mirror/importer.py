@@ -19,6 +19,7 @@ from hosts.models import Host, Site, Subnet, subnet_network
 from images import services as image_services
 from images.choices import ImageType
 from images.models import LATEST, NEWEST_FIRST, Image, ImageVersion
+from images.selectors import image_version_named
 from provisioning import services
 from provisioning.models import PxeMenu
 
@@ -260,7 +261,7 @@ def host_put(fqdn: str, document: dict[str, Any], path: str, boot_names: set[str
         raise Rejected(f"{path}/image: no image '{image_name}'")
     version = None
     if image and version_name and version_name != LATEST:
-        version = image.versions.filter(version=version_name).first()
+        version = image_version_named(image=image, name=version_name)
         if version is None:
             raise Rejected(f"{path}/version: image {image_name} has no version '{version_name}'")
     data = {

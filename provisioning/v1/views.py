@@ -27,8 +27,10 @@ from dock2box.jsonbody import parse_json
 from dock2box.validators import normalise_mac
 from hosts import services as host_services
 from hosts.models import Host, Interface, Site, Subnet, subnet_network
+from hosts.selectors import host_list, interface_list, site_list, subnet_list
 from images import services as image_services
 from images.models import Image
+from images.selectors import image_list
 from provisioning import selectors
 from provisioning.mirror import importer
 from provisioning.mirror.sync import desired_documents, nest
@@ -160,7 +162,7 @@ def _put(resource: Resource, key: str, document: Any) -> None:
 
 
 def _hwaddr_check(mac: str, document: dict[str, Any]) -> None:
-    interface = Interface.objects.select_related("host").filter(mac=mac).first()
+    interface = interface_list().filter(mac=mac).first()
     if interface is None or (interface.host.fqdn, interface.name) != (document["hostname"], document["interface"]):
         raise Problem(400, f"/hwaddr/{mac}: the index follows the hosts' interfaces; change the host instead")
 
@@ -170,10 +172,10 @@ def _delete(resource: Resource, key: str) -> None:
     if resource.kind == "hwaddr":
         raise Problem(400, f"{path}: the index follows the hosts' interfaces; delete the interface instead")
     deleters: dict[str, Callable[[], None]] = {
-        "host": lambda: host_services.host_delete(host=Host.objects.get(fqdn=key)),
-        "image": lambda: image_services.image_delete(image=Image.objects.get(name=key)),
-        "subnets": lambda: host_services.subnet_delete(subnet=Subnet.objects.get(network=subnet_network(key))),
-        "sites": lambda: host_services.site_delete(site=Site.objects.get(name=key)),
+        "host": lambda: host_services.host_delete(host=host_list().get(fqdn=key)),
+        "image": lambda: image_services.image_delete(image=image_list().get(name=key)),
+        "subnets": lambda: host_services.subnet_delete(subnet=subnet_list().get(network=subnet_network(key))),
+        "sites": lambda: host_services.site_delete(site=site_list().get(name=key)),
     }
     _store(deleters[resource.kind], path)
 
@@ -343,7 +345,7 @@ def image_version(request: HttpRequest, image: str, version: str) -> tuple[int, 
     path = f"/image/{image}/versions/{version}"
     _authorize(request, images, "view" if request.method == "GET" else "change")
     current = (_document(images, image).get("versions") or {}).get(version)
-    stored = Image.objects.get(name=image)
+    stored = image_list().get(name=image)
 
     def store(value: dict[str, Any]) -> dict[str, Any]:
         _store(lambda: importer.version_put(stored, version, value, path), path)

@@ -18,6 +18,7 @@ from images import services
 from images.choices import ImageType
 from images.layers import LayerError, apply_layers
 from images.models import Image, ImageVersion
+from images.selectors import image_version_named
 
 
 def save_layers(save: tarfile.TarFile) -> list[Any]:
@@ -70,7 +71,7 @@ class Command(BaseCommand):
             raise CommandError(f"{name} is a {target.type} image; import into a file image")
         with tarball.open("rb") as handle:
             data = {"file": File(handle, name=f"{name}-{version}.tar.gz"), "timestamp": timezone.now()}
-            existing = target.versions.filter(version=version).first()
+            existing = image_version_named(image=target, name=version)
             if existing:
                 return services.image_version_update(version=existing, data=data)
             return services.image_version_create(data={**data, "image": target, "version": version})
