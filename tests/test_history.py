@@ -15,7 +15,8 @@ pytestmark = pytest.mark.django_db
 
 
 def story(host) -> list[tuple[str, str]]:
-    return [(entry.actor, entry.action) for entry in History.objects.filter(kind="host", object_id=host.pk).order_by("time", "id")]
+    lines = History.objects.filter(kind="host", object_id=host.pk).order_by("time", "id")
+    return [(entry.actor, entry.action) for entry in lines]
 
 
 def test_build_mode_edits_and_the_install_are_recorded_with_who_did_them(client, user, token_client, settings):
@@ -102,8 +103,8 @@ def test_the_history_api_needs_the_view_permission(user, token_client):
 def test_a_menu_made_in_the_admin_is_recorded_and_the_history_list_is_read_only(admin_client):
     response = admin_client.post(
         reverse("admin:provisioning_pxemenu_add"),
-        {"name": "rescue", "title": "Rescue", "timeout": 5, "theme": "dock2box", "items-TOTAL_FORMS": 0, "items-INITIAL_FORMS": 0,
-         "items-MIN_NUM_FORMS": 0, "items-MAX_NUM_FORMS": 1000},
+        {"name": "rescue", "title": "Rescue", "timeout": 5, "theme": "dock2box", "items-TOTAL_FORMS": 0,
+         "items-INITIAL_FORMS": 0, "items-MIN_NUM_FORMS": 0, "items-MAX_NUM_FORMS": 1000},
     )  # fmt: skip
     assert response.status_code == 302, [line for line in response.content.decode().splitlines() if "error" in line]
     assert History.objects.filter(kind="pxemenu", action="created", actor="admin", name="rescue").exists()
