@@ -68,7 +68,7 @@ def model_update(instance: M, *, data: Mapping[str, Any], fields: Iterable[str],
 
 def _changed_fields(instance: models.Model, names: list[str]) -> list[str]:
     """The names among `names` whose value on `instance` differs from its stored row."""
-    attnames = [instance._meta.get_field(name).attname for name in names]
+    attnames = [instance._meta.get_field(name).attname for name in names]  # type: ignore[union-attr]
     stored = type(instance)._default_manager.filter(pk=instance.pk).values(*attnames).first() or {}
     return [
         name for name, attname in zip(names, attnames, strict=True) if stored.get(attname) != getattr(instance, attname)
@@ -78,7 +78,7 @@ def _changed_fields(instance: models.Model, names: list[str]) -> list[str]:
 def history_record(*, obj: models.Model, action: str, detail: str = "") -> History:
     """Write down who (`actor_current()`) did what to `obj`; every service that changes the inventory calls this."""
     return History.objects.create(
-        kind=obj._meta.model_name,
+        kind=obj._meta.model_name or "",
         object_id=obj.pk,
         name=str(obj)[:253],
         actor=actor_current()[:200],
