@@ -166,6 +166,8 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the installed package, not a CDN: the portal often lives on a network without internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # One name for a choice set that several fields use.
+    "ENUM_NAME_OVERRIDES": {"PowerActionEnum": "hosts.choices.PowerAction"},
 }
 
 # Build tokens expire this many seconds after their last use (config fetch or event); a boot refreshes them.
@@ -191,6 +193,13 @@ DOCK2BOX_ETCD_TIMEOUT = env.float("DOCK2BOX_ETCD_TIMEOUT", default=5.0)
 # Seconds between periodic drains of what is left in the outbox, and between full reconciles.
 DOCK2BOX_OUTBOX_DRAIN_INTERVAL = env.int("DOCK2BOX_OUTBOX_DRAIN_INTERVAL", default=30)
 DOCK2BOX_RECONCILE_INTERVAL = env.int("DOCK2BOX_RECONCILE_INTERVAL", default=300)
+
+# Power control through the hosts' BMCs: seconds to wait for a power state change, tries after a BMC that did not
+# answer, seconds between refreshes of every host's power state, and how many BMCs a refresh asks at once.
+DOCK2BOX_POWER_WAIT = env.int("DOCK2BOX_POWER_WAIT", default=60)
+DOCK2BOX_POWER_RETRIES = env.int("DOCK2BOX_POWER_RETRIES", default=2)
+DOCK2BOX_POWER_REFRESH_INTERVAL = env.int("DOCK2BOX_POWER_REFRESH_INTERVAL", default=300)
+DOCK2BOX_POWER_CONCURRENCY = env.int("DOCK2BOX_POWER_CONCURRENCY", default=32)
 
 # /api/v1 (the original REST contract): anonymous reads as the original allowed; writes always need a token.
 DOCK2BOX_V1_ANONYMOUS_READ = env.bool("DOCK2BOX_V1_ANONYMOUS_READ", default=False)
@@ -252,6 +261,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 CELERY_BEAT_SCHEDULE = {
     "outbox-drain": {"task": "provisioning.tasks.outbox_drain_periodic", "schedule": DOCK2BOX_OUTBOX_DRAIN_INTERVAL},
     "mirror-reconcile": {"task": "provisioning.tasks.mirror_reconcile", "schedule": DOCK2BOX_RECONCILE_INTERVAL},
+    "power-refresh": {"task": "provisioning.tasks.power_refresh", "schedule": DOCK2BOX_POWER_REFRESH_INTERVAL},
 }
 
 LOGGING = {

@@ -6,6 +6,7 @@ allow-list, so that no stored value can start a second iPXE command or expand an
 
 import base64
 import binascii
+import contextlib
 import ipaddress
 import re
 import struct
@@ -191,23 +192,26 @@ def validate_address_list(value: str) -> None:
     parse_address_list(value)
 
 
+def normalise_server(value: str) -> str:
+    """One host name (lower-cased, without a trailing dot) or IP address, or ValidationError naming it."""
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(value))
+    name = value.lower().removesuffix(".")
+    labels = name.split(".")
+    if len(name) > 253 or not all(_FQDN_LABEL_RE.match(label) for label in labels) or labels[-1].isdigit():
+        raise ValidationError(
+            "'%(item)s' is not a host name or IP address.", code="invalid_server", params={"item": value}
+        )
+    return name
+
+
+def validate_server(value: str) -> None:
+    normalise_server(value)
+
+
 def parse_server_list(value: str) -> list[str]:
     """Comma- or space-separated host names or IP addresses (NTP servers), or ValidationError naming the bad one."""
-    servers = []
-    for item in _list_items(value):
-        try:
-            servers.append(str(ipaddress.ip_address(item)))
-            continue
-        except ValueError:
-            pass
-        name = item.lower().removesuffix(".")
-        labels = name.split(".")
-        if len(name) > 253 or not all(_FQDN_LABEL_RE.match(label) for label in labels) or labels[-1].isdigit():
-            raise ValidationError(
-                "'%(item)s' is not a host name or IP address.", code="invalid_server", params={"item": item}
-            )
-        servers.append(name)
-    return servers
+    return [normalise_server(item) for item in _list_items(value)]
 
 
 def validate_server_list(value: str) -> None:

@@ -9,18 +9,18 @@ from django.http import HttpRequest
 from dock2box.admin import ServiceAdmin
 from dock2box.validators import normalise_mac
 from hosts import selectors, services
-from hosts.models import SITE_SECRETS, Host, Interface, Site, Subnet
+from hosts.models import BMC_SECRETS, SITE_SECRETS, Bmc, Host, Interface, Site, Subnet
 
 
 def _masked(field: str) -> str:
     return f"{field}_masked"
 
 
-def _secret_display(field: str) -> Any:
-    def show(admin: Any, site: Site) -> str:
-        return "set (hidden)" if getattr(site, field) else "not set"
+def _secret_display(model: type[Site | Bmc], field: str) -> Any:
+    def show(admin: Any, obj: Site | Bmc) -> str:
+        return "set (hidden)" if getattr(obj, field) else "not set"
 
-    return admin.display(description=Site._meta.get_field(field).verbose_name)(show)
+    return admin.display(description=model._meta.get_field(field).verbose_name)(show)
 
 
 @admin.register(Site)
@@ -72,10 +72,10 @@ class SiteAdmin(ServiceAdmin):
     def host_count(self, site: Any) -> int:
         return site.host_count
 
-    registry_username_masked = _secret_display("registry_username")
-    registry_password_masked = _secret_display("registry_password")
-    root_password_hash_masked = _secret_display("root_password_hash")
-    ssh_authorized_keys_masked = _secret_display("ssh_authorized_keys")
+    registry_username_masked = _secret_display(Site, "registry_username")
+    registry_password_masked = _secret_display(Site, "registry_password")
+    root_password_hash_masked = _secret_display(Site, "root_password_hash")
+    ssh_authorized_keys_masked = _secret_display(Site, "ssh_authorized_keys")
 
     def create_with_service(self, data: dict[str, Any]) -> Site:
         return services.site_create(data=data)
@@ -212,3 +212,73 @@ class HostAdmin(ServiceAdmin):
 
 
 admin.site.register(Host, HostAdmin)
+
+
+class BmcForm(forms.ModelForm):
+    """The password is never sent back to the browser: empty keeps the stored one."""
+
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave empty to keep the stored password.",
+    )
+
+    class Meta:
+        model = Bmc
+        fields = ["host", "protocol", "address", "port", "username", "password"]
+
+    def clean_password(self) -> str:
+        return self.cleaned_data["password"] or (self.instance.password if self.instance.pk else "")
+
+
+@admin.register(Bmc)
+class BmcAdmin(ServiceAdmin):
+    """Hosts' BMCs; power actions are on the host's page and in the host list."""
+
+    form = BmcForm
+    list_display = ["host", "address", "port", "protocol", "power_state", "power_checked", "last_result"]
+    list_filter = ["power_state", "protocol"]
+    search_fields = ["host__fqdn", "address"]
+    autocomplete_fields = ["host"]
+    readonly_fields = ["power_state", "power_checked", "pending", "last_action", "last_result", "last_result_at"]
+    fieldsets = [
+        (None, {"fields": ["host", "protocol", "address", "port"]}),
+        ("Credentials (used only by the power tasks)", {"fields": BMC_SECRETS}),
+        ("Power", {"fields": readonly_fields}),
+    ]
+
+    username_masked = _secret_display(Bmc, "username")
+    password_masked = _secret_display(Bmc, "password")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Bmc | None = None) -> Any:
+        """A user who may not change the BMC sees whether each credential is set, never its value."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [_masked(field) if field in BMC_SECRETS else field for field in options["fields"]],
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Bmc | None = None) -> Any:
+        readonly = list(super().get_readonly_fields(request, obj))
+        return readonly if self.has_change_permission(request, obj) else [*readonly, *map(_masked, BMC_SECRETS)]
+
+    def rows(self) -> QuerySet[Bmc]:
+        return selectors.bmc_list()
+
+    def create_with_service(self, data: dict[str, Any]) -> Bmc:
+        return services.bmc_create(data=data)
+
+    def save_with_service(self, obj: Bmc) -> None:
+        services.bmc_update(bmc=obj, data={})
+
+    def delete_with_service(self, obj: Bmc) -> None:
+        services.bmc_delete(bmc=obj)

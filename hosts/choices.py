@@ -7,3 +7,22 @@ class HostStatus(models.TextChoices):
     INSTALLED = "installed", "Installed"
     FAILED = "failed", "Failed"
     UNCONFIRMED = "unconfirmed", "Installed, unconfirmed"
+
+
+class BmcProtocol(models.TextChoices):
+    IPMI = "ipmi", "IPMI over LAN"
+
+
+class PowerState(models.TextChoices):
+    ON = "on", "On"
+    OFF = "off", "Off"
+    UNREACHABLE = "unreachable", "BMC unreachable"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class PowerAction(models.TextChoices):
+    STATUS = "status", "Status"
+    ON = "on", "Power on"
+    OFF = "off", "Power off"
+    CYCLE = "cycle", "Power cycle"
+    REINSTALL = "reinstall", "Reinstall"

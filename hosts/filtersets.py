@@ -6,8 +6,8 @@ from django.db.models import QuerySet
 
 from dock2box.filters import IPAddressFilter
 from dock2box.validators import normalise_mac
-from hosts.choices import HostStatus
-from hosts.models import Host, Interface, Site, Subnet
+from hosts.choices import HostStatus, PowerState
+from hosts.models import Bmc, Host, Interface, Site, Subnet
 
 
 def filter_mac(queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
@@ -59,3 +59,12 @@ class InterfaceFilterSet(django_filters.FilterSet):
     class Meta:
         model = Interface
         fields = ["host", "mac", "ip", "subnet", "primary", "dhcp"]
+
+
+class BmcFilterSet(django_filters.FilterSet):
+    host = django_filters.CharFilter(field_name="host__fqdn")
+    power_state = django_filters.ChoiceFilter(choices=PowerState.choices)
+
+    class Meta:
+        model = Bmc
+        fields = ["host", "address", "power_state", "pending"]

@@ -11,6 +11,7 @@ from django.db import models
 from dock2box.fields import MACAddressField
 from dock2box.validators import (
     normalise_fqdn,
+    normalise_server,
     parse_address_list,
     parse_network,
     parse_server_list,
@@ -23,13 +24,14 @@ from dock2box.validators import (
     validate_network,
     validate_registry,
     validate_safe_text,
+    validate_server,
     validate_server_list,
     validate_site_name,
     validate_ssh_authorized_keys,
     validate_url,
     validate_username,
 )
-from hosts.choices import HostStatus
+from hosts.choices import BmcProtocol, HostStatus, PowerAction, PowerState
 from images.choices import ImageType, VolumeManagement
 from images.models import boot_version_errors, boot_version_field, version_of_image_error
 
@@ -38,6 +40,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # installer holding a valid build token.
 SITE_SECRETS = ["registry_username", "registry_password", "root_password_hash", "ssh_authorized_keys"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# A BMC's credentials: like the site's secrets, write-only in the API and masked in the admin; only the power tasks
+# read them.
+BMC_SECRETS = ["username", "password"]
 
 
 class Site(models.Model):
@@ -336,6 +341,43 @@ class Host(models.Model):
             self.labels = ",".join(dict.fromkeys(labels))
         if errors:
             raise ValidationError(errors)
+
+
+class Bmc(models.Model):
+    """A host's baseboard management controller: how the portal powers it on, off and through a cycle.
+
+    The power fields are written by the power tasks: the last state the BMC reported (or "unreachable"), the action
+    queued or running (one at a time per host), and the last action's outcome (done, or the BMC's error in one line).
+    """
+
+    host = models.OneToOneField(Host, on_delete=models.CASCADE, related_name="bmc")
+    protocol = models.CharField(max_length=10, choices=BmcProtocol.choices, default=BmcProtocol.IPMI)
+    address = models.CharField(max_length=253, validators=[validate_server], help_text="Host name or IP address.")
+    port = models.PositiveIntegerField(
+        default=623, validators=[MinValueValidator(1), MaxValueValidator(65535)], help_text="IPMI: UDP 623."
+    )
+    username = models.CharField(max_length=64, blank=True, validators=[validate_credential])
+    password = models.CharField(max_length=128, blank=True, validators=[validate_credential])
+    power_state = models.CharField(max_length=12, choices=PowerState.choices, default=PowerState.UNKNOWN)
+    power_checked = models.DateTimeField(null=True, blank=True, help_text="When the BMC last answered or failed to.")
+    pending = models.CharField(
+        max_length=10, choices=PowerAction.choices, blank=True, help_text="The power action queued or running."
+    )
+    pending_since = models.DateTimeField(null=True, blank=True)
+    last_action = models.CharField(max_length=10, choices=PowerAction.choices, blank=True)
+    last_result = models.CharField(max_length=300, blank=True, help_text="'done', or the error in one line.")
+    last_result_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "BMC"
+
+    def __str__(self) -> str:
+        return f"BMC of {self.host.fqdn}" if self.host_id else "BMC"
+
+    def clean(self) -> None:
+        if self.address:
+            with contextlib.suppress(ValidationError):  # the field's own validator reports it
+                self.address = normalise_server(self.address)
 
 
 class Interface(models.Model):

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Iterator
 
 from django.db.models import Count, Prefetch, QuerySet
 
-from hosts.models import Host, Interface, Site, Subnet
+from hosts.models import Bmc, Host, Interface, Site, Subnet
 
 
 def site_list() -> QuerySet[Site]:
@@ -31,6 +31,11 @@ def subnet_list_counted() -> QuerySet[Subnet]:
 def interface_list() -> QuerySet[Interface]:
     """All interfaces with their host and subnet."""
     return Interface.objects.select_related("host", "subnet")
+
+
+def bmc_list() -> QuerySet[Bmc]:
+    """All BMCs with their host."""
+    return Bmc.objects.select_related("host")
 
 
 def host_list() -> QuerySet[Host]:

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from dock2box.changes import document, record_change
 from dock2box.services import history_record, model_delete, model_update
-from hosts.models import Host, Interface, Site, Subnet, subnet_key
+from hosts.models import Bmc, Host, Interface, Site, Subnet, subnet_key
 
 SITE_FIELDS = [
     "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry", "image", "boot_version",
@@ -25,6 +25,8 @@ HOST_FIELDS = [
     "pxe_menu", "serial", "uuid", "asset_tag", "labels",
 ]  # fmt: skip
 INTERFACE_FIELDS = ["host", "name", "mac", "ip", "subnet", "netmask", "gateway", "dhcp", "primary"]
+# The power fields of a BMC are not here: only the power services write them.
+BMC_FIELDS = ["host", "protocol", "address", "port", "username", "password"]
 
 
 def _site_documents(site_id: int | None, *, dependents: bool) -> set[str]:
@@ -216,6 +218,24 @@ def interface_delete(*, interface: Interface) -> None:
     if was_primary:
         _primary_move(host=host, to=None)
     record_change(before | host_documents(host.pk))
+
+
+@transaction.atomic
+def bmc_create(*, data: Mapping[str, Any]) -> Bmc:
+    """Give a host its BMC (one per host)."""
+    return model_update(Bmc(), data=data, fields=BMC_FIELDS, history=True)
+
+
+@transaction.atomic
+def bmc_update(*, bmc: Bmc, data: Mapping[str, Any]) -> Bmc:
+    """Change the given fields of a BMC (its address, port, credentials)."""
+    return model_update(bmc, data=data, fields=BMC_FIELDS, history=True)
+
+
+@transaction.atomic
+def bmc_delete(*, bmc: Bmc) -> None:
+    """Forget a host's BMC: the portal no longer controls its power."""
+    model_delete(bmc, history=True)
 
 
 def _primary_move(*, host: Host, to: Interface | None) -> None:

@@ -1,3 +1,4 @@
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -13,6 +14,7 @@ from django.utils.safestring import mark_safe
 from dock2box.admin import SelectorAdmin, ServiceAdmin
 from dock2box.selectors import history_of
 from hosts.admin import HostAdmin
+from hosts.choices import PowerAction
 from hosts.models import Host
 from images.admin import ImageVersionAdmin
 from images.models import ImageVersion
@@ -138,17 +140,63 @@ HISTORY_SHOWN = 20
 class BuildHostAdmin(HostAdmin):
     """The host admin with what provisioning adds: build mode actions, build progress, events, config previews."""
 
-    actions = ["enter_build", "cancel_build"]
-    list_display = [*HostAdmin.list_display, "build_progress"]
-    readonly_fields = [*HostAdmin.readonly_fields, "build_timeline", "config_previews", "history"]
+    actions = ["enter_build", "cancel_build", "power_on", "power_off", "power_cycle", "reinstall"]
+    list_display = [*HostAdmin.list_display, "build_progress", "power"]
+    readonly_fields = [*HostAdmin.readonly_fields, "build_timeline", "config_previews", "power_panel", "history"]
     fieldsets = [
         *HostAdmin.fieldsets,
+        ("Power", {"fields": ["power_panel"]}),
         ("Builds", {"fields": ["build_timeline", "config_previews"]}),
         ("History", {"fields": ["history"]}),
     ]
 
     def rows(self) -> QuerySet[Host]:
-        return selectors.host_list_with_progress()
+        return selectors.host_list_with_state()
+
+    @admin.display(description="power", ordering="bmc__power_state")
+    def power(self, host: Host) -> str:
+        bmc = getattr(host, "bmc", None)
+        if bmc is None:
+            return "-"
+        if bmc.pending:
+            return f"{bmc.get_power_state_display()} ({bmc.get_pending_display().lower()} running)"
+        return bmc.get_power_state_display()
+
+    @admin.display(description="power")
+    def power_panel(self, host: Host) -> str:
+        bmc = getattr(host, "bmc", None) if host.pk else None
+        if bmc is None:
+            link = reverse("admin:hosts_bmc_add") + (f"?host={host.pk}" if host.pk else "")
+            return format_html('No BMC: the portal cannot power this host. <a href="{}">Add one</a>.', link)
+        checked = timezone.localtime(bmc.power_checked).strftime("%Y-%m-%d %H:%M:%S") if bmc.power_checked else "never"
+        result = (
+            format_html(
+                "<br>Last action: {} at {}: {}",
+                bmc.get_last_action_display(),
+                timezone.localtime(bmc.last_result_at).strftime("%Y-%m-%d %H:%M:%S"),
+                bmc.last_result,
+            )
+            if bmc.last_result_at
+            else ""
+        )
+        buttons = format_html_join(
+            " ",
+            '<button type="submit" class="button" formaction="{}" formnovalidate>{}</button>',
+            (
+                (reverse("admin:hosts_host_power", args=[host.pk, action]), label)
+                for action, label in PowerAction.choices
+            ),
+        )
+        return format_html(
+            '<b>{}</b> (checked {}){}{}<br><a href="{}">BMC {}</a><p>{}</p>',
+            bmc.get_power_state_display(),
+            checked,
+            format_html(" — {} running", bmc.get_pending_display().lower()) if bmc.pending else "",
+            result,
+            reverse("admin:hosts_bmc_change", args=[bmc.pk]),
+            f"{bmc.address}:{bmc.port}",
+            buttons,
+        )
 
     @admin.display(description="progress")
     def build_progress(self, host: Any) -> str:
@@ -232,10 +280,51 @@ class BuildHostAdmin(HostAdmin):
 
     def get_urls(self) -> list[Any]:
         preview = self.admin_site.admin_view(self.config_preview_view)
+        power = self.admin_site.admin_view(self.power_view)
         return [
             path("<int:pk>/config/<str:fmt>/", preview, name="hosts_host_config_preview"),
+            path("<int:pk>/power/<str:action>/", power, name="hosts_host_power"),
             *super().get_urls(),
         ]
+
+    def power_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
+        """A power button of the host page (it submits the page's form here, so it carries its CSRF token)."""
+        host = self.get_object(request, str(pk))
+        if request.method != "POST" or host is None or not self.has_change_permission(request, host):
+            raise PermissionDenied
+        self._power(request, [host], action)
+        return HttpResponseRedirect(reverse("admin:hosts_host_change", args=[host.pk]))
+
+    def _power(self, request: HttpRequest, hosts: Iterable[Host], action: str) -> None:
+        queued = []
+        for host in hosts:
+            try:
+                services.power_request(host=host, action=action)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), messages.ERROR)
+            else:
+                queued.append(host.fqdn)
+        if queued:
+            label = dict(PowerAction.choices).get(action, action)
+            self.message_user(
+                request, f"{label}: queued for {', '.join(queued)}; the outcome shows on the host.", messages.SUCCESS
+            )
+
+    @admin.action(description="Power on (through the BMC)", permissions=["change"])
+    def power_on(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
+        self._power(request, queryset, PowerAction.ON)
+
+    @admin.action(description="Power off (hard, through the BMC)", permissions=["change"])
+    def power_off(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
+        self._power(request, queryset, PowerAction.OFF)
+
+    @admin.action(description="Power cycle (through the BMC)", permissions=["change"])
+    def power_cycle(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
+        self._power(request, queryset, PowerAction.CYCLE)
+
+    @admin.action(description="Reinstall (build mode, then a power cycle)", permissions=["change"])
+    def reinstall(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
+        self._power(request, queryset, PowerAction.REINSTALL)
 
     def config_preview_view(self, request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
         host = self.get_object(request, str(pk))

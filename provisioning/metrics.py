@@ -1,8 +1,9 @@
 """Prometheus metrics, all named `dock2box_*`, served at /metrics.
 
-Counters of events (boot requests, TFTP transfers) live in each process; with several processes (gunicorn workers,
-the TFTP server) `DOCK2BOX_METRICS_DIR` makes them add up through prometheus-client's multiprocess mode. State
-(builds, the outbox, the mirror) is read from the database at scrape time, so every process reports the same.
+Counters of events (boot requests, TFTP transfers, power actions, BMC requests) live in each process; with several
+processes (gunicorn workers, the TFTP server, workers) `DOCK2BOX_METRICS_DIR` makes them add up through
+prometheus-client's multiprocess mode. State (builds, the outbox, the mirror) is read from the database at scrape
+time, so every process reports the same.
 """
 
 from collections.abc import Iterator
@@ -11,7 +12,15 @@ from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Min
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -20,6 +29,15 @@ from provisioning.models import Build, MirrorState
 
 BOOT_REQUESTS = Counter("dock2box_boot_requests", "Per-host boot script requests, by outcome", ["outcome"])
 TFTP_TRANSFERS = Counter("dock2box_tftp_transfers", "TFTP requests, by outcome (served, refused)", ["outcome"])
+POWER_ACTIONS = Counter(
+    "dock2box_power_actions", "Power actions through the BMCs, by action and outcome", ["action", "outcome"]
+)
+BMC_REQUEST_SECONDS = Histogram(
+    "dock2box_bmc_request_seconds",
+    "BMC requests (log-in included), by operation and outcome",
+    ["operation", "outcome"],
+    buckets=[0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf")],
+)
 BUILD_DURATION_BUCKETS = [60, 120, 180, 300, 600, 900, 1800, 3600, float("inf")]
 
 

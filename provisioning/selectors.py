@@ -265,13 +265,13 @@ def mirror_state_list() -> QuerySet[MirrorState]:
     )
 
 
-def host_list_with_progress() -> QuerySet[Host]:
-    """The hosts as `hosts.selectors.host_list` reads them, with the running build's last progress
+def host_list_with_state() -> QuerySet[Host]:
+    """The hosts as `hosts.selectors.host_list` reads them, with their BMC and the running build's last progress
     (`running_progress`, None when no build runs or it reported none)."""
     latest_progress = BuildEvent.objects.filter(
         build__host=OuterRef("pk"), build__state=BuildState.RUNNING, progress__isnull=False
     ).order_by("-time", "-id")
-    return host_list().annotate(running_progress=Subquery(latest_progress.values("progress")[:1]))
+    return host_list().select_related("bmc").annotate(running_progress=Subquery(latest_progress.values("progress")[:1]))
 
 
 def mirror_status() -> MirrorStatus:

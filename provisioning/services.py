@@ -3,9 +3,11 @@
 import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from django.conf import settings
@@ -14,20 +16,25 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from dock2box.actors import actor_current
 from dock2box.changes import document, record_change
 from dock2box.services import history_record, model_delete, model_update
-from hosts.choices import HostStatus
-from hosts.models import Host, Site
+from hosts.choices import HostStatus, PowerAction, PowerState
+from hosts.models import Bmc, Host, Site
 from hosts.selectors import subnet_for_address
 from hosts.services import host_create, host_documents
 from images import services as image_services
 from images.models import ImageVersion
+from provisioning import bmc as bmc_client
+from provisioning.bmc import BmcAccess, BmcError
 from provisioning.choices import BuildStage, BuildState
 from provisioning.configs import host_install_problem
+from provisioning.metrics import POWER_ACTIONS
 from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 from provisioning.selectors import build_for_token
 
 logger = logging.getLogger("dock2box.builds")
+T = TypeVar("T")
 MENU_FIELDS = ["name", "title", "timeout", "default_item", "theme"]
 MENU_ITEM_FIELDS = ["menu", "key", "label", "commands", "position"]
 BOOT_DEFAULTS_FIELDS = [
@@ -111,19 +118,24 @@ def boot_defaults_update(*, data: Mapping[str, Any]) -> BootDefaults:
     return saved
 
 
+def host_build_check(*, host: Host, version_id: int | None = None) -> None:
+    """Refuse (ValidationError on `build`, naming the host and the reason) build mode for a host that cannot install:
+    no interface, no image or version, no registry or file for it, no boot environment."""
+    problem = host_install_problem(host=host, version_id=version_id)
+    if problem:
+        raise ValidationError({"build": f"Build mode refused for {host.fqdn}: {problem}."}, code="not_installable")
+
+
 @transaction.atomic
 def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
     """Put a host in build mode: it installs at its next PXE boot. Idempotent: an open build is returned as is.
 
-    Refused (ValidationError on `build`, naming the host and the reason) when the host cannot install: no interface,
-    no image or version, no registry or file for it, no boot environment. `version_id` is a version picked by hand.
+    Refused as `host_build_check` says when the host cannot install. `version_id` is a version picked by hand.
     """
     host = Host.objects.select_for_update().get(pk=host.pk)
     build = host.builds.select_for_update().filter(state__in=[BuildState.PENDING, BuildState.RUNNING]).first()
     if build is None:
-        problem = host_install_problem(host=host, version_id=version_id)
-        if problem:
-            raise ValidationError({"build": f"Build mode refused for {host.fqdn}: {problem}."}, code="not_installable")
+        host_build_check(host=host, version_id=version_id)
         build = Build.objects.create(
             host=host, token=build_token_new(), last_activity=timezone.now(), image_version_id=version_id
         )
@@ -420,3 +432,116 @@ def image_version_resolve_from_registry(*, version_id: int) -> ImageVersion:
         username=credentials.registry_username if credentials else "",
         password=credentials.registry_password if credentials else "",
     )
+
+
+# Power control. A request validates and queues (one action at a time per host: a second one is refused while the
+# first runs); `power_apply` runs in the worker and records its outcome on the BMC and in the host's history.
+_POWER_LABELS = dict(PowerAction.choices)
+
+
+def _power_stale_after() -> timedelta:
+    """A pending action older than this was lost (its worker died): a new one may start."""
+    wait = settings.DOCK2BOX_POWER_WAIT
+    return timedelta(seconds=(settings.DOCK2BOX_POWER_RETRIES + 1) * (2 * wait + 30))
+
+
+def power_request(*, host: Host, action: str) -> Bmc:
+    """Queue a power action (`PowerAction`) for a host: its BMC is asked in the worker (`power_apply`).
+
+    Refused (ValidationError on `power`) for a host without a BMC or with an action still running, and a Reinstall
+    as build mode would be (`host_build_check`), before anything is queued.
+    """
+    with transaction.atomic():
+        bmc = Bmc.objects.select_for_update().select_related("host").filter(host_id=host.pk).first()
+        if bmc is None:
+            raise ValidationError({"power": f"{host.fqdn} has no BMC; add one first."}, code="no_bmc")
+        if action not in _POWER_LABELS:
+            raise ValidationError({"action": f"'{action}' is not a power action ({', '.join(_POWER_LABELS)})."})
+        now = timezone.now()
+        if bmc.pending and bmc.pending_since and now - bmc.pending_since < _power_stale_after():
+            raise ValidationError(
+                {"power": f"{host.fqdn}: {bmc.get_pending_display()} is still running; wait for its result."},
+                code="power_busy",
+            )
+        if action == PowerAction.REINSTALL and not host.build:
+            host_build_check(host=bmc.host)
+        bmc.pending, bmc.pending_since = action, now
+        bmc.save(update_fields=["pending", "pending_since"])
+        history_record(obj=bmc.host, action=f"{_POWER_LABELS[action].lower()} requested")
+        from provisioning.tasks import power_apply as queue  # the tasks call the services: imported when used
+
+        queue.delay_on_commit(bmc.pk, action, actor_current())
+    return bmc
+
+
+def _bmc_access(bmc: Bmc) -> BmcAccess:
+    return BmcAccess(address=bmc.address, port=bmc.port, username=bmc.username, password=bmc.password)
+
+
+def _bmc_retrying(call: Callable[[], T]) -> T:
+    """`call`, tried again (after 1 s, 2 s, ...) while the BMC does not answer, DOCK2BOX_POWER_RETRIES times."""
+    for attempt in range(settings.DOCK2BOX_POWER_RETRIES + 1):
+        try:
+            return call()
+        except BmcError as error:
+            if not error.unreachable or attempt == settings.DOCK2BOX_POWER_RETRIES:
+                raise
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
+
+
+def power_apply(*, bmc_id: int, action: str) -> str:
+    """Carry out a requested power action through the host's BMC; record and return its outcome ("done" or the
+    error in one line). Reinstall: build mode (with its checks), then a cycle, or on when the host is off; when the
+    BMC fails, build mode is left as it was before."""
+    bmc = Bmc.objects.select_related("host").get(pk=bmc_id)
+    host, access, wait = bmc.host, _bmc_access(bmc), settings.DOCK2BOX_POWER_WAIT
+    entered: Build | None = None
+    state = bmc.power_state
+    try:
+        state = _bmc_retrying(lambda: bmc_client.power_get(access))
+        if action == PowerAction.REINSTALL and not host.build:
+            entered = host_enter_build(host=host)
+        if action in (PowerAction.OFF, PowerAction.CYCLE, PowerAction.REINSTALL) and state == PowerState.ON:
+            _bmc_retrying(lambda: bmc_client.power_set(access, PowerState.OFF, wait=wait))
+            state = PowerState.OFF
+        if action in (PowerAction.ON, PowerAction.CYCLE, PowerAction.REINSTALL) and state == PowerState.OFF:
+            _bmc_retrying(lambda: bmc_client.power_set(access, PowerState.ON, wait=wait))
+            state = PowerState.ON
+        outcome = "done"
+    except BmcError as error:
+        outcome = str(error)
+        state = PowerState.UNREACHABLE if error.unreachable else state
+    except ValidationError as error:
+        outcome = "; ".join(error.messages)
+    if entered is not None and outcome != "done":
+        host_cancel_build(host=host)  # the install this Reinstall opened never started
+    now = timezone.now()
+    Bmc.objects.filter(pk=bmc.pk).update(
+        pending="", pending_since=None, last_action=action, last_result=outcome[:300], last_result_at=now,
+        power_state=state, power_checked=now,
+    )  # fmt: skip
+    label = _POWER_LABELS.get(action, action).lower()
+    history_record(obj=host, action=label if outcome == "done" else f"{label} failed", detail=outcome)
+    POWER_ACTIONS.labels(action, "done" if outcome == "done" else "failed").inc()
+    return outcome
+
+
+def power_refresh() -> int:
+    """Ask every BMC without a running action for its host's power state, DOCK2BOX_POWER_CONCURRENCY at a time (a
+    BMC that does not answer is "unreachable", never "off"). Returns how many were asked."""
+    bmcs = list(Bmc.objects.filter(pending=""))
+
+    def ask(bmc: Bmc) -> str:
+        try:
+            return bmc_client.power_get(_bmc_access(bmc))
+        except BmcError as error:
+            return PowerState.UNREACHABLE if error.unreachable else PowerState.UNKNOWN
+
+    with ThreadPoolExecutor(max_workers=max(1, settings.DOCK2BOX_POWER_CONCURRENCY)) as pool:
+        states = list(pool.map(ask, bmcs))
+    now = timezone.now()
+    for bmc, state in zip(bmcs, states, strict=True):
+        bmc.power_state, bmc.power_checked = state, now
+    Bmc.objects.bulk_update(bmcs, ["power_state", "power_checked"], batch_size=500)
+    return len(bmcs)

@@ -1,10 +1,12 @@
-"""Celery tasks of the etcd mirror: interfaces over `provisioning.mirror.sync`."""
+"""Celery tasks: the etcd mirror (over `provisioning.mirror.sync`), registry look-ups and power control (over the
+services)."""
 
 import logging
 
 from celery import shared_task
 from django.conf import settings
 
+from dock2box.actors import acting_as
 from provisioning.mirror import sync
 from provisioning.mirror.store import EtcdUnavailable
 
@@ -64,3 +66,21 @@ def image_version_resolve(self, version_id: int) -> str:  # type: ignore[no-unty
         if self.request.is_eager:
             raise
         raise self.retry(countdown=10 * (self.request.retries + 1)) from error
+
+
+@shared_task(acks_late=False, soft_time_limit=1700, time_limit=1800)
+def power_apply(bmc_id: int, action: str, actor: str) -> str:
+    """Carry out a power action through a host's BMC, as `actor` (who asked). Not acknowledged late: a worker that
+    dies mid-action must not power-cycle the host again on restart. Returns the outcome (never a secret)."""
+    from provisioning.services import power_apply as apply
+
+    with acting_as(actor):
+        return apply(bmc_id=bmc_id, action=action)
+
+
+@shared_task(acks_late=True, soft_time_limit=1700, time_limit=1800)
+def power_refresh() -> int:
+    """Beat: refresh every host's power state from its BMC."""
+    from provisioning.services import power_refresh as refresh
+
+    return refresh()

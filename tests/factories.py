@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import factory
 
-from hosts.models import Host, Interface, Site, Subnet
+from hosts.models import Bmc, Host, Interface, Site, Subnet
 from images.models import Image, ImageVersion
 from provisioning.models import BootDefaults, Build, PxeMenu, PxeMenuItem
 
@@ -63,6 +63,16 @@ class InterfaceFactory(factory.django.DjangoModelFactory):
     name = "eth0"
     mac = factory.Sequence(lambda n: f"52:54:00:{n // 65536 % 256:02x}:{n // 256 % 256:02x}:{n % 256:02x}")
     primary = True
+
+
+class BmcFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Bmc
+
+    host = factory.SubFactory(HostFactory)
+    address = factory.Sequence(lambda n: f"10.9.{n // 256 % 256}.{n % 256}")
+    username = "admin"
+    password = "bmc-password"
 
 
 class PxeMenuFactory(factory.django.DjangoModelFactory):

@@ -116,3 +116,62 @@ class Postgres:
 
     def stop(self) -> None:
         self._as_postgres(str(self.BIN / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "fast", "-w", "stop")
+
+
+class IpmiSim:
+    """OpenIPMI's `ipmi_sim` as a host's BMC on a free loopback UDP port: IPMI over LAN (user `admin`), powering the
+    machine `startcmd` on and off (a QEMU guest through its `ipmi-bmc-extern` device, or any stand-in process)."""
+
+    USER, PASSWORD = "admin", "bmc-secret-1"
+
+    def __init__(self, workdir: Path, startcmd: str) -> None:
+        self.workdir = workdir
+        self.port, self.serial_port = free_port(socket.SOCK_DGRAM), free_port()
+        self.startcmd = startcmd
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "IpmiSim":
+        (self.workdir / "state").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "sim.emu").write_text(
+            "mc_setbmc 0x20\n"
+            "mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n"
+            "sel_enable 0x20 1000 0x0a\n"
+            "mc_enable 0x20\n"
+        )
+        auths = "none md2 md5 straight"
+        (self.workdir / "lan.conf").write_text(
+            'name "bmc1"\nset_working_mc 0x20\n  startlan 1\n'
+            f"    addr 127.0.0.1 {self.port}\n    priv_limit admin\n"
+            + "".join(f"    allowed_auths_{level} {auths}\n" for level in ("callback", "user", "operator", "admin"))
+            + "    guid a123456789abcdefa123456789abcdef\n  endlan\n"
+            f"  serial kcs 127.0.0.1 {self.serial_port} codec VM\n"
+            f'  startcmd "{self.startcmd}"\n  startnow false\n  poweroff_wait 5\n  kill_wait 5\n'
+            f'user 2 true "{self.USER}" "{self.PASSWORD}" admin 10 {auths}\n'
+        )
+        log = (self.workdir / "ipmi_sim.log").open("a")
+        self.process = subprocess.Popen(
+            ["ipmi_sim", "-c", "lan.conf", "-f", "sim.emu", "-s", str(self.workdir / "state"), "-n"],
+            cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )  # fmt: skip
+        wait_until(lambda: self.power() in ("on", "off"), what="ipmi_sim")
+        return self
+
+    def power(self) -> str:
+        """The machine's power as `ipmitool` (not the portal's client) reads it from the simulator."""
+        answer = subprocess.run(
+            ["ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", str(self.port), "-U", self.USER,
+             "-P", self.PASSWORD, "power", "status"],
+            capture_output=True, text=True, timeout=15,
+        )  # fmt: skip
+        return answer.stdout.strip().rsplit(" ", 1)[-1]
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.power() == "on":
+                subprocess.run(
+                    ["ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", str(self.port), "-U", self.USER,
+                     "-P", self.PASSWORD, "power", "off"],
+                    capture_output=True, timeout=30,
+                )  # fmt: skip
+            stop(self.process)
+            self.process = None

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from hosts.models import Host, Interface, Site, Subnet
+from hosts.models import Bmc, Host, Interface, Site, Subnet
 from images.models import Image, ImageVersion
 from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, PxeMenu, PxeMenuItem
 from tests import factories
@@ -288,6 +288,46 @@ class TestInterfaceAPI(APIViewTestCase):
         grant(user, self.perm("delete"), self.perm("view"))
         assert token_client.delete(self.detail_url(first)).status_code == 204
         assert self.host.interfaces.get().primary is True
+
+
+class TestBmcAPI(APIViewTestCase):
+    basename = "bmc"
+    model = Bmc
+    filters = [("host=a.example.com", 1), ("power_state=unknown", 2), ("address=10.8.0.1", 1)]
+
+    @pytest.fixture(autouse=True)
+    def _host(self, db):
+        self.host = factories.HostFactory(fqdn="a.example.com")
+
+    def make_row(self):
+        return factories.BmcFactory()
+
+    def create_payload(self):
+        return {"host": "a.example.com", "address": "bmc-a.example.com", "username": "admin", "password": "pw 1"}
+
+    def update_payload(self, row):
+        return {"host": row.host.fqdn, "address": "10.8.0.9", "port": 6230}
+
+    def partial_payload(self):
+        return {"port": 6231}
+
+    def bad_payloads(self):
+        return [
+            ("address", {"host": "a.example.com", "address": "bmc;reboot"}),
+            ("port", {"host": "a.example.com", "address": "10.8.0.2", "port": 65536}),
+            ("password", {"host": "a.example.com", "address": "10.8.0.2", "password": "a\rb"}),
+            ("host", {"host": "nope.example.com", "address": "10.8.0.2"}),
+        ]
+
+    def make_filter_rows(self):
+        factories.BmcFactory(host=self.host, address="10.8.0.1")
+        factories.BmcFactory()
+
+    def test_credentials_are_never_read_back(self, user, token_client):
+        row = factories.BmcFactory(host=self.host)
+        grant(user, self.perm("view"))
+        shown = token_client.get(self.detail_url(row)).json()
+        assert "bmc-password" not in str(shown) and shown["secrets_set"] == ["username", "password"]
 
 
 class TestImageAPI(APIViewTestCase):

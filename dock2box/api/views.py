@@ -12,9 +12,9 @@ from dock2box.selectors import history_list
 
 # The collections of /api/v2, by route name; the apps register them (see dock2box/urls.py).
 ENDPOINTS = [
-    "site-list", "subnet-list", "host-list", "interface-list", "image-list", "imageversion-list", "pxemenu-list",
-    "pxemenuitem-list", "bootdefaults-detail", "build-list", "discoveredhost-list", "boottemplate-list",
-    "mirror-status", "history-list",
+    "site-list", "subnet-list", "host-list", "interface-list", "bmc-list", "image-list", "imageversion-list",
+    "pxemenu-list", "pxemenuitem-list", "bootdefaults-detail", "build-list", "discoveredhost-list",
+    "boottemplate-list", "mirror-status", "history-list", "power",
 ]  # fmt: skip
 
 

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from dock2box.api.serializers import MACAddressField
 from hosts import services
-from hosts.models import SITE_SECRETS, Host, Interface, Site, Subnet
+from hosts.models import BMC_SECRETS, SITE_SECRETS, Bmc, Host, Interface, Site, Subnet
 from images.choices import ImageType
 from images.models import LATEST, Image
 from images.selectors import image_version_named
@@ -140,3 +140,32 @@ class InterfaceSerializer(serializers.ModelSerializer):
 
     def update(self, instance: Interface, validated_data: dict[str, Any]) -> Interface:
         return services.interface_update(interface=instance, data=validated_data)
+
+
+class BmcSerializer(serializers.ModelSerializer):
+    """A host's BMC. The credentials are write-only (`secrets_set` says which hold a value); the power fields are
+    written by the power actions (`/api/v2/hosts/<id>/power/`)."""
+
+    host = serializers.SlugRelatedField(slug_field="fqdn", queryset=Host.objects.all())
+    secrets_set = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Bmc
+        fields = [
+            "id", "url", "host", "protocol", "address", "port", *BMC_SECRETS, "secrets_set", "power_state",
+            "power_checked", "pending", "pending_since", "last_action", "last_result", "last_result_at",
+        ]  # fmt: skip
+        read_only_fields = [
+            "power_state", "power_checked", "pending", "pending_since", "last_action", "last_result", "last_result_at",
+        ]  # fmt: skip
+        extra_kwargs = {"url": {"view_name": "bmc-detail"}, **{name: {"write_only": True} for name in BMC_SECRETS}}
+
+    def get_secrets_set(self, bmc: Bmc) -> list[str]:
+        """The names of the credentials that hold a value (the values are never read back)."""
+        return [name for name in BMC_SECRETS if getattr(bmc, name)]
+
+    def create(self, validated_data: dict[str, Any]) -> Bmc:
+        return services.bmc_create(data=validated_data)
+
+    def update(self, instance: Bmc, validated_data: dict[str, Any]) -> Bmc:
+        return services.bmc_update(bmc=instance, data=validated_data)

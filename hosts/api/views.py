@@ -8,13 +8,14 @@ from dock2box.api.serializers import HistorySerializer
 from dock2box.selectors import history_of
 from hosts import selectors, services
 from hosts.api.serializers import (
+    BmcSerializer,
     HostSerializer,
     InterfaceSerializer,
     SiteSerializer,
     SubnetSerializer,
 )
-from hosts.filtersets import HostFilterSet, InterfaceFilterSet, SiteFilterSet, SubnetFilterSet
-from hosts.models import Host, Interface, Site, Subnet
+from hosts.filtersets import BmcFilterSet, HostFilterSet, InterfaceFilterSet, SiteFilterSet, SubnetFilterSet
+from hosts.models import Bmc, Host, Interface, Site, Subnet
 
 
 class SiteViewSet(viewsets.ModelViewSet):
@@ -79,3 +80,15 @@ class InterfaceViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance: Interface) -> None:
         services.interface_delete(interface=instance)
+
+
+class BmcViewSet(viewsets.ModelViewSet):
+    """Hosts' BMCs (one per host): address, port, protocol and write-only credentials; power state as last seen."""
+
+    queryset = selectors.bmc_list()
+    serializer_class = BmcSerializer
+    filterset_class = BmcFilterSet
+    ordering_fields = ["host__fqdn", "address", "power_state"]
+
+    def perform_destroy(self, instance: Bmc) -> None:
+        services.bmc_delete(bmc=instance)

@@ -2,6 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from hosts.choices import PowerAction
 from hosts.models import Host, Site
 from images.models import Image
 from provisioning import selectors, services
@@ -135,3 +136,21 @@ class MirrorStatusSerializer(serializers.Serializer):
     last_success = serializers.DateTimeField(allow_null=True)
     last_error = serializers.CharField(allow_blank=True)
     last_error_at = serializers.DateTimeField(allow_null=True)
+
+
+class PowerRequestSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(
+        choices=PowerAction.choices,
+        help_text="status, on, off, cycle, or reinstall (build mode, then a cycle; on when the host is off).",
+    )
+
+
+class PowerBulkRequestSerializer(PowerRequestSerializer):
+    hosts = serializers.ListField(
+        child=serializers.CharField(max_length=253), min_length=1, max_length=1000, help_text="Host FQDNs."
+    )
+
+
+class PowerBulkResultSerializer(serializers.Serializer):
+    queued = serializers.ListField(child=serializers.CharField(), help_text="Hosts whose action was queued.")
+    refused = serializers.DictField(child=serializers.CharField(), help_text="Host → why it was refused.")

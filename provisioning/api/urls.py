@@ -15,6 +15,8 @@ urlpatterns = [
     path("mirror/", views.MirrorStatusView.as_view(), name="mirror-status"),
     path("hosts/<int:pk>/enter-build/", views.HostEnterBuildView.as_view(), name="host-enter-build"),
     path("hosts/<int:pk>/cancel-build/", views.HostCancelBuildView.as_view(), name="host-cancel-build"),
+    path("hosts/<int:pk>/power/", views.HostPowerView.as_view(), name="host-power"),
+    path("power/", views.PowerBulkView.as_view(), name="power"),
     path("hosts/<int:pk>/config/", views.HostConfigPreviewView.as_view(), name="host-config-preview"),
     path("image-versions/<int:pk>/resolve/", views.ImageVersionResolveView.as_view(), name="imageversion-resolve"),
     *router.urls,

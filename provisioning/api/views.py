@@ -1,13 +1,19 @@
+from typing import Any
+
+from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from dock2box.api.permissions import ModelPermissions
-from hosts.selectors import host_list
+from hosts.api.serializers import BmcSerializer
+from hosts.models import Host
+from hosts.selectors import bmc_list, host_list
 from images.registry import RegistryError
 from images.selectors import image_version_list
 from provisioning import selectors, services
@@ -18,6 +24,9 @@ from provisioning.api.serializers import (
     BuildSerializer,
     DiscoveredHostSerializer,
     MirrorStatusSerializer,
+    PowerBulkRequestSerializer,
+    PowerBulkResultSerializer,
+    PowerRequestSerializer,
     PxeMenuItemSerializer,
     PxeMenuSerializer,
 )
@@ -115,6 +124,63 @@ class HostCancelBuildView(generics.GenericAPIView):
             return Response(status=204)
         shown = selectors.build_list().get(pk=build.pk)
         return Response(BuildSerializer(shown, context=self.get_serializer_context()).data)
+
+
+class HostPowerView(generics.GenericAPIView):
+    """The host's power through its BMC: GET what the BMC said last; POST `{"action": ...}` queues an action (202).
+
+    The outcome (done, or the BMC's error in one line) shows in `last_result` once the worker has run it.
+    """
+
+    queryset = host_list()
+    serializer_class = PowerRequestSerializer
+    permission_classes = [HostBuildPermissions]
+
+    def _shown(self, host: Host) -> Any:
+        bmc = bmc_list().filter(host=host).first()
+        if bmc is None:
+            raise NotFound(f"{host.fqdn} has no BMC.")
+        return BmcSerializer(bmc, context=self.get_serializer_context()).data
+
+    @extend_schema(responses=BmcSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(self._shown(self.get_object()))
+
+    @extend_schema(request=PowerRequestSerializer, responses={202: BmcSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        host = self.get_object()
+        asked = self.get_serializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        services.power_request(host=host, action=asked.validated_data["action"])
+        return Response(self._shown(host), status=202)
+
+
+class PowerBulkView(generics.GenericAPIView):
+    """One power action for a list of hosts (`{"action": ..., "hosts": [fqdn, ...]}`): 202 with the hosts queued
+    and, per host, why one was refused; 400 when none was queued."""
+
+    queryset = host_list()
+    serializer_class = PowerBulkRequestSerializer
+    permission_classes = [HostBuildPermissions]
+
+    @extend_schema(responses={202: PowerBulkResultSerializer, 400: PowerBulkResultSerializer})
+    def post(self, request: Request) -> Response:
+        asked = self.get_serializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        names = list(dict.fromkeys(asked.validated_data["hosts"]))
+        hosts = {host.fqdn: host for host in host_list().filter(fqdn__in=names)}
+        queued: list[str] = []
+        refused: dict[str, str] = {}
+        for name in names:
+            if name not in hosts:
+                refused[name] = "No such host."
+                continue
+            try:
+                services.power_request(host=hosts[name], action=asked.validated_data["action"])
+                queued.append(name)
+            except ValidationError as error:
+                refused[name] = " ".join(error.messages)
+        return Response({"queued": queued, "refused": refused}, status=202 if queued else 400)
 
 
 class DiscoveredHostViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
