@@ -37,6 +37,15 @@ class Machine:
         self.output = ""
         self._process: subprocess.Popen | None = None
 
+    def bmc_command(self, console: Path) -> str:
+        """The guest as a BMC starts it (`IpmiSim`'s startcmd): no window, the serial console into `console`, reboots
+        kept inside the guest, and QEMU's IPMI device talking to the simulator on `{serial_port}`."""
+        args = [arg for arg in self.args if arg not in ("-nographic", "-no-reboot")]
+        args += ["-display", "none", "-serial", f"file:{console}",
+                 "-chardev", "socket,id=ipmi0,host=127.0.0.1,port={serial_port},reconnect=10",
+                 "-device", "ipmi-bmc-extern,chardev=ipmi0,id=bmc0", "-device", "isa-ipmi-kcs,bmc=bmc0"]  # fmt: skip
+        return " ".join(args)
+
     def __enter__(self) -> "Machine":
         self._process = subprocess.Popen(
             self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

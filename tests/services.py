@@ -120,7 +120,8 @@ class Postgres:
 
 class IpmiSim:
     """OpenIPMI's `ipmi_sim` as a host's BMC on a free loopback UDP port: IPMI over LAN (user `admin`), powering the
-    machine `startcmd` on and off (a QEMU guest through its `ipmi-bmc-extern` device, or any stand-in process)."""
+    machine `startcmd` on and off (a QEMU guest through its `ipmi-bmc-extern` device, or any stand-in process).
+    `{serial_port}` in `startcmd` is the TCP port the guest's BMC device connects to."""
 
     USER, PASSWORD = "admin", "bmc-secret-1"
 
@@ -145,7 +146,8 @@ class IpmiSim:
             + "".join(f"    allowed_auths_{level} {auths}\n" for level in ("callback", "user", "operator", "admin"))
             + "    guid a123456789abcdefa123456789abcdef\n  endlan\n"
             f"  serial kcs 127.0.0.1 {self.serial_port} codec VM\n"
-            f'  startcmd "{self.startcmd}"\n  startnow false\n  poweroff_wait 5\n  kill_wait 5\n'
+            f'  startcmd "{self.startcmd.format(serial_port=self.serial_port)}"\n'
+            "  startnow false\n  poweroff_wait 5\n  kill_wait 5\n"
             f'user 2 true "{self.USER}" "{self.PASSWORD}" admin 10 {auths}\n'
         )
         log = (self.workdir / "ipmi_sim.log").open("a")

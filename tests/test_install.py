@@ -19,6 +19,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from dock2box.models import History
 from hosts.models import Host
 from images import services as image_services
 from installer.build import build
@@ -28,6 +29,7 @@ from tests import factories
 from tests.host_image import MARKER, host_root, tar_directory
 from tests.qemu import Machine
 from tests.registry import Registry, oci_image, tar_of
+from tests.services import IpmiSim, wait_until
 
 pytestmark = pytest.mark.slow
 VM_MAC = "52:54:00:d2:b0:01"
@@ -57,14 +59,15 @@ def portal(live_server, transactional_db, settings, bootenv, admin_user):
     return url, api, site, subnet
 
 
-def create_host(api, subnet, image: str, **settings) -> Host:
+def create_host(api, subnet, image: str, build: bool = True, **settings) -> Host:
     response = api.post("/api/v2/hosts/", {
         "fqdn": "vm01.lab.example.com", "site": "lab1", "image": image, "version": "latest", **settings,
         "interfaces": [{"name": "eth0", "mac": VM_MAC, "ip": "10.0.2.15", "subnet": str(subnet.network)}],
     }, format="json")  # fmt: skip
     assert response.status_code == 201, response.content
     host = Host.objects.get(pk=response.json()["id"])
-    assert api.post(f"/api/v2/hosts/{host.pk}/enter-build/").status_code in (200, 201)
+    if build:
+        assert api.post(f"/api/v2/hosts/{host.pk}/enter-build/").status_code in (200, 201)
     return host
 
 
@@ -205,6 +208,38 @@ def test_a_lost_done_never_reinstalls_the_host(portal, image_root, tmp_path, mon
     host.refresh_from_db()
     assert (build.state, build.token, host.build, host.status) == ("unconfirmed", None, False, "unconfirmed")
     assert [stage for stage, _ in stages(host)].count("config") == 1
+
+
+def test_one_reinstall_through_the_bmc_powers_on_installs_and_reboots_into_the_disk(portal, image_root, tmp_path):
+    """The machine is off; its BMC is OpenIPMI's simulator, which starts and stops the QEMU process. One Reinstall
+    through the API, and nothing else touching QEMU: power on, PXE, install, `done`, reboot, the installed system."""
+    url, api, _site, subnet = portal
+    add_file_image(image_root)
+    host = create_host(api, subnet, "test-file", build=False)
+    disk = tmp_path / "disk.img"
+    with disk.open("wb") as handle:
+        handle.truncate(GiB)
+    console = tmp_path / "console.log"
+    guest = Machine(mac=VM_MAC, bootfile=f"{url}/boot.ipxe", workdir=tmp_path, disks=[disk], memory=1024)
+    sim = IpmiSim(tmp_path / "bmc", startcmd=guest.bmc_command(console)).start()
+    try:
+        assert sim.power() == "off"
+        answer = api.post("/api/v2/bmcs/", {"host": host.fqdn, "address": "127.0.0.1", "port": sim.port,
+                                            "username": sim.USER, "password": sim.PASSWORD}, format="json")  # fmt: skip
+        assert answer.status_code == 201, answer.content
+        assert api.post(f"/api/v2/hosts/{host.pk}/power/", {"action": "reinstall"}, format="json").status_code == 202
+        wait_until(lambda: MARKER in console.read_text(errors="replace"), timeout=480, what="the installed system")
+    finally:
+        sim.stop()
+        subprocess.run(["pkill", "-f", str(disk)])
+    text = console.read_text(errors="replace")
+    assert_installed(host, text)
+    assert f"{MARKER} host=vm01 image=test-image fstab=2" in text
+    bmc = host.bmc
+    bmc.refresh_from_db()
+    assert (bmc.last_action, bmc.last_result, bmc.power_state) == ("reinstall", "done", "on")
+    said = [line.action for line in History.objects.filter(kind="host", object_id=host.pk).order_by("id")]
+    assert said[-4:] == ["reinstall requested", "build mode entered", "reinstall", "installed"], said
 
 
 @pytest.fixture(scope="session")

@@ -141,7 +141,7 @@ def test_two_reinstalls_at_once_start_one_build(live_server, admin_user, machine
     pytest.param("nothing-listens", marks=pytest.mark.slow),  # the BMC client's log-in timeout, twice
     pytest.param("never-answers", marks=pytest.mark.slow),
 ])  # fmt: skip
-def test_a_failing_bmc_is_recorded_and_build_mode_is_left_as_it_was(api, machine_off, fast_retries, fault):
+def test_a_failing_bmc_is_recorded_and_build_mode_is_left_as_it_was(api, machine_off, fast_retries, fault, caplog):
     host = factories.InstallableHostFactory()
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
@@ -165,6 +165,8 @@ def test_a_failing_bmc_is_recorded_and_build_mode_is_left_as_it_was(api, machine
     last = History.objects.filter(kind="host", object_id=host.pk).order_by("id").last()
     assert (last.action, last.actor) == ("reinstall failed", "admin")
     assert machine_off.PASSWORD not in json.dumps(api.get(f"/api/v2/hosts/{host.pk}/power/").json())
+    assert machine_off.PASSWORD not in caplog.text and "power_apply" in caplog.text  # the task's log line and result
+    assert not History.objects.filter(detail__contains=machine_off.PASSWORD).exists()
 
 
 def test_a_host_in_build_mode_stays_in_it_when_its_bmc_fails(api, machine_off, fast_retries):
