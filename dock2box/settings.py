@@ -194,6 +194,9 @@ DOCK2BOX_ETCD_TIMEOUT = env.float("DOCK2BOX_ETCD_TIMEOUT", default=5.0)
 DOCK2BOX_OUTBOX_DRAIN_INTERVAL = env.int("DOCK2BOX_OUTBOX_DRAIN_INTERVAL", default=30)
 DOCK2BOX_RECONCILE_INTERVAL = env.int("DOCK2BOX_RECONCILE_INTERVAL", default=300)
 
+# A running build whose installer has not been heard from for this many seconds shows as stalled on the overview.
+DOCK2BOX_BUILD_STALLED_AFTER = env.int("DOCK2BOX_BUILD_STALLED_AFTER", default=900)
+
 # Power control through the hosts' BMCs: seconds to wait for a power state change, tries after a BMC that did not
 # answer, seconds between refreshes of every host's power state, and how many BMCs a refresh asks at once.
 DOCK2BOX_POWER_WAIT = env.int("DOCK2BOX_POWER_WAIT", default=60)

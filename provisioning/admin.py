@@ -141,6 +141,7 @@ class BuildHostAdmin(HostAdmin):
     """The host admin with what provisioning adds: build mode actions, build progress, events, config previews."""
 
     actions = ["enter_build", "cancel_build", "power_on", "power_off", "power_cycle", "reinstall"]
+    list_filter = [*HostAdmin.list_filter, "bmc__power_state"]
     list_display = [*HostAdmin.list_display, "build_progress", "power"]
     readonly_fields = [*HostAdmin.readonly_fields, "build_timeline", "config_previews", "power_panel", "history"]
     fieldsets = [

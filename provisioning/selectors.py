@@ -2,7 +2,7 @@
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +16,8 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_aware, make_aware
 
 from dock2box.models import OutboxEntry
-from hosts.models import Host, Interface, Site, Subnet, subnet_key
+from hosts.choices import HostStatus, PowerState
+from hosts.models import Bmc, Host, Interface, Site, Subnet, subnet_key
 from hosts.selectors import host_list
 from images.choices import ImageType
 from images.models import Image, ImageVersion
@@ -286,4 +287,52 @@ def mirror_status() -> MirrorStatus:
         last_success=state.last_success,
         last_error=state.last_error,
         last_error_at=state.last_error_at,
+    )
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What an operator checks first, read in a fixed number of queries however many hosts and builds there are."""
+
+    hosts_by_status: list[tuple[str, str, int]]  # (status, label, count), every status
+    power_by_state: list[tuple[str, str, int]]  # (state, label, count) of hosts with a BMC
+    running: list[Build]  # the newest SHOWN, with progress and last message (`build_list`)
+    running_count: int
+    failed: list[Build]  # failed since `failed_since`, newest first; `last_message` is the reason
+    failed_count: int
+    failed_since: datetime
+    stalled: list[Build]  # running, but nothing heard from the installer since `stalled_before`
+    stalled_count: int
+    stalled_before: datetime
+    discovered_count: int
+    mirror: MirrorStatus
+
+
+OVERVIEW_SHOWN = 10
+
+
+def overview() -> Overview:
+    """The admin's front page: hosts by state and power, running, failed and stalled builds, discovered hosts, the
+    mirror."""
+    now = timezone.now()
+    statuses = dict(Host.objects.order_by().values_list("status").annotate(count=Count("id")))
+    powers = dict(Bmc.objects.order_by().values_list("power_state").annotate(count=Count("id")))
+    failed_since = now - timedelta(days=1)
+    stalled_before = now - timedelta(seconds=settings.DOCK2BOX_BUILD_STALLED_AFTER)
+    running = build_list().filter(state=BuildState.RUNNING).order_by("-started", "-id")
+    failed = build_list().filter(state=BuildState.FAILED, finished__gte=failed_since).order_by("-finished", "-id")
+    stalled = running.filter(last_activity__lt=stalled_before)
+    return Overview(
+        hosts_by_status=[(value, label, statuses.get(value, 0)) for value, label in HostStatus.choices],
+        power_by_state=[(value, label, powers[value]) for value, label in PowerState.choices if value in powers],
+        running=list(running[:OVERVIEW_SHOWN]),
+        running_count=running.count(),
+        failed=list(failed[:OVERVIEW_SHOWN]),
+        failed_count=failed.count(),
+        failed_since=failed_since,
+        stalled=list(stalled[:OVERVIEW_SHOWN]),
+        stalled_count=stalled.count(),
+        stalled_before=stalled_before,
+        discovered_count=DiscoveredHost.objects.count(),
+        mirror=mirror_status(),
     )
