@@ -623,3 +623,16 @@ def test_host_config_preview_masks_secrets(user, token_client):
     assert "D2B_REGISTRY_PASSWORD='********'" in text
     assert token_client.get(url + "?type=json").json()["secrets"]["registry_password"] == "********"
     assert token_client.get(url + "?type=nope").status_code == 400
+
+
+@pytest.mark.parametrize("query", ["search=web", "fqdn=a.example.com", "hostname=a&limmit=5"])
+def test_an_unknown_query_parameter_is_a_400_naming_it_not_every_row(user, token_client, query):
+    """A script that mistypes a filter must not get every host back and act on all of them."""
+    factories.HostFactory(fqdn="a.example.com")
+    factories.HostFactory(fqdn="b.example.com")
+    grant(user, "hosts.view_host")
+    response = token_client.get(f"/api/v2/hosts/?{query}")
+    assert response.status_code == 400, response.content
+    bad = query.rsplit("&", 1)[-1].split("=")[0]
+    assert list(response.json()) == [bad] and "Unknown query parameter" in response.json()[bad][0]
+    assert token_client.get("/api/v2/hosts/?hostname=a.example&limit=5&offset=0&ordering=fqdn").json()["count"] == 1

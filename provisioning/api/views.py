@@ -214,6 +214,7 @@ class HostConfigPreviewView(generics.GenericAPIView):
     """
 
     queryset = host_list()
+    query_params = ["type"]
 
     @extend_schema(
         parameters=[OpenApiParameter("type", str, enum=FORMATS, default="env")],
