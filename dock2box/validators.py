@@ -89,17 +89,16 @@ def normalise_fqdn(value: str) -> str:
 
 
 def validate_fqdn(value: str) -> None:
+    """A host name `normalise_fqdn` accepts (upper case and a trailing dot are normalised away, not refused)."""
     normalise_fqdn(value)
-    if value != value.lower():
-        raise ValidationError("Write the host name in lower case.", code="invalid_fqdn")
 
 
 def validate_domain(value: str) -> None:
-    """A DNS domain (one label allowed, e.g. `lan`)."""
-    labels = value.split(".")
+    """A DNS domain (one label allowed, e.g. `lan`); the site stores it in lower case."""
+    labels = value.lower().removesuffix(".").split(".")
     if not value or len(value) > 253 or not all(_FQDN_LABEL_RE.match(label) for label in labels):
         raise ValidationError(
-            "'%(value)s' is not a lower-case DNS domain (e.g. example.com).",
+            "'%(value)s' is not a DNS domain (e.g. example.com).",
             code="invalid_domain",
             params={"value": value},
         )

@@ -126,6 +126,23 @@ class Site(models.Model):
             raise ValidationError({"image": "A boot image cannot be the image hosts are installed with."})
         if boot_version_errors(self.boot_version):
             raise ValidationError(boot_version_errors(self.boot_version))
+        if self.domain:
+            self.domain = self.domain.lower().removesuffix(".")
+            if self.pk:
+                outside = [
+                    fqdn for fqdn in self.hosts.values_list("fqdn", flat=True) if not in_domain(fqdn, self.domain)
+                ]
+                if outside:
+                    raise ValidationError(
+                        {"domain": f"{len(outside)} host(s) of this site are outside {self.domain} (first: "
+                                   f"{outside[0]}); rename them or move them to another site first."}
+                    )  # fmt: skip
+
+
+def in_domain(fqdn: str, domain: str) -> bool:
+    """The one rule for a host name and its site's domain: `web01.lab.example.com` is in `lab.example.com` (and in
+    `example.com`); a site without a domain takes any name."""
+    return not domain or fqdn.lower().endswith("." + domain.lower().removesuffix("."))
 
 
 def is_network_or_broadcast(address: IPAddress, network: IPNetwork) -> bool:
@@ -172,7 +189,11 @@ def _parse_ranges(text: str, network: IPNetwork) -> list[tuple[IPAddress, IPAddr
 
 
 class Subnet(models.Model):
-    """An IPv4 or IPv6 network of a site. Subnets of one site never overlap; interfaces take addresses from it."""
+    """An IPv4 or IPv6 network of a site; interfaces take addresses from it.
+
+    No two subnets overlap, in one site or across sites: the etcd mirror keys a subnet by its network alone
+    (`/subnets/10.0.0.0-24`), so an address belongs to at most one subnet.
+    """
 
     network = models.CharField(
         max_length=49, unique=True, validators=[validate_network], help_text="CIDR, e.g. 10.0.0.0/24."
@@ -241,12 +262,11 @@ class Subnet(models.Model):
             self.reserved_ranges()
         except ValidationError as error:
             errors["reserved"] = error.messages[0]
-        if self.site_id:
-            for other in Subnet.objects.filter(site_id=self.site_id).exclude(pk=self.pk).only("network"):
-                other_network = other.ip_network
-                if other_network and other_network.version == network.version and other_network.overlaps(network):
-                    errors["network"] = f"{network} overlaps {other_network}, another subnet of site {self.site}."
-                    break
+        for other in Subnet.objects.exclude(pk=self.pk).select_related("site").only("network", "site__name"):
+            other_network = other.ip_network
+            if other_network and other_network.version == network.version and other_network.overlaps(network):
+                errors["network"] = f"{network} overlaps {other_network}, a subnet of site {other.site.name}."
+                break
         if errors:
             raise ValidationError(errors)
 
@@ -326,6 +346,11 @@ class Host(models.Model):
             with contextlib.suppress(ValidationError):  # the field's own validator reports it
                 self.fqdn = normalise_fqdn(self.fqdn)
         errors: dict[str, str] = {}
+        if self.fqdn and self.site is not None and not in_domain(self.fqdn, self.site.domain):
+            errors["fqdn"] = (
+                f"{self.fqdn} is outside the domain of site {self.site.name} ({self.site.domain}); name it "
+                f"{self.hostname}.{self.site.domain}, or pick the site it belongs to."
+            )
         if version_error := version_of_image_error(self.image, self.image_version):
             errors["image_version"] = version_error
         if self.image is not None and self.image.type == ImageType.BOOT:
@@ -440,6 +465,11 @@ class Interface(models.Model):
             errors["ip"] = f"{address} is the network or broadcast address of {network}."
         elif self.subnet.gateway and address == ipaddress.ip_address(self.subnet.gateway):
             errors["ip"] = f"{address} is the gateway of {network}."
+        elif reserved := next(
+            ((start, end) for start, end in self.subnet.reserved_ranges() if start <= address <= end), None
+        ):
+            shown = str(reserved[0]) if reserved[0] == reserved[1] else f"{reserved[0]}-{reserved[1]}"
+            errors["ip"] = f"{address} is reserved in subnet {network} ({shown}); pick another address."
         if network.version == 4:
             if not self.netmask:
                 self.netmask = str(network.netmask)

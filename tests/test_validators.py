@@ -11,7 +11,7 @@ from dock2box.validators import (
     parse_network,
     validate_safe_text,
 )
-from hosts.models import Interface, Subnet
+from hosts.models import Host, Interface, Subnet
 from tests import factories
 
 
@@ -134,11 +134,34 @@ class TestSubnetRules:
         with pytest.raises(ValidationError, match=re.escape("overlaps 10.0.0.0/16")):
             subnet.full_clean()
 
-    def test_other_sites_may_overlap_but_not_repeat(self):
-        factories.SubnetFactory(network="10.0.0.0/16")
-        Subnet(site=factories.SiteFactory(), network="10.0.5.0/24").full_clean()
-        with pytest.raises(ValidationError, match="network"):
-            Subnet(site=factories.SiteFactory(), network="10.0.0.0/16").full_clean()
+    def test_overlap_is_refused_the_same_way_within_a_site_and_across_sites(self):
+        existing = factories.SubnetFactory(network="10.0.0.0/16")
+        for site in (existing.site, factories.SiteFactory()):
+            for network in ("10.0.5.0/24", "10.0.0.0/16", "10.0.0.0/8"):
+                with pytest.raises(ValidationError, match=f"overlaps 10.0.0.0/16, a subnet of site {existing.site}"):
+                    Subnet(site=site, network=network).full_clean()
+        Subnet(site=factories.SiteFactory(), network="10.1.0.0/16").full_clean()
+
+    def test_an_address_in_a_reserved_range_is_refused_for_a_host(self):
+        subnet = factories.SubnetFactory(network="10.7.0.0/24", reserved="10.7.0.1-10.7.0.20, 10.7.0.250")
+        host = factories.HostFactory(site=subnet.site)
+        for address, says in (("10.7.0.5", "(10.7.0.1-10.7.0.20)"), ("10.7.0.250", "(10.7.0.250)")):
+            with pytest.raises(ValidationError, match=re.escape(f"{address} is reserved in subnet 10.7.0.0/24 {says}")):
+                Interface(host=host, name="eth0", mac="52:54:00:07:00:01", ip=address).full_clean()
+        Interface(host=host, name="eth0", mac="52:54:00:07:00:01", ip="10.7.0.21").full_clean()
+
+    def test_a_host_name_outside_its_sites_domain_is_refused_and_upper_case_is_lowered(self):
+        site = factories.SiteFactory(domain="lab.example.com")
+        with pytest.raises(ValidationError, match=re.escape("name it web01.lab.example.com")):
+            Host(fqdn="web01.example.org", site=site).full_clean()
+        host = Host(fqdn="WEB01.Lab.Example.COM.", site=site)
+        host.full_clean()
+        assert host.fqdn == "web01.lab.example.com"
+        Host(fqdn="web02.example.org").full_clean()  # no site: any name
+        host.save()
+        site.domain = "other.example.com"
+        with pytest.raises(ValidationError, match=r"1 host.* outside other.example.com .first: web01.lab.example.com"):
+            site.full_clean()
 
     @pytest.mark.parametrize(
         ("gateway", "says"),
