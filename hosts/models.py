@@ -466,7 +466,8 @@ class Interface(models.Model):
         elif self.subnet.gateway and address == ipaddress.ip_address(self.subnet.gateway):
             errors["ip"] = f"{address} is the gateway of {network}."
         elif reserved := next(
-            ((start, end) for start, end in self.subnet.reserved_ranges() if start <= address <= end), None
+            ((start, end) for start, end in self.subnet.reserved_ranges() if int(start) <= int(address) <= int(end)),
+            None,
         ):
             shown = str(reserved[0]) if reserved[0] == reserved[1] else f"{reserved[0]}-{reserved[1]}"
             errors["ip"] = f"{address} is reserved in subnet {network} ({shown}); pick another address."
