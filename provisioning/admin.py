@@ -5,7 +5,7 @@ from django.conf import settings as django_settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -14,11 +14,12 @@ from django.utils.safestring import mark_safe
 from dock2box.admin import SelectorAdmin, ServiceAdmin
 from dock2box.selectors import history_of
 from hosts.admin import HostAdmin
-from hosts.choices import PowerAction
+from hosts.choices import HostStatus, PowerAction
 from hosts.models import Host
 from images.admin import ImageVersionAdmin
 from images.models import ImageVersion
 from provisioning import selectors, services
+from provisioning.choices import BuildState
 from provisioning.configs import FORMATS, host_config_render
 from provisioning.models import (
     BootDefaults,
@@ -110,18 +111,49 @@ class BuildEventInline(admin.TabularInline):
 class BuildAdmin(SelectorAdmin):
     """Install attempts, read-only: they change through build mode and the installer's events."""
 
-    list_display = ["host", "state", "created", "started", "finished", "last_activity", "refusals"]
+    list_display = [
+        "host",
+        "version",
+        "state",
+        "progress_bar",
+        "last_message_shown",
+        "started_by",
+        "duration",
+        "created",
+    ]
     list_filter = ["state"]
     search_fields = ["host__fqdn"]
     readonly_fields = [
-        "host", "state", "image_version", "created", "started", "finished", "last_activity", "bootloader_started",
-        "client_address", "refusals", "last_refusal",
+        "host", "version", "state", "progress_bar", "last_message_shown", "started_by", "duration", "created",
+        "started", "finished", "last_activity", "bootloader_started", "client_address", "refusals", "last_refusal",
     ]  # fmt: skip
     fields = readonly_fields
     inlines = [BuildEventInline]
 
     def rows(self) -> QuerySet[Build]:
         return selectors.build_list()
+
+    @admin.display(description="image:version", ordering="image_version__image__name")
+    def version(self, build: Build) -> str:
+        return str(build.image_version) if build.image_version_id else "resolved at its first config fetch"
+
+    @admin.display(description="progress")
+    def progress_bar(self, build: Any) -> str:
+        return _progress(build.progress if build.state == BuildState.RUNNING else None)
+
+    @admin.display(description="last message (the reason, when it failed)")
+    def last_message_shown(self, build: Any) -> str:
+        if build.last_message and build.state == BuildState.FAILED:
+            return format_html('<b style="color: var(--error-fg)">{}</b>', build.last_message)
+        return build.last_message or "-"
+
+    @admin.display(description="duration")
+    def duration(self, build: Build) -> str:
+        if build.started is None:
+            return "-"
+        seconds = int(((build.finished or timezone.now()) - build.started).total_seconds())
+        took = f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+        return took if build.finished else f"{took} so far"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -137,12 +169,20 @@ class BuildAdmin(SelectorAdmin):
 HISTORY_SHOWN = 20
 
 
+def _progress(percent: int | None) -> str:
+    if percent is None:
+        return "-"
+    return format_html('<progress value="{}" max="100" title="{}%"></progress> {}%', percent, percent, percent)
+
+
 class BuildHostAdmin(HostAdmin):
     """The host admin with what provisioning adds: build mode actions, build progress, events, config previews."""
 
     actions = ["enter_build", "cancel_build", "power_on", "power_off", "power_cycle", "reinstall"]
     list_filter = [*HostAdmin.list_filter, "bmc__power_state"]
-    list_display = [*HostAdmin.list_display, "build_progress", "power"]
+    list_display = [
+        "status_shown" if name == "status" else name for name in [*HostAdmin.list_display, "build_progress", "power"]
+    ]
     readonly_fields = [*HostAdmin.readonly_fields, "build_timeline", "config_previews", "power_panel", "history"]
     fieldsets = [
         *HostAdmin.fieldsets,
@@ -201,20 +241,28 @@ class BuildHostAdmin(HostAdmin):
 
     @admin.display(description="progress")
     def build_progress(self, host: Any) -> str:
-        if host.running_progress is None:
-            return "-"
-        return format_html(
-            '<progress value="{}" max="100" title="{}%"></progress> {}%',
-            host.running_progress,
-            host.running_progress,
-            host.running_progress,
-        )
+        return _progress(host.running_progress)
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, host: Any) -> str:
+        if host.status == HostStatus.FAILED and host.failure_reason:
+            return format_html('{}: <span style="color: var(--error-fg)">{}</span>', host.get_status_display(),
+                               host.failure_reason)  # fmt: skip
+        return host.get_status_display()
 
     @admin.display(description="latest build")
     def build_timeline(self, host: Host) -> str:
+        if not host.pk:
+            return "-"
+        action, label = ("cancel", "Cancel build") if host.build else ("enter", "Enter build mode")
+        button = format_html(
+            '<p><button type="submit" class="button" formaction="{}" formnovalidate>{}</button></p>',
+            reverse("admin:hosts_host_build", args=[host.pk, action]),
+            label,
+        )
         build = selectors.build_latest(host=host)
         if build is None:
-            return "No build yet."
+            return format_html("{}No build yet.", button)
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><pre style='margin:0'>{}</pre></td></tr>",
@@ -222,7 +270,7 @@ class BuildHostAdmin(HostAdmin):
                 (
                     timezone.localtime(event.time).strftime("%Y-%m-%d %H:%M:%S"),
                     event.stage,
-                    event.progress,
+                    "" if event.progress is None else event.progress,
                     event.message,
                 )
                 for event in build.events.all()
@@ -235,9 +283,10 @@ class BuildHostAdmin(HostAdmin):
             else ""
         )  # fmt: skip
         return format_html(
-            "<p>Build #{} is <b>{}</b> (created {}).</p>{}"
+            "{}<p>Build #{} is <b>{}</b> (created {}).</p>{}"
             "<table><thead><tr><th>time</th><th>stage</th><th>%</th><th>message</th></tr></thead>"
             "<tbody>{}</tbody></table>",
+            button,
             build.pk,
             build.get_state_display(),
             timezone.localtime(build.created).strftime("%Y-%m-%d %H:%M"),
@@ -285,6 +334,7 @@ class BuildHostAdmin(HostAdmin):
         return [
             path("<int:pk>/config/<str:fmt>/", preview, name="hosts_host_config_preview"),
             path("<int:pk>/power/<str:action>/", power, name="hosts_host_power"),
+            path("<int:pk>/build/<str:action>/", self.admin_site.admin_view(self.build_view), name="hosts_host_build"),
             *super().get_urls(),
         ]
 
@@ -294,6 +344,17 @@ class BuildHostAdmin(HostAdmin):
         if request.method != "POST" or host is None or not self.has_change_permission(request, host):
             raise PermissionDenied
         self._power(request, [host], action)
+        return HttpResponseRedirect(reverse("admin:hosts_host_change", args=[host.pk]))
+
+    def build_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
+        """The host page's Enter build mode / Cancel build button: the list actions, for this host."""
+        host = self.get_object(request, str(pk))
+        actions = {"enter": self.enter_build, "cancel": self.cancel_build}
+        if request.method != "POST" or host is None or not self.has_change_permission(request, host):
+            raise PermissionDenied
+        if action not in actions:
+            raise Http404(f"No build action {action!r}.")
+        actions[action](request, self.get_queryset(request).filter(pk=host.pk))
         return HttpResponseRedirect(reverse("admin:hosts_host_change", args=[host.pk]))
 
     def _power(self, request: HttpRequest, hosts: Iterable[Host], action: str) -> None:

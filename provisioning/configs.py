@@ -6,6 +6,7 @@ from typing import Any
 
 from hosts.models import Host, Interface
 from hosts.selectors import interface_boot
+from images.models import ImageVersion
 from provisioning import selectors
 from provisioning.catalogue import Catalogue, catalogue_get, catalogue_read
 from provisioning.choices import TemplateKind
@@ -26,6 +27,12 @@ class RenderedConfig:
 
 def _settings(*, host: Host, interfaces: list[Interface], version_id: int | None, catalogue: Catalogue) -> HostSettings:
     return host_settings(host=host, interface=interface_boot(interfaces), catalogue=catalogue, version_id=version_id)
+
+
+def host_image_version(*, host: Host) -> ImageVersion | None:
+    """The image version `host` installs now (its own, its image's latest, its site's), None when none resolves."""
+    interfaces = selectors.host_interfaces(host=host)
+    return _settings(host=host, interfaces=interfaces, version_id=None, catalogue=catalogue_get()).version
 
 
 def host_install_problem(*, host: Host, version_id: int | None = None) -> str | None:

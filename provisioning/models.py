@@ -124,7 +124,12 @@ class Build(models.Model):
     token = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     state = models.CharField(max_length=12, choices=BuildState.choices, default=BuildState.PENDING)
     image_version = models.ForeignKey(
-        "images.ImageVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "images.ImageVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="A version picked by hand, else the one the installer was given at its first config fetch.",
     )
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
@@ -146,6 +151,7 @@ class Build(models.Model):
         default=0, help_text="Requests with this build's token from another address, refused."
     )
     last_refusal = models.CharField(max_length=200, blank=True)
+    started_by = models.CharField(max_length=200, blank=True, help_text="Who put the host in build mode.")
 
     class Meta:
         ordering = ["-created", "-id"]

@@ -267,12 +267,23 @@ def mirror_state_list() -> QuerySet[MirrorState]:
 
 
 def host_list_with_state() -> QuerySet[Host]:
-    """The hosts as `hosts.selectors.host_list` reads them, with their BMC and the running build's last progress
-    (`running_progress`, None when no build runs or it reported none)."""
+    """The hosts as `hosts.selectors.host_list` reads them, with their BMC, the running build's last progress
+    (`running_progress`, None when no build runs or it reported none) and the last failed build's last message
+    (`failure_reason`)."""
     latest_progress = BuildEvent.objects.filter(
         build__host=OuterRef("pk"), build__state=BuildState.RUNNING, progress__isnull=False
     ).order_by("-time", "-id")
-    return host_list().select_related("bmc").annotate(running_progress=Subquery(latest_progress.values("progress")[:1]))
+    failed = BuildEvent.objects.filter(build__host=OuterRef("pk"), build__state=BuildState.FAILED).order_by(
+        "-time", "-id"
+    )
+    return (
+        host_list()
+        .select_related("bmc")
+        .annotate(
+            running_progress=Subquery(latest_progress.values("progress")[:1]),
+            failure_reason=Subquery(failed.annotate(first_line=Left("message", 120)).values("first_line")[:1]),
+        )
+    )
 
 
 def mirror_status() -> MirrorStatus:

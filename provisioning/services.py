@@ -28,7 +28,7 @@ from images.models import ImageVersion
 from provisioning import bmc as bmc_client
 from provisioning.bmc import BmcAccess, BmcError
 from provisioning.choices import BuildStage, BuildState
-from provisioning.configs import host_install_problem
+from provisioning.configs import host_image_version, host_install_problem
 from provisioning.metrics import POWER_ACTIONS
 from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 from provisioning.selectors import build_for_token
@@ -137,7 +137,11 @@ def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
     if build is None:
         host_build_check(host=host, version_id=version_id)
         build = Build.objects.create(
-            host=host, token=build_token_new(), last_activity=timezone.now(), image_version_id=version_id
+            host=host,
+            token=build_token_new(),
+            last_activity=timezone.now(),
+            image_version_id=version_id,
+            started_by=actor_current()[:200],
         )
         history_record(obj=host, action="build mode entered", detail=f"build #{build.pk}")
     if not host.build:
@@ -272,6 +276,18 @@ def build_for_installer(*, token: str, now: datetime, client: str, fetch: bool) 
     else:
         Build.objects.filter(pk=build.pk).update(last_activity=now)
     return build
+
+
+def build_version_pin(*, build: Build) -> None:
+    """Record on the build the image version its installer is given, at its first config fetch: the build's page
+    shows it, and the installer's later fetches (a retry) install that version even if a newer one is published."""
+    if build.image_version_id is not None:
+        return
+    version = host_image_version(host=build.host)
+    if version is not None and Build.objects.filter(pk=build.pk, image_version__isnull=True).update(
+        image_version=version
+    ):
+        build.image_version = version
 
 
 @transaction.atomic

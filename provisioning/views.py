@@ -258,6 +258,7 @@ def host_config(request: HttpRequest, token: str) -> HttpResponse:
     build = _build_or_refusal(request, token, fetch=True)
     if isinstance(build, JsonResponse):
         return build
+    services.build_version_pin(build=build)
     rendered = host_config_render(
         host=build.host, build=build, fmt=request.GET.get("format", "env"), portal=portal_url(request)
     )

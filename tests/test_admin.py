@@ -3,6 +3,7 @@
 import pytest
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 
 from hosts.models import Host
 from provisioning.models import Build
@@ -265,3 +266,58 @@ def test_deleting_an_open_build_in_the_admin_takes_its_host_out_of_build_mode(ad
     admin_client.post(reverse("admin:provisioning_build_delete", args=[build.pk]), {"post": "yes"})
     host.refresh_from_db()
     assert not Build.objects.exists() and not host.build
+
+
+def test_builds_say_what_happened_version_progress_reason_who_and_how_long(admin_client, settings):
+    settings.DOCK2BOX_PUBLIC_URL = "http://portal.example.com"
+    from django.test import Client
+
+    running_host = factories.InstallableHostFactory()
+    admin_client.post(reverse("admin:hosts_host_build", args=[running_host.pk, "enter"]))
+    build = Build.objects.get(host=running_host)
+    assert build.started_by == "admin" and build.image_version is None
+    installer = Client()
+    assert installer.get(f"/config/{build.token}").status_code == 200  # the first fetch pins the version
+    installer.post(f"/config/{build.token}/events", {"stage": "image", "progress": 30, "message": "layer 1 of 3"},
+                   "application/json")  # fmt: skip
+    build.refresh_from_db()
+    version = running_host.image.versions.get()
+    assert build.image_version == version
+
+    failed_host = factories.InstallableHostFactory()
+    now = timezone.now()
+    services_build = factories.BuildFactory(host=failed_host, state="running", token="t" * 40, started=now,
+                                            last_activity=now)  # fmt: skip
+    Host.objects.filter(pk=failed_host.pk).update(build=True)
+    installer.post(f"/config/{services_build.token}/events", {"stage": "failed", "message": "disk too small"},
+                   "application/json")  # fmt: skip
+
+    builds = admin_client.get(reverse("admin:provisioning_build_changelist")).content.decode()
+    assert str(version) in builds and 'value="30"' in builds and "layer 1 of 3" in builds
+    assert "disk too small" in builds and "so far" in builds and ">admin<" in builds
+    hosts = admin_client.get(reverse("admin:hosts_host_changelist")).content.decode()
+    assert "Failed: <span" in hosts and "disk too small" in hosts
+    page = admin_client.get(reverse("admin:provisioning_build_change", args=[services_build.pk])).content.decode()
+    assert "disk too small" in page and "None" not in page.split('id="build_form"')[1].split("</form>")[0]
+
+
+def test_the_host_page_enters_and_cancels_build_mode_with_the_list_actions_checks(admin_client):
+    host = factories.InstallableHostFactory()
+    page = admin_client.get(reverse("admin:hosts_host_change", args=[host.pk])).content.decode()
+    assert "Enter build mode</button>" in page
+    admin_client.post(reverse("admin:hosts_host_build", args=[host.pk, "enter"]))
+    host.refresh_from_db()
+    assert host.build
+    page = admin_client.get(reverse("admin:hosts_host_change", args=[host.pk])).content.decode()
+    assert "Cancel build</button>" in page
+    admin_client.post(reverse("admin:hosts_host_build", args=[host.pk, "cancel"]))
+    host.refresh_from_db()
+    assert not host.build
+
+    bare = factories.HostFactory()
+    answer = admin_client.post(reverse("admin:hosts_host_build", args=[bare.pk, "enter"]), follow=True)
+    assert "Build mode refused for" in answer.content.decode()
+    bare.refresh_from_db()
+    assert not bare.build
+    assert admin_client.post(reverse("admin:hosts_host_build", args=[host.pk, "explode"])).status_code == 404
+    assert admin_client.get(reverse("admin:hosts_host_build", args=[host.pk, "enter"])).status_code == 403
