@@ -3,7 +3,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from dock2box.admin import ServiceAdmin
@@ -16,18 +16,44 @@ def _masked(field: str) -> str:
     return f"{field}_masked"
 
 
-def _secret_display(model: type[Site | Bmc], field: str) -> Any:
-    def show(admin: Any, obj: Site | Bmc) -> str:
-        return "set (hidden)" if getattr(obj, field) else "not set"
+class MaskedSecretsAdmin(ServiceAdmin):
+    """An admin whose `secrets` fields a user who may view but not change the object sees only as "set (hidden)" or
+    "not set", never their values."""
 
-    return admin.display(description=model._meta.get_field(field).verbose_name)(show)
+    secrets: list[str] = []
+
+    def __init__(self, model: type[Model], admin_site: admin.AdminSite) -> None:
+        super().__init__(model, admin_site)
+        for field in self.secrets:
+            setattr(self, _masked(field), self._secret_display(model, field))
+
+    @staticmethod
+    def _secret_display(model: type[Model], field: str) -> Any:
+        def show(obj: Model) -> str:
+            return "set (hidden)" if getattr(obj, field) else "not set"
+
+        return admin.display(description=model._meta.get_field(field).verbose_name)(show)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        return [
+            (name, {**options, "fields": [_masked(f) if f in self.secrets else f for f in options["fields"]]})
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        readonly = list(super().get_readonly_fields(request, obj))
+        return readonly if self.has_change_permission(request, obj) else [*readonly, *map(_masked, self.secrets)]
 
 
 @admin.register(Site)
-class SiteAdmin(ServiceAdmin):
+class SiteAdmin(MaskedSecretsAdmin):
     list_display = ["name", "domain", "file_uri", "registry", "image", "subnet_count", "host_count"]
     search_fields = ["name", "domain", "description"]
     autocomplete_fields = ["image", "boot_version", "pxe_menu"]
+    secrets = SITE_SECRETS
     fieldsets = [
         (None, {"fields": ["name", "description", "domain", "dns_servers", "ntp_servers"]}),
         ("Sources", {"fields": ["file_uri", "registry"]}),
@@ -41,26 +67,6 @@ class SiteAdmin(ServiceAdmin):
         ),
     ]
 
-    def get_fieldsets(self, request: HttpRequest, obj: Site | None = None) -> Any:
-        """A user who may not change the site sees whether each secret is set, never its value."""
-        fieldsets = super().get_fieldsets(request, obj)
-        if self.has_change_permission(request, obj):
-            return fieldsets
-        return [
-            (
-                name,
-                {
-                    **options,
-                    "fields": [_masked(field) if field in SITE_SECRETS else field for field in options["fields"]],
-                },
-            )
-            for name, options in fieldsets
-        ]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Site | None = None) -> Any:
-        readonly = list(super().get_readonly_fields(request, obj))
-        return readonly if self.has_change_permission(request, obj) else [*readonly, *map(_masked, SITE_SECRETS)]
-
     def rows(self) -> QuerySet[Site]:
         return selectors.site_list_counted()
 
@@ -71,11 +77,6 @@ class SiteAdmin(ServiceAdmin):
     @admin.display(description="hosts", ordering="host_count")
     def host_count(self, site: Any) -> int:
         return site.host_count
-
-    registry_username_masked = _secret_display(Site, "registry_username")
-    registry_password_masked = _secret_display(Site, "registry_password")
-    root_password_hash_masked = _secret_display(Site, "root_password_hash")
-    ssh_authorized_keys_masked = _secret_display(Site, "ssh_authorized_keys")
 
     def create_with_service(self, data: dict[str, Any]) -> Site:
         return services.site_create(data=data)
@@ -233,10 +234,11 @@ class BmcForm(forms.ModelForm):
 
 
 @admin.register(Bmc)
-class BmcAdmin(ServiceAdmin):
+class BmcAdmin(MaskedSecretsAdmin):
     """Hosts' BMCs; power actions are on the host's page and in the host list."""
 
     form = BmcForm
+    secrets = BMC_SECRETS
     list_display = ["host", "address", "port", "protocol", "power_state", "power_checked", "last_result"]
     list_filter = ["power_state", "protocol"]
     search_fields = ["host__fqdn", "address"]
@@ -247,29 +249,6 @@ class BmcAdmin(ServiceAdmin):
         ("Credentials (used only by the power tasks)", {"fields": BMC_SECRETS}),
         ("Power", {"fields": readonly_fields}),
     ]
-
-    username_masked = _secret_display(Bmc, "username")
-    password_masked = _secret_display(Bmc, "password")
-
-    def get_fieldsets(self, request: HttpRequest, obj: Bmc | None = None) -> Any:
-        """A user who may not change the BMC sees whether each credential is set, never its value."""
-        fieldsets = super().get_fieldsets(request, obj)
-        if self.has_change_permission(request, obj):
-            return fieldsets
-        return [
-            (
-                name,
-                {
-                    **options,
-                    "fields": [_masked(field) if field in BMC_SECRETS else field for field in options["fields"]],
-                },
-            )
-            for name, options in fieldsets
-        ]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Bmc | None = None) -> Any:
-        readonly = list(super().get_readonly_fields(request, obj))
-        return readonly if self.has_change_permission(request, obj) else [*readonly, *map(_masked, BMC_SECRETS)]
 
     def rows(self) -> QuerySet[Bmc]:
         return selectors.bmc_list()

@@ -10,14 +10,25 @@ from images.models import LATEST, Image
 from images.selectors import image_version_named
 
 
-class SiteSerializer(serializers.ModelSerializer):
-    """A site. Its secrets are write-only: set or replace one by sending it, clear it with "", leave it out to keep it;
-    `secrets_set` says which hold a value."""
+class WriteOnlySecretsSerializer(serializers.ModelSerializer):
+    """A model whose `secrets` fields are write-only (Meta's extra_kwargs say so): set or replace one by sending it,
+    clear it with "", leave it out to keep it; `secrets_set` says which hold a value."""
 
+    secrets: list[str] = []
+    secrets_set = serializers.SerializerMethodField()
+
+    def get_secrets_set(self, obj: Any) -> list[str]:
+        """The names of the secrets that hold a value (the values are never read back)."""
+        return [name for name in self.secrets if getattr(obj, name)]
+
+
+class SiteSerializer(WriteOnlySecretsSerializer):
+    """A site; its registry credentials, root password hash and SSH keys are write-only secrets."""
+
+    secrets = SITE_SECRETS
     image = serializers.SlugRelatedField(
         slug_field="name", queryset=Image.objects.exclude(type=ImageType.BOOT), allow_null=True, required=False
     )
-    secrets_set = serializers.SerializerMethodField()
 
     class Meta:
         model = Site
@@ -26,10 +37,6 @@ class SiteSerializer(serializers.ModelSerializer):
             "image", "boot_version", "pxe_menu", *SITE_SECRETS, "secrets_set", "created", "updated",
         ]  # fmt: skip
         extra_kwargs = {"url": {"view_name": "site-detail"}, **{name: {"write_only": True} for name in SITE_SECRETS}}
-
-    def get_secrets_set(self, site: Site) -> list[str]:
-        """The names of the secrets that hold a value (the values are never read back)."""
-        return [name for name in SITE_SECRETS if getattr(site, name)]
 
     def create(self, validated_data: dict[str, Any]) -> Site:
         return services.site_create(data=validated_data)
@@ -142,12 +149,12 @@ class InterfaceSerializer(serializers.ModelSerializer):
         return services.interface_update(interface=instance, data=validated_data)
 
 
-class BmcSerializer(serializers.ModelSerializer):
-    """A host's BMC. The credentials are write-only (`secrets_set` says which hold a value); the power fields are
-    written by the power actions (`/api/v2/hosts/<id>/power/`)."""
+class BmcSerializer(WriteOnlySecretsSerializer):
+    """A host's BMC. The credentials are write-only secrets; the power fields are written by the power actions
+    (`/api/v2/hosts/<id>/power/`)."""
 
+    secrets = BMC_SECRETS
     host = serializers.SlugRelatedField(slug_field="fqdn", queryset=Host.objects.all())
-    secrets_set = serializers.SerializerMethodField()
 
     class Meta:
         model = Bmc
@@ -159,10 +166,6 @@ class BmcSerializer(serializers.ModelSerializer):
             "power_state", "power_checked", "pending", "pending_since", "last_action", "last_result", "last_result_at",
         ]  # fmt: skip
         extra_kwargs = {"url": {"view_name": "bmc-detail"}, **{name: {"write_only": True} for name in BMC_SECRETS}}
-
-    def get_secrets_set(self, bmc: Bmc) -> list[str]:
-        """The names of the credentials that hold a value (the values are never read back)."""
-        return [name for name in BMC_SECRETS if getattr(bmc, name)]
 
     def create(self, validated_data: dict[str, Any]) -> Bmc:
         return services.bmc_create(data=validated_data)
