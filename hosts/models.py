@@ -3,6 +3,7 @@
 import contextlib
 import ipaddress
 import re
+from collections.abc import Sequence
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -445,6 +446,19 @@ class Interface(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.mac})"
+
+    def unique_error_message(self, model_class: type[models.Model], unique_check: Sequence[str]) -> ValidationError:
+        """A MAC or IP that another interface has names that interface and its host: the operator's next step."""
+        if tuple(unique_check) in (("mac",), ("ip",)):
+            field = unique_check[0]
+            value = getattr(self, field)
+            other = Interface.objects.filter(**{field: value}).exclude(pk=self.pk).select_related("host").first()
+            if other is not None:
+                what = "MAC" if field == "mac" else "IP"
+                return ValidationError(
+                    f"Another interface has this {what} ({value}): {other.name} of {other.host.fqdn}.", code="unique"
+                )
+        return super().unique_error_message(model_class, unique_check)
 
     def clean(self) -> None:
         if not self.ip:

@@ -7,7 +7,7 @@ marking another one primary moves the flag, and deleting the primary hands the f
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 
 from dock2box.changes import document, record_change
@@ -159,14 +159,14 @@ def host_set_interfaces(*, host: Host, interfaces: Sequence[Mapping[str, Any]]) 
     host.interfaces.exclude(name__in=names).delete()
     host.interfaces.update(primary=False)
     saved: list[Interface] = []
-    errors: list[str] = []
-    for item in interfaces:
+    errors: list[ValidationError] = []
+    for index, item in enumerate(interfaces):
         interface = existing.get(item["name"]) or Interface(host=host)
         values = {**item, "host": host, "primary": False}
         try:
             saved.append(model_update(interface, data=values, fields=INTERFACE_FIELDS))
         except ValidationError as error:
-            errors.extend(f"{item['name']}: {message}" for message in _flatten(error))
+            errors.extend(_item_errors(index, str(item["name"]), error))
     if errors:
         raise ValidationError({"interfaces": errors})
     _primary_move(host=host, to=next((interface for interface in saved if interface.name == primary_name), None))
@@ -259,12 +259,23 @@ def _interfaces_described(interfaces: Iterable[Interface]) -> str:
     )
 
 
-def _flatten(error: ValidationError) -> list[str]:
-    """Messages prefixed with their field: `mac: Another interface has this MAC.`"""
-    if not hasattr(error, "error_dict"):
-        return error.messages
+def _item_errors(index: int, name: str, error: ValidationError) -> list[ValidationError]:
+    """Each message of a list item's error, readable alone (`eth0: mac: Another interface has this MAC ...`) and
+    carrying where it belongs (params `index`, `field`, `message`), so the API nests it as it nests its own
+    serializer's errors: `{"interfaces": {"0": {"mac": [...]}}}`."""
+    fields = error.message_dict.items() if hasattr(error, "error_dict") else [(NON_FIELD_ERRORS, error.messages)]
     return [
-        message if field == "__all__" else f"{field}: {message}"
-        for field, messages in error.message_dict.items()
+        ValidationError(
+            "%(name)s: %(where)s%(message)s",
+            code="item",
+            params={
+                "index": index,
+                "name": name,
+                "field": field,
+                "message": message,
+                "where": "" if field == NON_FIELD_ERRORS else f"{field}: ",
+            },
+        )
+        for field, messages in fields
         for message in messages
     ]

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from dock2box.validators import validate_name, validate_registry, validate_safe_text, validate_url
 from images.choices import ImageType, VolumeManagement
@@ -122,7 +123,9 @@ class ImageVersion(models.Model):
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="versions")
     version = models.CharField(max_length=100, validators=[validate_name])
-    timestamp = models.DateTimeField(help_text="When this version was built; the newest is 'latest'.")
+    timestamp = models.DateTimeField(
+        default=timezone.now, help_text="When this version was built (empty: now); the newest is 'latest'."
+    )
     digest = models.CharField(max_length=71, blank=True, validators=[validate_digest])
     size = models.BigIntegerField(null=True, blank=True, help_text="Bytes.")
     layers = models.JSONField(

@@ -121,9 +121,11 @@ def test_admin_form_refuses_bad_input_with_a_message(admin_client, db, overrides
 
 
 def test_admin_refuses_a_duplicate_mac(admin_client, db):
-    factories.InterfaceFactory(mac="aa:bb:cc:dd:ee:01")
+    holder = factories.InterfaceFactory(mac="aa:bb:cc:dd:ee:01")
     response = admin_client.post(reverse("admin:hosts_host_add"), _host_form())
-    assert "Another interface has this MAC." in response.content.decode()
+    assert (
+        f"Another interface has this MAC (aa:bb:cc:dd:ee:01): eth0 of {holder.host.fqdn}." in response.content.decode()
+    )
 
 
 def test_admin_refuses_two_primaries(admin_client, db):

@@ -191,9 +191,9 @@ class TestHostAPI(APIViewTestCase):
         grant(user, self.perm("add"), self.perm("view"))
         response = token_client.post(self.list_url(), self.create_payload(), format="json")
         assert response.status_code == 400
-        messages = response.json()["interfaces"]
-        assert "eth0: mac: Another interface has this MAC." in messages
-        assert "eth0: ip: Another interface has this IP." in messages
+        first = response.json()["interfaces"]["0"]  # the shape of the serializer's own nested errors
+        assert first["mac"] == [f"Another interface has this MAC (aa:bb:cc:dd:ee:01): eth0 of {other.fqdn}."]
+        assert first["ip"] == [f"Another interface has this IP (10.1.0.50): eth0 of {other.fqdn}."]
         assert not Host.objects.filter(fqdn="new01.example.com").exists()
 
     def test_build_and_status_are_read_only(self, user, token_client):

@@ -217,8 +217,10 @@ class TestInterfaceRules:
         interface = Interface(host=factories.HostFactory(), name="eth0", mac="AA-BB-CC-DD-EE-01", ip="10.1.0.7")
         with pytest.raises(ValidationError) as error:
             interface.full_clean()
-        assert error.value.message_dict["mac"] == ["Another interface has this MAC."]
-        assert error.value.message_dict["ip"] == ["Another interface has this IP."]
+        holder = Interface.objects.get(mac="aa:bb:cc:dd:ee:01")
+        where = f"eth0 of {holder.host.fqdn}."
+        assert error.value.message_dict["mac"] == [f"Another interface has this MAC (aa:bb:cc:dd:ee:01): {where}"]
+        assert error.value.message_dict["ip"] == [f"Another interface has this IP (10.1.0.7): {where}"]
 
     def test_mac_lookup_accepts_any_spelling(self):
         interface = factories.InterfaceFactory(mac="aa:bb:cc:dd:ee:01")

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError
 from django.db.models import ProtectedError
@@ -24,10 +24,25 @@ def protected_names(error: ProtectedError, most: int = 10) -> list[str]:
     return sorted(names)[:most]
 
 
+def _serializer_shaped(error: DjangoValidationError) -> dict[str, Any]:
+    """A service's ValidationError shaped like a serializer's: field → messages, and a list item's messages (those
+    carrying params `index` and `field`, e.g. a host's interfaces) nested under the item's index, as DRF nests them."""
+    shaped: dict[str, Any] = as_serializer_error(error)
+    for field, errors in getattr(error, "error_dict", {}).items():
+        if errors and all(item.params and "index" in item.params for item in errors):
+            nested: dict[str, dict[str, list[str]]] = {}
+            for item in errors:
+                params = item.params or {}
+                key = "non_field_errors" if params["field"] == NON_FIELD_ERRORS else params["field"]
+                nested.setdefault(str(params["index"]), {}).setdefault(key, []).append(str(params["message"]))
+            shaped[field] = nested
+    return shaped
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Turn model validation errors raised by services into 400s shaped like serializer errors."""
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(as_serializer_error(exc))
+        exc = exceptions.ValidationError(_serializer_shaped(exc))
     elif isinstance(exc, ProtectedError):
         return Response(
             {"detail": f"Still in use by {', '.join(protected_names(exc))}; change or delete those first."},
