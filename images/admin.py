@@ -6,14 +6,24 @@ from django.http import HttpRequest
 
 from dock2box.admin import ServiceAdmin
 from images import selectors, services
+from images.choices import ImageType
 from images.models import Image, ImageVersion
 
 
 class ImageVersionInline(admin.TabularInline):
+    """An image's versions, with the fields of its type only (a new image shows the common ones)."""
+
     model = ImageVersion
     extra = 0
-    fields = ["version", "timestamp", "digest", "size", "kernel", "initrd", "kernel_url", "initrd_url"]
     show_change_link = True
+    FIELDS_OF_TYPE = {
+        ImageType.DOCKER: ["digest", "size"],
+        ImageType.FILE: ["file", "size"],
+        ImageType.BOOT: ["kernel", "initrd", "kernel_url", "initrd_url"],
+    }
+
+    def get_fields(self, request: HttpRequest, obj: Image | None = None) -> list[str]:
+        return ["version", "timestamp", *(self.FIELDS_OF_TYPE.get(obj.type, []) if obj is not None else [])]
 
 
 @admin.register(Image)

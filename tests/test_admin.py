@@ -323,3 +323,14 @@ def test_the_host_page_enters_and_cancels_build_mode_with_the_list_actions_check
     assert not bare.build
     assert admin_client.post(reverse("admin:hosts_host_build", args=[host.pk, "explode"])).status_code == 404
     assert admin_client.get(reverse("admin:hosts_host_build", args=[host.pk, "enter"])).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("kind", "shown", "hidden"),
+    [("boot", "kernel_url", "digest"), ("docker", "digest", "kernel_url"), ("file", "file", "kernel_url")],
+)
+def test_an_image_page_shows_the_version_fields_of_its_type_only(admin_client, kind, shown, hidden):
+    image = factories.ImageFactory(type=kind)
+    factories.ImageVersionFactory(image=image)
+    page = admin_client.get(reverse("admin:images_image_change", args=[image.pk])).content.decode()
+    assert f'name="versions-0-{shown}"' in page and f'name="versions-0-{hidden}"' not in page
