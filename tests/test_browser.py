@@ -1,6 +1,7 @@
 """A real browser (Debian's Chromium, driven by Playwright) uses the admin as an operator would."""
 
 import os
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -55,3 +56,52 @@ def test_operator_creates_a_host_in_the_admin_and_finds_it_by_mac(live_server, t
     assert "browser01.example.com" in rows.first.inner_text()
     assert "52:54:00:ab:cd:ef" in rows.first.inner_text()
     assert Host.objects.get(fqdn="browser01.example.com").interfaces.get().primary
+
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+
+
+def test_the_overview_and_a_host_with_a_running_build_at_1366_by_768(live_server, transactional_db, browser_page):
+    """What an operator sees first and on a host being installed, at a common laptop size; the screenshots in
+    docs/screenshots/ are taken here."""
+    from django.utils import timezone
+
+    from provisioning import services
+    from tests import factories
+
+    User.objects.create_superuser(username="op", password="op-password-123", email="")
+    now = timezone.now()
+    host = factories.InstallableHostFactory(fqdn="web01.example.com")
+    build = services.host_enter_build(host=host)
+    Host.objects.filter(pk=host.pk).update(status="building")
+    type(build).objects.filter(pk=build.pk).update(state="running", started=now, last_activity=now)
+    services.build_event_record(build=build, stage="image", progress=40, message="layer 2 of 5: 80 of 200 MB", now=now)
+    idle = factories.InstallableHostFactory(fqdn="web02.example.com")
+
+    page = browser_page
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "op")
+    page.fill("#id_password", "op-password-123")
+    page.click("input[type=submit]")
+    overview = page.locator("#dock2box-overview")
+    overview.wait_for()
+    assert "Installing now: 1" in overview.inner_text() and "layer 2 of 5" in overview.inner_text()
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "overview.png"))
+
+    page.goto(f"{live_server.url}/admin/hosts/host/")
+    progress = page.locator("#result_list td.field-build_progress progress").first
+    box = progress.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 1366, box  # the progress column is on screen
+
+    page.goto(f"{live_server.url}/admin/hosts/host/{host.pk}/change/")
+    timeline = page.locator(".field-build_timeline")
+    assert "layer 2 of 5" in timeline.inner_text() and "Cancel build" in timeline.inner_text()
+    timeline.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "host-running-build.png"))
+
+    page.goto(f"{live_server.url}/admin/hosts/host/{idle.pk}/change/")
+    page.click("text=Enter build mode")
+    page.wait_for_selector(".messagelist .success")
+    assert Host.objects.get(pk=idle.pk).build
