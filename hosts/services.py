@@ -12,7 +12,11 @@ from django.db import transaction
 
 from dock2box.changes import document, record_change
 from dock2box.services import history_record, model_delete, model_update
+from hosts.csv_io import CsvProblem, HostRows, hosts_csv_parse
 from hosts.models import Bmc, Host, Interface, Site, Subnet, subnet_key
+from hosts.selectors import site_list
+from images.models import LATEST
+from images.selectors import image_list, image_version_named
 
 SITE_FIELDS = [
     "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry", "image", "boot_version",
@@ -265,17 +269,93 @@ def _item_errors(index: int, name: str, error: ValidationError) -> list[Validati
     serializer's errors: `{"interfaces": {"0": {"mac": [...]}}}`."""
     fields = error.message_dict.items() if hasattr(error, "error_dict") else [(NON_FIELD_ERRORS, error.messages)]
     return [
-        ValidationError(
-            "%(name)s: %(where)s%(message)s",
-            code="item",
-            params={
-                "index": index,
-                "name": name,
-                "field": field,
-                "message": message,
-                "where": "" if field == NON_FIELD_ERRORS else f"{field}: ",
-            },
-        )
+        _item_error(index=index, name=name, field=field, message=message)
         for field, messages in fields
         for message in messages
     ]
+
+
+def _item_error(*, index: int, name: str, field: str, message: str) -> ValidationError:
+    where = "" if field == NON_FIELD_ERRORS else f"{field}: "
+    return ValidationError(
+        "%(name)s: %(where)s%(message)s",
+        code="item",
+        params={"index": index, "name": name, "field": field, "message": message, "where": where},
+    )
+
+
+@transaction.atomic
+def hosts_import_csv(*, text: str) -> tuple[int, int]:
+    """Create or update the hosts of a CSV file (`hosts.csv_io`: one row per interface), all or nothing, through the
+    same services and rules as every other write. A host named in the file gets exactly the file's interfaces. Any
+    bad line and nothing is stored: the ValidationError names every one (`rows`, each message with its line number).
+    Returns (created, updated)."""
+    try:
+        hosts, problems = hosts_csv_parse(text)
+    except CsvProblem as error:
+        raise ValidationError({"file": str(error)}) from None
+    errors = [
+        _line_error(line, NON_FIELD_ERRORS, message) for line, messages in problems.items() for message in messages
+    ]
+    created = updated = 0
+    for rows in hosts:
+        try:
+            data = _csv_host_data(rows)
+            interfaces = [values for _, values in rows.interfaces]
+            existing = Host.objects.filter(fqdn=rows.fqdn).first()
+            if existing is None:
+                host_create(data=data, interfaces=interfaces)
+                created += 1
+            else:
+                host_update(host=existing, data=data, interfaces=interfaces)
+                updated += 1
+        except ValidationError as error:
+            errors.extend(_csv_errors(rows, error))
+    if errors:
+        raise ValidationError({"rows": sorted(errors, key=lambda error: (error.params or {})["index"])})
+    return created, updated
+
+
+def _csv_host_data(rows: HostRows) -> dict[str, Any]:
+    columns = rows.columns
+    errors: dict[str, str] = {}
+    data: dict[str, Any] = {"fqdn": rows.fqdn, **{name: columns[name] for name in _CSV_TEXT if name in columns}}
+    if "site" in columns:
+        data["site"] = site_list().filter(name=columns["site"]).first() if columns["site"] else None
+        if columns["site"] and data["site"] is None:
+            errors["site"] = f"No site '{columns['site']}'."
+    if "image" in columns:
+        data["image"] = image_list().filter(name=columns["image"]).first() if columns["image"] else None
+        if columns["image"] and data["image"] is None:
+            errors["image"] = f"No image '{columns['image']}'."
+    if "version" in columns:
+        name = columns["version"]
+        image = data.get("image")
+        data["image_version"] = (
+            image_version_named(image=image, name=name) if image and name not in ("", LATEST) else None
+        )
+        if image and name not in ("", LATEST) and data["image_version"] is None:
+            errors["version"] = f"Image {image} has no version '{name}'."
+    if errors:
+        raise ValidationError(errors)
+    return data
+
+
+_CSV_TEXT = ["kopts", "labels", "serial", "asset_tag"]
+
+
+def _line_error(line: int, field: str, message: str) -> ValidationError:
+    return _item_error(index=line, name=f"line {line}", field=field, message=message)
+
+
+def _csv_errors(rows: HostRows, error: ValidationError) -> list[ValidationError]:
+    """A host's errors at the lines they come from: an interface's at its own line, the host's at its first."""
+    found = []
+    for field, errors in error.error_dict.items() if hasattr(error, "error_dict") else [(NON_FIELD_ERRORS, [error])]:
+        for item in errors:
+            params = item.params or {}
+            if field == "interfaces" and "index" in params:
+                found.append(_line_error(rows.interfaces[params["index"]][0], params["field"], params["message"]))
+            else:
+                found.extend(_line_error(rows.line, field, message) for message in item.messages)
+    return found

@@ -15,6 +15,7 @@ from dock2box.admin import SelectorAdmin, ServiceAdmin
 from dock2box.selectors import history_of
 from hosts.admin import HostAdmin
 from hosts.choices import HostStatus, PowerAction
+from hosts.csv_io import hosts_csv
 from hosts.models import Host
 from images.admin import ImageVersionAdmin
 from images.models import ImageVersion
@@ -178,7 +179,7 @@ def _progress(percent: int | None) -> str:
 class BuildHostAdmin(HostAdmin):
     """The host admin with what provisioning adds: build mode actions, build progress, events, config previews."""
 
-    actions = ["enter_build", "cancel_build", "power_on", "power_off", "power_cycle", "reinstall"]
+    actions = ["enter_build", "cancel_build", "power_on", "power_off", "power_cycle", "reinstall", "export_csv"]
     list_filter = [*HostAdmin.list_filter, "bmc__power_state"]
     list_display = [
         "status_shown" if name == "status" else name for name in [*HostAdmin.list_display, "build_progress", "power"]
@@ -371,6 +372,12 @@ class BuildHostAdmin(HostAdmin):
             self.message_user(
                 request, f"{label}: queued for {', '.join(queued)}; the outcome shows on the host.", messages.SUCCESS
             )
+
+    @admin.action(description="Export as CSV (with interfaces)", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Host]) -> HttpResponse:
+        response = HttpResponse(hosts_csv(queryset), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="hosts.csv"'
+        return response
 
     @admin.action(description="Power on (through the BMC)", permissions=["change"])
     def power_on(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:

@@ -1,6 +1,12 @@
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError, PermissionDenied
+from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -14,6 +20,7 @@ from hosts.api.serializers import (
     SiteSerializer,
     SubnetSerializer,
 )
+from hosts.csv_io import hosts_csv
 from hosts.filtersets import BmcFilterSet, HostFilterSet, InterfaceFilterSet, SiteFilterSet, SubnetFilterSet
 from hosts.models import Bmc, Host, Interface, Site, Subnet
 
@@ -51,6 +58,23 @@ class SubnetViewSet(viewsets.ModelViewSet):
         return Response({"ip": selectors.subnet_next_free_ip(subnet=self.get_object())})
 
 
+class CsvParser(BaseParser):
+    """A CSV file as text (UTF-8, with or without a byte-order mark)."""
+
+    media_type = "text/csv"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> str:
+        try:
+            return stream.read().decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise ParseError(f"The file is not UTF-8: {error}") from None
+
+
+class CsvImportSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+
+
 class HostViewSet(viewsets.ModelViewSet):
     """Hosts with their interfaces. Build mode changes through the enter-build and cancel-build actions."""
 
@@ -61,6 +85,29 @@ class HostViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance: Host) -> None:
         services.host_delete(host=instance)
+
+    @extend_schema(
+        methods=["GET"], responses={(200, "text/csv"): OpenApiTypes.STR}, description="The hosts (filtered) as CSV."
+    )
+    @extend_schema(
+        methods=["POST"],
+        request={"text/csv": OpenApiTypes.STR},
+        responses={200: CsvImportSerializer},
+        filters=False,
+        description="Create or update the hosts of a CSV file, all or nothing; a 400 names every bad line.",
+    )
+    @action(detail=False, methods=["get", "post"], url_path="csv", parser_classes=[CsvParser])
+    def csv(self, request: Request) -> HttpResponse | Response:
+        """Hosts with their interfaces as CSV, one row per interface (docs/operations.md)."""
+        if request.method == "GET":
+            text = hosts_csv(self.filter_queryset(self.get_queryset()))
+            response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = 'attachment; filename="hosts.csv"'
+            return response
+        if not request.user.has_perms(["hosts.add_host", "hosts.change_host"]):
+            raise PermissionDenied("Importing hosts needs the add and change permissions on hosts.")
+        created, updated = services.hosts_import_csv(text=request.data)
+        return Response({"created": created, "updated": updated})
 
     @extend_schema(responses=HistorySerializer(many=True), filters=False)
     @action(detail=True, filter_backends=[])
