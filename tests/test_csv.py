@@ -87,6 +87,8 @@ def test_a_file_that_is_not_hosts_is_refused_whole(user, token_client):
                                     content_type="text/csv")  # fmt: skip
     assert not_utf8.status_code == 400
     assert token_client.post("/api/v2/hosts/csv/", {"a": 1}, format="json").status_code == 415
+    empty = token_client.generic("POST", "/api/v2/hosts/csv/", b"", content_type="text/csv")
+    assert empty.status_code == 400 and "request body" in empty.json()["detail"]
 
 
 def test_importing_needs_add_and_change(user, token_client):

@@ -1,5 +1,8 @@
-"""A bounded schemathesis run over /api/schema/ (fixed seed, every operation): no server error, no response that
-breaks the schema. Its data: one of everything, the registry an address where nothing listens."""
+"""A bounded schemathesis run over /api/schema/ (fixed seed, every operation but the power actions): no server error,
+no response that breaks the schema. Its data: one of everything, the registry an address where nothing listens.
+
+The power actions are left out: a generated BMC address would send IPMI (and DNS) traffic off this machine; they are
+tested against a simulated BMC on loopback in tests/test_power.py."""
 
 import re
 import subprocess
@@ -38,10 +41,12 @@ def test_the_api_answers_every_generated_request_within_its_schema(live_server, 
         [str(Path(sys.executable).parent / "schemathesis"), "run", f"{live_server.url}/api/schema/",
          "--checks", "not_a_server_error,response_schema_conformance", "--max-examples", "5", "--seed", "1",
          "--workers", "4", "--header", f"Authorization: Token {key}", "--continue-on-failure",
+         "--exclude-path-regex", "power",
          "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     selected, available = map(int, re.search(r"Selected: (\d+)/(\d+)", run.stdout).groups())
     tested = int(re.search(r"Tested: (\d+)", run.stdout).group(1))
-    assert selected == available == tested > 60, run.stdout[-3000:]  # every operation of the schema was run
+    # every operation of the schema was run but the three power actions (GET and POST hosts/{id}/power/, POST power/)
+    assert selected == tested > 60 and available - selected == 3, run.stdout[-3000:]

@@ -106,6 +106,8 @@ class HostViewSet(viewsets.ModelViewSet):
             return response
         if not request.user.has_perms(["hosts.add_host", "hosts.change_host"]):
             raise PermissionDenied("Importing hosts needs the add and change permissions on hosts.")
+        if not isinstance(request.data, str):  # no body: DRF's empty data, not the parser's text
+            raise ParseError("Send the CSV file as the request body, with Content-Type: text/csv.")
         created, updated = services.hosts_import_csv(text=request.data)
         return Response({"created": created, "updated": updated})
 
