@@ -129,7 +129,8 @@ class Site(models.Model):
             raise ValidationError(boot_version_errors(self.boot_version))
         if self.domain:
             self.domain = self.domain.lower().removesuffix(".")
-            if self.pk:
+            stored = Site.objects.filter(pk=self.pk).values_list("domain", flat=True).first() if self.pk else None
+            if stored is not None and stored != self.domain:  # only a changed domain can leave hosts outside it
                 outside = [
                     fqdn for fqdn in self.hosts.values_list("fqdn", flat=True) if not in_domain(fqdn, self.domain)
                 ]
