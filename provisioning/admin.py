@@ -20,8 +20,8 @@ from hosts.models import Host
 from images.admin import ImageVersionAdmin
 from images.models import ImageVersion
 from provisioning import selectors, services
-from provisioning.choices import BuildState
-from provisioning.configs import FORMATS, host_config_render
+from provisioning.choices import BuildState, TemplateKind
+from provisioning.configs import FORMATS, config_template_for, host_config_render
 from provisioning.models import (
     BootDefaults,
     BootTemplate,
@@ -320,13 +320,19 @@ class BuildHostAdmin(HostAdmin):
     def config_previews(self, host: Host) -> str:
         if not host.pk:
             return "-"
+        applied = {kind: f": template {config_template_for(host=host, kind=kind)}" for kind in TemplateKind.values}
         links = format_html_join(
-            " | ",
-            '<a href="{}" target="_blank">{}</a>',
-            ((reverse("admin:hosts_host_config_preview", args=[host.pk, fmt]), fmt) for fmt in FORMATS),
+            "",
+            '<li><a href="{}" target="_blank">{}</a>{}</li>',
+            (
+                (reverse("admin:hosts_host_config_preview", args=[host.pk, fmt]), fmt, applied.get(fmt, ""))
+                for fmt in FORMATS
+            ),
         )
         return format_html(
-            "{} <br><small>Secrets are masked; the installer gets them with its build token.</small>", links
+            "<ul>{}</ul><small>Secrets are masked; the installer gets them with its build token. A template applies "
+            "from the host, else its image, its site, the default one, else the stock file.</small>",
+            links,
         )
 
     def get_urls(self) -> list[Any]:
@@ -399,8 +405,7 @@ class BuildHostAdmin(HostAdmin):
         host = self.get_object(request, str(pk))
         if host is None or not self.has_view_permission(request, host):
             raise PermissionDenied
-        rendered = host_config_render(host=host, build=None, fmt=fmt, portal=portal_url(request))
-        return HttpResponse(rendered.text, content_type="text/plain; charset=utf-8", status=rendered.status)
+        return host_config_render(host=host, build=None, fmt=fmt, portal=portal_url(request)).response()
 
     @admin.action(description="Enter build mode (install at next PXE boot)", permissions=["change"])
     def enter_build(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:

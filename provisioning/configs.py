@@ -2,7 +2,11 @@
 
 import logging
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse
 
 from hosts.models import Host, Interface
 from hosts.selectors import interface_boot
@@ -16,6 +20,13 @@ from provisioning.resolve import HostSettings, host_settings, install_problem
 
 logger = logging.getLogger("dock2box.configs")
 FORMATS = ["env", "json", *TemplateKind.values]
+# The stock template of each kind, used when no operator template applies (a file under templates/).
+STOCK_TEMPLATES = {
+    TemplateKind.KICKSTART: "config/kickstart.ks",
+    TemplateKind.PRESEED: "config/preseed.cfg",
+    TemplateKind.CLOUD_INIT: "config/cloud-init.yaml",
+}
+TEMPLATE_HEADER = "X-Dock2Box-Template"
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,38 @@ class RenderedConfig:
     status: int
     content_type: str
     text: str
+    template: str = ""  # which template made it and from where (empty for env and json)
+
+    def response(self) -> HttpResponse:
+        response = HttpResponse(self.text, content_type=self.content_type, status=self.status)
+        if self.template:
+            response[TEMPLATE_HEADER] = self.template
+        return response
+
+
+@dataclass(frozen=True)
+class AppliedTemplate:
+    """The template of one kind that applies to a host: an operator's (by scope) or the stock file."""
+
+    name: str
+    content: str
+    origin: str  # "host <fqdn>", "image <name>", "site <name>", "default" or "stock"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.origin})"
+
+
+@cache
+def _stock_content(kind: str) -> str:
+    return (settings.BASE_DIR / "templates" / STOCK_TEMPLATES[kind]).read_text()
+
+
+def config_template_for(*, host: Host, kind: str) -> AppliedTemplate:
+    """The host's own template of `kind`, else its image's, its site's, the default one, else the stock file."""
+    template = selectors.boot_template_for(host=host, kind=kind)
+    if template is None:
+        return AppliedTemplate(f"templates/{STOCK_TEMPLATES[kind]}", _stock_content(kind), "stock")
+    return AppliedTemplate(template.name, template.content, template.scope)
 
 
 def _settings(*, host: Host, interfaces: list[Interface], version_id: int | None, catalogue: Catalogue) -> HostSettings:
@@ -58,7 +101,7 @@ def host_config_document(*, host: Host, build: Build | None, portal: str) -> dic
 
 
 def host_config_render(*, host: Host, build: Build | None, fmt: str, portal: str) -> RenderedConfig:
-    """Render one format; an unknown format is a 400 and a template format with no template a 404."""
+    """Render one format; an unknown format is a 400, a template that does not render a 422."""
     if fmt not in FORMATS:
         return RenderedConfig(
             400, "text/plain; charset=utf-8", f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.\n"
@@ -68,14 +111,12 @@ def host_config_render(*, host: Host, build: Build | None, fmt: str, portal: str
         return RenderedConfig(200, "application/json", rendering.config_json(document))
     if fmt == "env":
         return RenderedConfig(200, "text/plain; charset=utf-8", rendering.config_env(document))
-    template = selectors.boot_template_for(host=host, kind=fmt)
-    if template is None:
-        return RenderedConfig(404, "text/plain; charset=utf-8", f"No {fmt} template applies to {host.fqdn}.\n")
+    template = config_template_for(host=host, kind=fmt)
     try:
         text = rendering.config_template(content=template.content, document=document)
     except Exception as error:  # an operator's template: its failure is theirs to fix, reported, never a 500
-        logger.warning("template %s (%s) does not render for %s: %s", template.name, fmt, host.fqdn, error)
+        logger.warning("template %s (%s) does not render for %s: %s", template, fmt, host.fqdn, error)
         return RenderedConfig(
-            422, "text/plain; charset=utf-8", f"The {fmt} template {template.name!r} does not render: {error}\n"
+            422, "text/plain; charset=utf-8", f"The {fmt} template {template} does not render: {error}\n", str(template)
         )
-    return RenderedConfig(200, "text/plain; charset=utf-8", text)
+    return RenderedConfig(200, "text/plain; charset=utf-8", text, str(template))

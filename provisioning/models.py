@@ -251,6 +251,14 @@ class BootTemplate(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def scope(self) -> str:
+        """Where it applies: "host <fqdn>", "image <name>", "site <name>" or "default"."""
+        for label, target in [("host", self.host), ("image", self.image), ("site", self.site)]:
+            if target is not None:
+                return f"{label} {target}"
+        return "default"
+
     def clean(self) -> None:
         try:
             template_compile(self.content)

@@ -211,7 +211,7 @@ def boot_template_for(*, host: Host, kind: str) -> BootTemplate | None:
         scopes |= Q(image_id=image_id)
     if host.site_id:
         scopes |= Q(site_id=host.site_id)
-    candidates = list(BootTemplate.objects.filter(scopes, kind=kind))
+    candidates = list(BootTemplate.objects.filter(scopes, kind=kind).select_related("host", "image", "site"))
 
     def rank(template: BootTemplate) -> int:
         return 0 if template.host_id else 1 if template.image_id else 2 if template.site_id else 3

@@ -259,10 +259,8 @@ def host_config(request: HttpRequest, token: str) -> HttpResponse:
     if isinstance(build, JsonResponse):
         return build
     services.build_version_pin(build=build)
-    rendered = host_config_render(
-        host=build.host, build=build, fmt=request.GET.get("format", "env"), portal=portal_url(request)
-    )
-    response = HttpResponse(rendered.text, content_type=rendered.content_type, status=rendered.status)
+    fmt = request.GET.get("format", "env")
+    response = host_config_render(host=build.host, build=build, fmt=fmt, portal=portal_url(request)).response()
     response["Cache-Control"] = "no-store"
     return response
 

@@ -426,15 +426,23 @@ def test_hostile_values_stay_inside_their_quotes(client, world, tmp_path, django
 
 
 def test_kickstart_template_chosen_host_then_image_then_site_then_default(client, world):
-    BootTemplate.objects.create(name="all", kind="kickstart", content="default {{ fqdn }}")
-    BootTemplate.objects.create(name="site", kind="kickstart", site=world.site, content="site {{ site }}")
     token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
-    assert client.get(f"/config/{token}?format=kickstart").content.decode() == "site ams1"
+
+    def kickstart() -> tuple[str, str]:
+        response = client.get(f"/config/{token}?format=kickstart")
+        return response.content.decode(), response["X-Dock2Box-Template"]
+
+    assert kickstart()[1] == "templates/config/kickstart.ks (stock)"
+    BootTemplate.objects.create(name="all", kind="kickstart", content="default {{ fqdn }}")
+    assert kickstart() == ("default build.ams1.example.com", "all (default)")
+    BootTemplate.objects.create(name="site", kind="kickstart", site=world.site, content="site {{ site }}")
+    assert kickstart() == ("site ams1", "site (site ams1)")
     BootTemplate.objects.create(name="image", kind="kickstart", image=world.debian, content="image {{ image }}")
-    assert client.get(f"/config/{token}?format=kickstart").content.decode() == "image debian-12"
+    assert kickstart() == ("image debian-12", "image (image debian-12)")
     BootTemplate.objects.create(name="host", kind="kickstart", host=world.build_host, content="host {{ hostname }}")
-    assert client.get(f"/config/{token}?format=kickstart").content.decode() == "host build"
-    assert client.get(f"/config/{token}?format=preseed").status_code == 404
+    assert kickstart() == ("host build", "host (host build.ams1.example.com)")
+    preseed = client.get(f"/config/{token}?format=preseed")
+    assert preseed.status_code == 200 and preseed["X-Dock2Box-Template"] == "templates/config/preseed.cfg (stock)"
     assert client.get(f"/config/{token}?format=yaml").status_code == 400
 
 

@@ -221,13 +221,8 @@ class HostConfigPreviewView(generics.GenericAPIView):
         responses={(200, "text/plain"): OpenApiTypes.STR},
     )
     def get(self, request: Request, pk: int) -> HttpResponse:
-        rendered = host_config_render(
-            host=self.get_object(),
-            build=None,
-            fmt=request.query_params.get("type", "env"),
-            portal=portal_url(request),
-        )
-        return HttpResponse(rendered.text, content_type=rendered.content_type, status=rendered.status)
+        fmt = request.query_params.get("type", "env")
+        return host_config_render(host=self.get_object(), build=None, fmt=fmt, portal=portal_url(request)).response()
 
 
 class MirrorStatusView(generics.GenericAPIView):

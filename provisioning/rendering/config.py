@@ -3,12 +3,21 @@
 import json
 from typing import Any
 
+from netaddr import IPAddress
+
 from hosts.models import Interface, Site
 from images.choices import ImageType
 from images.selectors import registry_url
 from provisioning.models import Build
 from provisioning.rendering.templating import shell_quote, template_render
 from provisioning.resolve import HostSettings
+
+
+def _prefixlen(interface: Interface) -> int | None:
+    """The prefix length of the interface's network: its subnet's, else its own netmask's (for a static address)."""
+    if interface.subnet and interface.subnet.ip_network:
+        return interface.subnet.ip_network.prefixlen
+    return IPAddress(interface.netmask).netmask_bits() if interface.ip and interface.netmask else None
 
 
 def _interface(interface: Interface) -> dict[str, Any]:
@@ -19,9 +28,7 @@ def _interface(interface: Interface) -> dict[str, Any]:
         "ip": interface.ip or "",
         "netmask": interface.netmask or (subnet.netmask if subnet and interface.ip else ""),
         "gateway": interface.gateway or (subnet.gateway if subnet and interface.ip and subnet.gateway else ""),
-        "prefixlen": interface.subnet.ip_network.prefixlen
-        if interface.subnet and interface.subnet.ip_network
-        else None,
+        "prefixlen": _prefixlen(interface),
         "vlan": interface.subnet.vlan if interface.subnet else None,
         "dhcp": interface.dhcp or not interface.ip,
         "primary": interface.primary,

@@ -2,11 +2,13 @@
 
 Machine configs are not HTML: values go in as they are (`'` stays `'`), and the template author quotes each one for
 the place it lands with a filter — `sh` (a POSIX shell word), `ks` (a kickstart argument: pykickstart splits command
-lines like a shell), `json` (a JSON string, which is also a YAML scalar). A template cannot read files: `include`,
+lines like a shell), `json` (a JSON string, which is also a YAML scalar), `debconf` (a preseed answer: the rest of its
+line, so a value holding a line break stops the render). A template cannot read files: `include`,
 `extends` and `ssi` are refused when it is saved, and no tag library can be loaded.
 """
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -35,6 +37,15 @@ def json_quote(value: object) -> str:
     return json.dumps(value)
 
 
+@register.filter(name="debconf")
+def debconf_line(value: object) -> str:
+    """A debconf answer is the rest of its line and has no quoting: a value with a line break is refused."""
+    text = "" if value is None else str(value)
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"a preseed answer cannot hold a line break: {text!r}")
+    return text
+
+
 _engine = Engine(autoescape=False, loaders=[], libraries={}, builtins=["provisioning.rendering.templating"])
 _FORBIDDEN_NODES = (IncludeNode, ExtendsNode)
 
@@ -50,6 +61,11 @@ def template_compile(content: str) -> Template:
     return template
 
 
+@lru_cache(maxsize=256)
+def _template_compiled(content: str) -> Template:
+    return template_compile(content)
+
+
 def template_render(content: str, context: dict[str, Any]) -> str:
-    """Render an operator template with `context`, values unescaped."""
-    return template_compile(content).render(Context(context, autoescape=False))
+    """Render a template with `context`, values unescaped; the last templates compiled are kept per process."""
+    return _template_compiled(content).render(Context(context, autoescape=False))
