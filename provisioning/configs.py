@@ -21,7 +21,7 @@ from provisioning.resolve import HostSettings, host_settings, install_problem
 logger = logging.getLogger("dock2box.configs")
 FORMATS = ["env", "json", *TemplateKind.values]
 # The stock template of each kind, used when no operator template applies (a file under templates/).
-STOCK_TEMPLATES = {
+STOCK_TEMPLATES: dict[str, str] = {
     TemplateKind.KICKSTART: "config/kickstart.ks",
     TemplateKind.PRESEED: "config/preseed.cfg",
     TemplateKind.CLOUD_INIT: "config/cloud-init.yaml",
