@@ -22,6 +22,7 @@ from provisioning.rendering.templating import debconf_line
 from tests import factories
 from tests.boot_world import BUILD_MAC, IDLE_MAC, make_world
 from tests.conftest import grant
+from tests.services import ROOT
 from tests.test_secrets import ED25519, HOSTILE_KEY, SHA512
 
 pytestmark = pytest.mark.django_db
@@ -247,3 +248,16 @@ def test_a_new_version_of_a_stock_file_image_still_resolves(world):
     text = host_config_render(host=world.idle_host, build=None, fmt="kickstart", portal="http://p").text
     assert "liveimg --url='http://files.example.com/tarball-2/image.tar.xz'" in text
     assert f"network --device='{IDLE_MAC}'" in text
+
+
+def test_the_documented_examples_render_and_pass_the_same_checks(client, world, token, tmp_path):
+    section = (ROOT / "docs" / "templates.md").read_text().split("## One example per format", 1)[1]
+    examples = dict(zip(["kickstart", "preseed", "cloud-init"], section.split("```")[1::2], strict=False))
+    assert len(examples) == 3
+    for kind, content in examples.items():
+        services.boot_template_create(data={"name": f"doc-{kind}", "kind": kind, "content": content.lstrip("\n")})
+    kickstart_parsed(client.get(f"/config/{token}?format=kickstart").content.decode(), tmp_path)
+    (tmp_path / "preseed.cfg").write_bytes(client.get(f"/config/{token}?format=preseed").content)
+    subprocess.run(["debconf-set-selections", "--checkonly", str(tmp_path / "preseed.cfg")], check=True)
+    (tmp_path / "user-data").write_bytes(client.get(f"/config/{token}?format=cloud-init").content)
+    subprocess.run(["cloud-init", "schema", "--config-file", str(tmp_path / "user-data")], check=True)
