@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from dock2box.admin import ServiceAdmin
+from dock2box.admin import CompactTabularInline, ServiceAdmin
 from dock2box.validators import normalise_mac
 from hosts import selectors, services
 from hosts.models import BMC_SECRETS, SITE_SECRETS, Bmc, Host, Interface, Site, Subnet
@@ -134,7 +134,7 @@ class InterfaceFormSet(forms.BaseInlineFormSet):
             raise ValidationError("Only one interface can be primary (the boot NIC).")
 
 
-class InterfaceInline(admin.TabularInline):
+class InterfaceInline(CompactTabularInline):
     model = Interface
     form = InterfaceInlineForm
     formset = InterfaceFormSet
@@ -154,6 +154,10 @@ class HostAdmin(ServiceAdmin):
     autocomplete_fields = ["site", "image", "image_version", "boot_version", "pxe_menu"]
     readonly_fields = ["build", "status", "last_seen", "created", "updated"]
     inlines = [InterfaceInline]
+
+    class Media:
+        js = ["admin/js/jquery.init.js", "hosts/version_picker.js"]
+
     fieldsets = [
         (None, {"fields": ["fqdn", "site", "image", "image_version", "build", "status", "last_seen"]}),
         ("Install", {"fields": ["debug", "gpt", "kexec", "volmgt", "legacynet", "kopts", "boot_version", "pxe_menu"]}),

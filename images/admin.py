@@ -4,13 +4,13 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from dock2box.admin import ServiceAdmin
+from dock2box.admin import CompactTabularInline, ServiceAdmin
 from images import selectors, services
 from images.choices import ImageType
 from images.models import Image, ImageVersion
 
 
-class ImageVersionInline(admin.TabularInline):
+class ImageVersionInline(CompactTabularInline):
     """An image's versions, with the fields of its type only (a new image shows the common ones)."""
 
     model = ImageVersion
@@ -78,6 +78,16 @@ class ImageVersionAdmin(ServiceAdmin):
 
     def rows(self) -> QuerySet[ImageVersion]:
         return selectors.image_version_list()
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[ImageVersion], search_term: str
+    ) -> tuple[QuerySet[ImageVersion], bool]:
+        """The host form's version picker sends the chosen image (hosts/static/hosts/version_picker.js)."""
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        image = request.GET.get("image", "")
+        if request.GET.get("field_name") == "image_version" and image.isdigit():
+            queryset = queryset.filter(image_id=int(image))
+        return queryset, may_have_duplicates
 
     def create_with_service(self, data: dict[str, Any]) -> ImageVersion:
         return services.image_version_create(data=data)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from dock2box.admin import SelectorAdmin, ServiceAdmin
+from dock2box.admin import CompactTabularInline, SelectorAdmin, ServiceAdmin
 from dock2box.selectors import history_of
 from hosts.admin import HostAdmin
 from hosts.choices import HostStatus, PowerAction
@@ -36,7 +36,7 @@ from provisioning.tasks import image_version_resolve, mirror_reconcile
 from provisioning.views import portal_url
 
 
-class PxeMenuItemInline(admin.TabularInline):
+class PxeMenuItemInline(CompactTabularInline):
     model = PxeMenuItem
     extra = 1
     fields = ["position", "key", "label", "commands"]
@@ -330,8 +330,9 @@ class BuildHostAdmin(HostAdmin):
             ),
         )
         return format_html(
-            "<ul>{}</ul><small>Secrets are masked; the installer gets them with its build token. A template applies "
-            "from the host, else its image, its site, the default one, else the stock file.</small>",
+            '<ul style="margin: 0; padding: 0; list-style: none">{}</ul><small>Secrets are masked; the installer gets '
+            "them with its build token. A template applies from the host, else its image, its site, the default one, "
+            "else the stock file.</small>",
             links,
         )
 
