@@ -144,7 +144,7 @@ def test_kickstart_passes_pykickstarts_validator_and_keeps_values_inert(client, 
     assert_reported_done(tmp_path / "curl", token)
 
 
-def test_kickstart_of_a_file_image_and_of_a_host_without_image(client, world, tmp_path, admin_client):
+def test_a_file_image_and_a_host_without_site_interfaces_or_image(client, world, tmp_path, admin_client):
     tarball = world.idle_host.image
     tarball.versions.update(digest="sha256:" + "c" * 64)
     response = admin_client.get(reverse("admin:hosts_host_config_preview", args=[world.idle_host.pk, "kickstart"]))
@@ -157,6 +157,12 @@ def test_kickstart_of_a_file_image_and_of_a_host_without_image(client, world, tm
     handler = kickstart_parsed(response.content.decode(), tmp_path)
     assert "No image resolves for this host" in response.content.decode()
     assert (handler.liveimg.url, handler.ostreecontainer.url) == (None, None)
+    for kind, check in [("cloud-init", ["cloud-init", "schema", "--config-file"]),
+                        ("preseed", ["debconf-set-selections", "--checkonly"])]:  # fmt: skip
+        response = admin_client.get(reverse("admin:hosts_host_config_preview", args=[bare.pk, kind]))
+        assert response.status_code == 200
+        (tmp_path / kind).write_bytes(response.content)
+        subprocess.run([*check, str(tmp_path / kind)], check=True, capture_output=True)
 
 
 def recording(tmp_path: Path, command: str) -> dict[str, str]:
