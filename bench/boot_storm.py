@@ -1,15 +1,20 @@
 """Boot storm: the portal under gunicorn on PostgreSQL, hammered by wrk, against nginx serving a static file.
 
-    .venv/bin/python bench/boot_storm.py [--hosts 10000] [--duration 15] [--workers 5]
+    .venv/bin/python bench/boot_storm.py [--hosts 10000] [--duration 15] [--workers 5] [--instances 1] [--code DIR]
 
 Seeds a fresh PostgreSQL database (`dock2box_bench`) with N hosts (10 % in build mode), starts gunicorn as it would
 be deployed on this machine (Redis as the shared cache), and measures with wrk (Debian) and a Lua script that walks
 the MACs:
   1. per-host scripts only (`/ipxe?mac=`), 50 connections;
   2. the full chain per MAC (`/boot.ipxe` → `/ipxe` → `/config/<token>` for hosts in build), 50 and 200 connections;
-  3. a rack of 1,000 hosts powering on at once: 1,000 concurrent clients each running its chain once;
-  4. nginx serving a static file of the size of a per-host script, same load as 1 (the limit of this machine);
+  3. `/config/<token>` of the hosts in build mode, each format on its own line, 50 connections;
+  4. a rack of 1,000 hosts powering on at once: 1,000 concurrent clients each running its chain once;
+  5. nginx serving a static file of the size of a per-host script, same load as 1 (the limit of this machine);
 and counts SQL queries per boot request in-process. Prints a Markdown report (paste it into docs/benchmarks.md).
+
+`--instances N` runs N gunicorns (each with `--workers`) behind nginx configured as deploy/nginx/dock2box.conf, and
+measures through nginx. `--code DIR` serves the portal from another checkout of the same schema (a `git worktree` of
+an earlier commit), to measure before and after a change in one run; the seeding and the query counts use this one.
 """
 
 import argparse
@@ -114,15 +119,15 @@ print(json.dumps([[i.mac, tokens.get(i.host_id)] for i in interfaces]))
 
 
 class Gunicorn:
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, code: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**ENV, "DOCK2BOX_PUBLIC_URL": self.url}
-        self.log = open(Path(ENV["DOCK2BOX_VAR_DIR"]) / "gunicorn.log", "w")  # noqa: SIM115
+        self.log = open(Path(ENV["DOCK2BOX_VAR_DIR"]) / f"gunicorn-{self.port}.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "dock2box.wsgi", "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(workers), "--backlog", "4096"],
-            env=env, cwd=ROOT, stdout=self.log, stderr=self.log,
+            env=env, cwd=code, stdout=self.log, stderr=self.log,
         )  # fmt: skip
         for _ in range(100):
             try:
@@ -261,6 +266,8 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--workers", type=int, default=5)
+    parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--code", type=Path, default=ROOT)
     args = parser.parse_args()
     for program in ["wrk", "nginx", "psql"]:
         if not shutil.which(program):
@@ -269,25 +276,42 @@ def main() -> None:
     started = time.monotonic()
     macs = seed(args.hosts)["macs"]
     seeded = time.monotonic() - started
-    server = Gunicorn(args.workers)
+    servers = [Gunicorn(args.workers, args.code.resolve()) for _ in range(args.instances)]
+    balancer = None
+    if args.instances > 1:
+        from tests.services import Nginx
+
+        balancer = Nginx(Path(tempfile.mkdtemp(prefix="d2b-lb-")), [f"127.0.0.1:{server.port}" for server in servers])
+        balancer.start()
+    url, port = (balancer.url, balancer.port) if balancer else (servers[0].url, servers[0].port)
     results: dict[str, dict[str, float]] = {}
     try:
         script_paths = [f"/ipxe?mac={mac}&platform=pcbios" for mac, _ in macs]
-        wrk(server.url, script_paths, 50, 3)  # warm-up: connections, catalogue, first last-seen writes
-        results["per-host script, 50 connections"] = wrk(server.url, script_paths, 50, args.duration)
-        results["full chain, 50 connections"] = wrk(server.url, chain_paths(macs), 50, args.duration)
-        results["full chain, 200 connections"] = wrk(server.url, chain_paths(macs), 200, args.duration)
-        rack_result = asyncio.run(rack(server.port, macs[:1000]))
-        size = len(urllib.request.urlopen(f"{server.url}/ipxe?mac={macs[1][0]}").read())
+        wrk(url, script_paths, 50, 3)  # warm-up: connections, catalogue, first last-seen writes
+        results["per-host script, 50 connections"] = wrk(url, script_paths, 50, args.duration)
+        results["per-host script, 200 connections"] = wrk(url, script_paths, 200, args.duration)
+        results["full chain, 50 connections"] = wrk(url, chain_paths(macs), 50, args.duration)
+        results["full chain, 200 connections"] = wrk(url, chain_paths(macs), 200, args.duration)
+        tokens = [token for _, token in macs if token]
+        for fmt in ["env", "json", "kickstart", "preseed", "cloud-init"]:
+            paths = [f"/config/{token}?format={fmt}" for token in tokens]
+            results[f"config ({fmt}), 50 connections"] = wrk(url, paths, 50, args.duration)
+        rack_result = asyncio.run(rack(port, macs[:1000]))
+        size = len(urllib.request.urlopen(f"{url}/ipxe?mac={macs[1][0]}").read())
     finally:
-        server.stop()
+        if balancer:
+            balancer.stop()
+        for server in servers:
+            server.stop()
     results["nginx static file, 50 connections"] = nginx_static(size, 1000, 50, args.duration)
     queries = queries_per_request(macs)
 
     ratio = results["per-host script, 50 connections"]["rps"] / results["nginx static file, 50 connections"]["rps"]
-    print(f"## Boot storm ({datetime.now(UTC):%Y-%m-%d}, {args.hosts} hosts, gunicorn {args.workers} sync workers)\n")
+    shape = f"{args.instances} x gunicorn {args.workers} sync workers" + (" behind nginx" if balancer else "")
+    print(f"## Boot storm ({datetime.now(UTC):%Y-%m-%d}, {args.hosts} hosts, {shape})\n")
     print(f"Command: `.venv/bin/python bench/boot_storm.py --hosts {args.hosts} --duration {args.duration} "
-          f"--workers {args.workers}` (seeding took {seeded:.0f} s; script size {size} bytes)\n")  # fmt: skip
+          f"--workers {args.workers} --instances {args.instances}` (code: {args.code}; seeding took {seeded:.0f} s; "
+          f"script size {size} bytes)\n")  # fmt: skip
     print("| load | requests/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|")
     for name, result in results.items():
         print(

@@ -174,6 +174,8 @@ SPECTACULAR_SETTINGS = {
 DOCK2BOX_BUILD_TOKEN_IDLE = env.int("DOCK2BOX_BUILD_TOKEN_IDLE", default=6 * 3600)
 # A host's "last seen" is written at most once per this many seconds (boot storms are not write storms).
 DOCK2BOX_LAST_SEEN_INTERVAL = env.int("DOCK2BOX_LAST_SEEN_INTERVAL", default=60)
+# How often a process asks the shared cache whether the data changed (another process's change is seen within it).
+DOCK2BOX_GENERATION_CHECK = env.float("DOCK2BOX_GENERATION_CHECK", default=0.5)
 # Limits: the largest request body (uploads of kernels, initrds and file images; more is a 413), the events one build
 # keeps (`done` and `failed` always), the unknown MACs remembered (the oldest go first).
 DOCK2BOX_UPLOAD_MAX_BYTES = env.int("DOCK2BOX_UPLOAD_MAX_BYTES", default=8 << 30)

@@ -17,6 +17,7 @@ api_v2 = [
 ]
 
 urlpatterns = [
+    path("", include("provisioning.urls")),  # first: the boot endpoints are the busiest, resolved in one step
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
@@ -26,5 +27,4 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api-auth/", include("rest_framework.urls")),
     path("", include("provisioning.v1.urls")),
-    path("", include("provisioning.urls")),
 ]

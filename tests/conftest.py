@@ -33,9 +33,13 @@ def _fresh_cache():
     """Each test starts with an empty cache, so no boot catalogue survives from another test's data."""
     from django.core.cache import cache
 
+    from dock2box.changes import generation_forget
+
     cache.clear()
+    generation_forget()
     yield
     cache.clear()
+    generation_forget()
 
 
 @pytest.fixture(scope="session")

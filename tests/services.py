@@ -1,11 +1,13 @@
 """Starting real programs for tests: free ports, waiting until they answer, stopping them cleanly."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -177,3 +179,62 @@ class IpmiSim:
                 )  # fmt: skip
             stop(self.process)
             self.process = None
+
+
+class Gunicorn:
+    """The portal as deployed (gunicorn with deploy/gunicorn.conf.py) on a free loopback port; `env` names its
+    database and cache (a test passes this run's test database)."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"gunicorn-{self.port}.log"
+        self.env = {**os.environ, "DOCK2BOX_BIND": f"127.0.0.1:{self.port}", **env}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Gunicorn":
+        log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "dock2box.wsgi", "--config", "deploy/gunicorn.conf.py"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=log,
+        )  # fmt: skip
+        wait_until(lambda: urllib.request.urlopen(f"{self.url}/healthz", timeout=1).status == 200, what="gunicorn")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+
+class Nginx:
+    """nginx as deploy/nginx/dock2box.conf deploys it, on a free loopback port, balancing `upstreams`."""
+
+    def __init__(self, workdir: Path, upstreams: list[str]) -> None:
+        self.workdir, self.port = workdir, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        site = (ROOT / "deploy" / "nginx" / "dock2box.conf").read_text()
+        servers = "".join(f"    server {upstream} max_fails=3 fail_timeout=5s;\n" for upstream in upstreams)
+        site = re.sub(r"(    server \S+ max_fails=3 fail_timeout=5s;\n)+", servers, site)
+        site = site.replace("    listen 80;", f"    listen 127.0.0.1:{self.port};")
+        access = "log_format upstreams '$upstream_addr $status $request_uri';\n"
+        access += f"access_log {workdir}/access.log upstreams;\n"
+        (workdir / "nginx.conf").write_text(
+            f"user root; worker_processes 2; pid {workdir}/nginx.pid; error_log {workdir}/error.log;\n"
+            "events { worker_connections 4096; }\n"
+            f"http {{ client_body_temp_path {workdir}; proxy_temp_path {workdir}; fastcgi_temp_path {workdir};\n"
+            f"  uwsgi_temp_path {workdir}; scgi_temp_path {workdir};\n{access}{site}}}\n"
+        )
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Nginx":
+        self.process = subprocess.Popen(["nginx", "-c", str(self.workdir / "nginx.conf"), "-g", "daemon off;"])
+        wait_until(lambda: urllib.request.urlopen(f"{self.url}/healthz", timeout=1).status == 200, what="nginx")
+        return self
+
+    def upstreams_used(self) -> list[str]:
+        """The instance that answered each request so far, in order."""
+        return [line.split()[0] for line in (self.workdir / "access.log").read_text().splitlines()]
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)

@@ -3,6 +3,7 @@
 import os
 import re
 import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -589,3 +590,23 @@ def test_the_boot_lookup_reads_what_the_orm_reads(world):
     build = Build.objects.get(pk=world.build.pk)
     assert (lookup.build_id, lookup.build_token, lookup.build_activity) == (build.pk, build.token, build.last_activity)
     assert interface_for_boot(mac=UNKNOWN_MAC) is None
+
+
+def test_a_change_is_seen_at_once_here_and_within_the_check_interval_elsewhere(
+    client, world, settings, django_capture_on_commit_callbacks
+):
+    """The boot catalogue's generation is read from the shared cache at most every DOCK2BOX_GENERATION_CHECK seconds."""
+    from django.core.cache import cache
+
+    from dock2box.changes import GENERATION_KEY, generation
+
+    settings.DOCK2BOX_GENERATION_CHECK = 0.3
+    first = generation()
+    cache.set(GENERATION_KEY, "changed-by-another-process")
+    assert generation() == first  # not asked again yet
+    time.sleep(0.35)
+    assert generation() == "changed-by-another-process"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.pxe_menu_update(menu=world.menu, data={"title": "Renamed"})
+    assert generation() not in (first, "changed-by-another-process")  # this process's own change: at once
+    assert "Renamed" in script(client, f"/ipxe?mac={IDLE_MAC}")

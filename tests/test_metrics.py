@@ -1,15 +1,13 @@
 """/metrics: counters add up across gunicorn workers; state comes from the database."""
 
 import re
-import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from tests import factories
-from tests.services import ROOT, free_port, manage, stop, wait_until
+from tests.services import Gunicorn, free_port, manage, stop, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -26,24 +24,14 @@ def value(text: str, name: str) -> float:
 
 @pytest.fixture
 def gunicorn(transactional_db, tmp_path):
-    import os
-    import subprocess
-
     db = connection.settings_dict
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-           "DOCK2BOX_METRICS_DIR": str(tmp_path / "metrics"), "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-           "DOCK2BOX_BIND": f"127.0.0.1:{port}", "DOCK2BOX_WEB_WORKERS": "2",
-           "DOCK2BOX_CACHE_URL": "redis://127.0.0.1:6379/12"}  # fmt: skip
-    log = (tmp_path / "gunicorn.log").open("w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "dock2box.wsgi", "--config", "deploy/gunicorn.conf.py"],
-        cwd=ROOT, env=env, stdout=log, stderr=log,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=1).status == 200, what="gunicorn")
-    yield url, env
-    stop(process)
+    server = Gunicorn(tmp_path, {
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DOCK2BOX_METRICS_DIR": str(tmp_path / "metrics"), "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DOCK2BOX_WEB_WORKERS": "2", "DOCK2BOX_CACHE_URL": "redis://127.0.0.1:6379/12",
+    }).start()  # fmt: skip
+    yield server.url, server.env
+    server.stop()
 
 
 def test_boot_counters_add_up_across_workers_and_state_comes_from_the_database(gunicorn):
