@@ -137,6 +137,16 @@ class Gunicorn:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not start")
 
+    def worker_rss_mib(self) -> list[float]:
+        """The resident memory of each of its workers (MiB)."""
+        master = self.process.pid
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        sizes = []
+        for pid in children:
+            status = Path(f"/proc/{pid}/status").read_text()
+            sizes.append(int(re.search(r"^VmRSS:\s+(\d+) kB", status, flags=re.MULTILINE).group(1)) / 1024)  # type: ignore[union-attr]
+        return sizes
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(20)
@@ -298,6 +308,7 @@ def main() -> None:
             results[f"config ({fmt}), 50 connections"] = wrk(url, paths, 50, args.duration)
         rack_result = asyncio.run(rack(port, macs[:1000]))
         size = len(urllib.request.urlopen(f"{url}/ipxe?mac={macs[1][0]}").read())
+        rss = [size_mib for server in servers for size_mib in server.worker_rss_mib()]
     finally:
         if balancer:
             balancer.stop()
@@ -317,7 +328,10 @@ def main() -> None:
         print(
             f"| {name} | {result['rps']:.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['errors']:.0f} |"
         )
-    print(f"\nPer-host scripts reach {ratio:.0%} of nginx serving a static file of the same size.\n")
+    print(f"\nPer-host scripts reach {ratio:.1%} of nginx serving a static file of the same size.\n")
+    served = sum(result["requests"] for name, result in results.items() if not name.startswith("nginx"))
+    print(f"Web workers' resident memory after the run ({served:.0f} requests over {args.hosts} hosts, "
+          f"{len(rss)} workers): {min(rss):.0f}-{max(rss):.0f} MiB.\n")  # fmt: skip
     print(f"Rack of {rack_result['hosts']:.0f} hosts powering on at once: every chain served in "
           f"{rack_result['seconds']:.1f} s, {rack_result['errors']:.0f} errors.\n")  # fmt: skip
     print("| SQL queries per request | mean | max |\n|---|---|---|")
