@@ -1,8 +1,9 @@
 """The boot catalogue: everything a boot menu shows that is not the host itself, cached between boots.
 
-Menus, images with their versions, sites with their subnets and the global defaults change rarely and are the same
-for every booting host. They are read in a few queries, kept per process and rebuilt when the data generation
-(`dock2box.changes`) moves, which every service write does: a change is visible on the next boot, in every process.
+Menus, images with their versions, sites with their subnets, the installer config templates and the global defaults
+change rarely and are the same for every booting host. They are read in a few queries, kept per process and rebuilt
+when the data generation (`dock2box.changes`) moves, which every service write does: a change is visible on the next
+boot in this process, within `DOCK2BOX_GENERATION_CHECK` seconds in every other.
 """
 
 import threading
@@ -16,8 +17,8 @@ from hosts.models import Site, Subnet
 from hosts.selectors import subnet_for_address
 from images.choices import ImageType
 from images.models import NEWEST_FIRST, Image, ImageVersion
-from provisioning.models import BootDefaults, PxeMenu, PxeMenuItem
-from provisioning.selectors import boot_defaults
+from provisioning.models import BootDefaults, BootTemplate, PxeMenu, PxeMenuItem
+from provisioning.selectors import boot_defaults, boot_template_list
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Catalogue:
     versions: dict[int, ImageVersion]
     sites: dict[int, Site]
     subnets: list[Subnet] = field(default_factory=list)
+    templates: list[BootTemplate] = field(default_factory=list)  # operator templates, with their scope's objects
 
     def subnet_for(self, address: str | None) -> Subnet | None:
         """The most specific known subnet holding `address`."""
@@ -96,4 +98,5 @@ def catalogue_read(current: str = "") -> Catalogue:
         versions=versions,
         sites=sites,
         subnets=subnets,
+        templates=list(boot_template_list()),
     )

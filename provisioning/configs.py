@@ -14,7 +14,7 @@ from images.models import ImageVersion
 from provisioning import selectors
 from provisioning.catalogue import Catalogue, catalogue_get, catalogue_read
 from provisioning.choices import TemplateKind
-from provisioning.models import Build
+from provisioning.models import BootTemplate, Build
 from provisioning.rendering import config as rendering
 from provisioning.resolve import HostSettings, host_settings, install_problem
 
@@ -61,10 +61,27 @@ def _stock_content(kind: str) -> str:
 
 
 def config_template_for(*, host: Host, kind: str) -> AppliedTemplate:
-    """The host's own template of `kind`, else its image's, its site's, the default one, else the stock file."""
-    template = selectors.boot_template_for(host=host, kind=kind)
-    if template is None:
+    """The host's own template of `kind`, else its image's (its own image, else its site's), its site's, the default
+    one, else the stock file. Chosen from the boot catalogue: no query."""
+    catalogue = catalogue_get()
+    site = catalogue.sites.get(host.site_id) if host.site_id else None
+    image_id = host.image_id or (site.image_id if site else None)
+
+    def rank(template: BootTemplate) -> int | None:
+        if template.kind != kind:
+            return None
+        if template.host_id is not None:
+            return 0 if template.host_id == host.pk else None
+        if template.image_id is not None:
+            return 1 if image_id and template.image_id == image_id else None
+        if template.site_id is not None:
+            return 2 if host.site_id and template.site_id == host.site_id else None
+        return 3
+
+    candidates = [(order, template) for template in catalogue.templates if (order := rank(template)) is not None]
+    if not candidates:
         return AppliedTemplate(f"templates/{STOCK_TEMPLATES[kind]}", _stock_content(kind), "stock")
+    template = min(candidates, key=lambda pair: pair[0])[1]
     return AppliedTemplate(template.name, template.content, template.scope)
 
 

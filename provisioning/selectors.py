@@ -8,7 +8,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Field, Func, Min, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, Field, Func, Min, Model, OuterRef, QuerySet, Subquery
 from django.db.models.fields.files import FieldFile
 from django.db.models.functions import Left
 from django.utils import timezone
@@ -77,46 +77,92 @@ class BootLookup:
     build_bootloader_started: datetime | None
 
 
-_BOOT_MODELS = [(Interface, "i"), (Host, "h"), (Subnet, "s")]
 _BUILD_FIELDS = ["id", "token", "last_activity", "image_version", "bootloader_started"]
 
 
 @dataclass(frozen=True)
-class _BootQuery:
+class _Select:
+    """A SELECT of whole rows of several models (alias each) and extra columns, written once from the models'
+    metadata: the boot path runs a few of them on every request, and building them with the ORM costs several times
+    more than running them. Only public API: `_meta.get_fields()`, a cursor, `Model.from_db`."""
+
+    models: list[type[Model]]
+    attnames: list[list[str]]  # per model, its fields' attribute names
     sql: str
     fields: list["Field[Any, Any]"]  # the field behind each selected column, in order
-    attnames: list[list[str]]  # per model of _BOOT_MODELS, its fields' attribute names
+
+    def rows(self, params: list[Any]) -> list[tuple[list[Model | None], list[Any]]]:
+        """Each row as its models' instances (None for a LEFT JOIN that found nothing) and its extra values."""
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            fetched = cursor.fetchall()
+        result = []
+        for row in fetched:
+            values = [_python_value(field, value) for field, value in zip(self.fields, row, strict=True)]
+            instances: list[Model | None] = []
+            for model, names in zip(self.models, self.attnames, strict=True):
+                chunk, values = values[: len(names)], values[len(names) :]
+                instances.append(model.from_db(connection.alias, names, chunk) if chunk[0] is not None else None)
+            result.append((instances, values))
+        return result
+
+
+def _select(models: list[tuple[type[Model], str]], extra: list[tuple[str, "Field[Any, Any]"]], tail: str) -> _Select:
+    fields, columns, attnames = [], [], []
+    for model, alias in models:
+        concrete = _concrete(model)
+        fields += concrete
+        attnames.append([field.attname for field in concrete])
+        columns += [f'{alias}."{field.column}"' for field in concrete]
+    for alias, field in extra:
+        fields.append(field)
+        columns.append(f'{alias}."{field.column}"')
+    # Names come from the models' metadata; the values are parameters.
+    return _Select([model for model, _ in models], attnames, f"SELECT {', '.join(columns)} {tail}", fields)
 
 
 def _concrete(model: type[Model]) -> list["Field[Any, Any]"]:
     return [field for field in model._meta.get_fields() if isinstance(field, Field) and field.concrete]
 
 
+def _build_field(name: str) -> "Field[Any, Any]":
+    field = Build._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
+
+
 @functools.cache
-def _boot_query() -> _BootQuery:
-    """The boot lookup as one SQL statement, written once from the models' metadata: it runs on every PXE boot, and
-    building it with the ORM costs several times more than running it. The one-open-build-per-host constraint makes
-    it one row at most. Only public API: the models' `_meta.get_fields()`, a cursor, `Model.from_db`."""
-    fields, attnames, columns = [], [], []
-    for model, alias in _BOOT_MODELS:
-        concrete = _concrete(model)
-        fields += concrete
-        attnames.append([field.attname for field in concrete])
-        columns += [f'{alias}."{field.column}"' for field in concrete]
-    for name in _BUILD_FIELDS:
-        field = Build._meta.get_field(name)
-        assert isinstance(field, Field)
-        fields.append(field)
-        columns.append(f'b."{field.column}"')
-    # Names come from the models' metadata; the values are parameters.
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {Interface._meta.db_table} i "  # noqa: S608
-        f"JOIN {Host._meta.db_table} h ON h.id = i.host_id "
+def _boot_query() -> _Select:
+    """The boot lookup: interface, host, subnet and the open build (one at most: a constraint) of a MAC."""
+    return _select(
+        [(Interface, "i"), (Host, "h"), (Subnet, "s")],
+        [("b", _build_field(name)) for name in _BUILD_FIELDS],
+        f"FROM {Interface._meta.db_table} i JOIN {Host._meta.db_table} h ON h.id = i.host_id "
         f"LEFT JOIN {Subnet._meta.db_table} s ON s.id = i.subnet_id "
-        f"LEFT JOIN {Build._meta.db_table} b ON b.host_id = h.id AND b.state IN (%s, %s) "
-        "WHERE i.mac = %s"
+        f"LEFT JOIN {Build._meta.db_table} b ON b.host_id = h.id AND b.state IN (%s, %s) WHERE i.mac = %s",
     )
-    return _BootQuery(sql, fields, attnames)
+
+
+@functools.cache
+def _build_query() -> _Select:
+    """An open build by its token, with its host."""
+    return _select(
+        [(Build, "b"), (Host, "h")],
+        [],
+        f"FROM {Build._meta.db_table} b JOIN {Host._meta.db_table} h ON h.id = b.host_id "
+        "WHERE b.token = %s AND b.state IN (%s, %s)",
+    )
+
+
+@functools.cache
+def _interfaces_query() -> _Select:
+    """A host's interfaces with their subnets, primary first, then by name."""
+    return _select(
+        [(Interface, "i"), (Subnet, "s")],
+        [],
+        f"FROM {Interface._meta.db_table} i LEFT JOIN {Subnet._meta.db_table} s ON s.id = i.subnet_id "
+        'WHERE i.host_id = %s ORDER BY i."primary" DESC, i.name',
+    )
 
 
 def _python_value(field: "Field[Any, Any]", value: Any) -> Any:
@@ -137,20 +183,13 @@ def _python_value(field: "Field[Any, Any]", value: Any) -> Any:
 
 def interface_for_boot(*, mac: str) -> BootLookup | None:
     """The interface with this MAC, its host and subnet and the host's open build, in one query (or None)."""
-    query = _boot_query()
-    with connection.cursor() as cursor:
-        cursor.execute(query.sql, [BuildState.PENDING.value, BuildState.RUNNING.value, mac])
-        row = cursor.fetchone()
-    if row is None:
+    rows = _boot_query().rows([BuildState.PENDING.value, BuildState.RUNNING.value, mac])
+    if not rows:
         return None
-    values = [_python_value(field, value) for field, value in zip(query.fields, row, strict=True)]
-    interface_names, host_names, subnet_names = query.attnames
-    first, second = len(interface_names), len(interface_names) + len(host_names)
-    third = second + len(subnet_names)
-    interface = Interface.from_db(connection.alias, interface_names, values[:first])
-    interface.host = Host.from_db(connection.alias, host_names, values[first:second])
-    interface.subnet = Subnet.from_db(connection.alias, subnet_names, values[second:third]) if values[second] else None
-    build_id, token, activity, version_id, bootloader_started = values[third:]
+    (interface, host, subnet), (build_id, token, activity, version_id, bootloader_started) = rows[0]
+    assert isinstance(interface, Interface) and isinstance(host, Host)
+    interface.host = host
+    interface.subnet = subnet  # type: ignore[assignment]
     return BootLookup(interface, build_id, token, activity, version_id, bootloader_started)
 
 
@@ -188,35 +227,27 @@ def boot_defaults() -> BootDefaults:
 
 
 def build_for_token(*, token: str) -> Build | None:
-    """The open build holding this token, with its host, or None."""
+    """The open build holding this token, with its host, or None (one query, on every config fetch and event)."""
     if not token:
         return None
-    return (
-        Build.objects.select_related("host")
-        .filter(token=token, state__in=[BuildState.PENDING, BuildState.RUNNING])
-        .first()
-    )
+    rows = _build_query().rows([token, BuildState.PENDING.value, BuildState.RUNNING.value])
+    if not rows:
+        return None
+    (build, host), _ = rows[0]
+    assert isinstance(build, Build) and isinstance(host, Host)
+    build.host = host
+    return build
 
 
 def host_interfaces(*, host: Host) -> list[Interface]:
-    """The host's interfaces, primary first, with their subnets."""
-    return list(host.interfaces.select_related("subnet").order_by("-primary", "name"))
-
-
-def boot_template_for(*, host: Host, kind: str) -> BootTemplate | None:
-    """The template of `kind` for the host: its own, else its image's, else its site's, else the default one."""
-    image_id = host.image_id or (host.site.image_id if host.site is not None else None)
-    scopes = Q(host=host) | Q(host=None, image=None, site=None)
-    if image_id:
-        scopes |= Q(image_id=image_id)
-    if host.site_id:
-        scopes |= Q(site_id=host.site_id)
-    candidates = list(BootTemplate.objects.filter(scopes, kind=kind).select_related("host", "image", "site"))
-
-    def rank(template: BootTemplate) -> int:
-        return 0 if template.host_id else 1 if template.image_id else 2 if template.site_id else 3
-
-    return min(candidates, key=rank, default=None)
+    """The host's interfaces, primary first, with their subnets (one query)."""
+    interfaces = []
+    for (interface, subnet), _ in _interfaces_query().rows([host.pk]):
+        assert isinstance(interface, Interface)
+        interface.host = host
+        interface.subnet = subnet  # type: ignore[assignment]
+        interfaces.append(interface)
+    return interfaces
 
 
 def build_latest(*, host: Host) -> Build | None:

@@ -1,6 +1,7 @@
 """Writes of boot defaults, PXE menus and builds. Build mode changes only through here."""
 
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -12,7 +13,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -179,11 +180,20 @@ def _token_idle() -> timedelta:
     return timedelta(seconds=settings.DOCK2BOX_BUILD_TOKEN_IDLE)
 
 
+@functools.cache
+def _last_seen_sql() -> str:
+    table, pk = Host._meta.db_table, Host._meta.pk
+    assert pk is not None
+    return f'UPDATE {table} SET "{Host._meta.get_field("last_seen").column}" = %s WHERE "{pk.column}" = %s'  # noqa: S608
+
+
 def boot_seen(*, host: Host, now: datetime) -> None:
-    """Record a PXE boot of a known host: at most one write per interval, so a boot storm is not a write storm."""
+    """Record a PXE boot of a known host: at most one write per interval, so a boot storm is not a write storm. The
+    statement is written once from the model's metadata (a storm of new hosts makes one per boot)."""
     interval = timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL)
     if host.last_seen is None or now - host.last_seen >= interval:
-        Host.objects.filter(pk=host.pk).update(last_seen=now)
+        with connection.cursor() as cursor:
+            cursor.execute(_last_seen_sql(), [connection.ops.adapt_datetimefield_value(now), host.pk])
 
 
 def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str]) -> None:

@@ -16,7 +16,7 @@ from hosts import services as host_services
 from hosts.models import Host, Interface
 from images import services as image_services
 from provisioning import services
-from provisioning.models import BootTemplate, Build, BuildEvent, DiscoveredHost
+from provisioning.models import Build, BuildEvent, DiscoveredHost
 from tests import factories
 from tests.boot_world import BUILD_MAC, IDLE_MAC, UNKNOWN_MAC, make_world
 
@@ -426,7 +426,9 @@ def test_hostile_values_stay_inside_their_quotes(client, world, tmp_path, django
     assert printed == f"{hostile_script}\n--\nconsole=ttyS0 a=(b) !c *d ?e [f] ^g %h ~i nomodeset"
 
 
-def test_kickstart_template_chosen_host_then_image_then_site_then_default(client, world):
+def test_kickstart_template_chosen_host_then_image_then_site_then_default(
+    client, world, django_capture_on_commit_callbacks
+):
     token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
 
     def kickstart() -> tuple[str, str]:
@@ -434,13 +436,23 @@ def test_kickstart_template_chosen_host_then_image_then_site_then_default(client
         return response.content.decode(), response["X-Dock2Box-Template"]
 
     assert kickstart()[1] == "templates/config/kickstart.ks (stock)"
-    BootTemplate.objects.create(name="all", kind="kickstart", content="default {{ fqdn }}")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.boot_template_create(data={"name": "all", "kind": "kickstart", "content": "default {{ fqdn }}"})
     assert kickstart() == ("default build.ams1.example.com", "all (default)")
-    BootTemplate.objects.create(name="site", kind="kickstart", site=world.site, content="site {{ site }}")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.boot_template_create(
+            data={"name": "site", "kind": "kickstart", "site": world.site, "content": "site {{ site }}"}
+        )
     assert kickstart() == ("site ams1", "site (site ams1)")
-    BootTemplate.objects.create(name="image", kind="kickstart", image=world.debian, content="image {{ image }}")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.boot_template_create(
+            data={"name": "image", "kind": "kickstart", "image": world.debian, "content": "image {{ image }}"}
+        )
     assert kickstart() == ("image debian-12", "image (image debian-12)")
-    BootTemplate.objects.create(name="host", kind="kickstart", host=world.build_host, content="host {{ hostname }}")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.boot_template_create(
+            data={"name": "host", "kind": "kickstart", "host": world.build_host, "content": "host {{ hostname }}"}
+        )
     assert kickstart() == ("host build", "host (host build.ams1.example.com)")
     preseed = client.get(f"/config/{token}?format=preseed")
     assert preseed.status_code == 200 and preseed["X-Dock2Box-Template"] == "templates/config/preseed.cfg (stock)"
@@ -572,7 +584,7 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(client, worl
 def test_the_boot_lookup_reads_what_the_orm_reads(world):
     """The one-statement lookup maps its row to the same values as the ORM (it uses only public API: a cursor, the
     models' metadata, Model.from_db); if a Django upgrade changes what a driver returns, this says where."""
-    from provisioning.selectors import interface_for_boot
+    from provisioning.selectors import build_for_token, host_interfaces, interface_for_boot
 
     world.build_host.uuid = "12345678-1234-5678-1234-567812345678"
     world.build_host.last_seen = timezone.now()
@@ -590,6 +602,19 @@ def test_the_boot_lookup_reads_what_the_orm_reads(world):
     build = Build.objects.get(pk=world.build.pk)
     assert (lookup.build_id, lookup.build_token, lookup.build_activity) == (build.pk, build.token, build.last_activity)
     assert interface_for_boot(mac=UNKNOWN_MAC) is None
+    # the config path's two: an open build by token with its host, a host's interfaces with their subnets
+    fast_build = build_for_token(token=build.token)
+    pairs = [(fast_build, build), (fast_build.host, build.host)]
+    fast_interfaces = host_interfaces(host=world.build_host)
+    slow_interfaces = list(world.build_host.interfaces.select_related("subnet").order_by("-primary", "name"))
+    assert [nic.name for nic in fast_interfaces] == [nic.name for nic in slow_interfaces] == ["eth0", "eth1"]
+    pairs += [(fast, slow) for fast, slow in zip(fast_interfaces, slow_interfaces, strict=True)]
+    pairs += [(fast_interfaces[0].subnet, slow_interfaces[0].subnet)]
+    assert fast_interfaces[1].subnet is None and fast_interfaces[0].host is world.build_host
+    for fast, slow in pairs:
+        for field in type(slow)._meta.concrete_fields:
+            assert getattr(fast, field.attname) == getattr(slow, field.attname), field.attname
+    assert build_for_token(token="nope") is None and build_for_token(token="") is None
 
 
 def test_a_change_is_seen_at_once_here_and_within_the_check_interval_elsewhere(

@@ -108,8 +108,9 @@ def test_the_overview_and_a_host_with_a_running_build_at_1366_by_768(live_server
 
 def select2_options(page, field: str) -> list[str]:
     """Open the autocomplete of `field` and return the options it offers."""
-    page.click(f".field-{field} .select2-selection")
-    page.wait_for_selector(".select2-results__option:not(.loading-results)")
+    with page.expect_response(lambda response: "/admin/autocomplete/" in response.url):
+        page.click(f".field-{field} .select2-selection")
+    page.wait_for_function("!document.querySelector('.select2-results__option.loading-results')")
     options = page.locator(".select2-results__option").all_inner_texts()
     page.keyboard.press("Escape")
     return options

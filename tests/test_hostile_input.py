@@ -70,8 +70,12 @@ def test_v1_delete_of_a_version_in_use_is_a_400_and_keeps_it(client, world, admi
     assert world.debian.versions.filter(version="a").exists()
 
 
-def test_a_template_that_cannot_render_is_a_422_not_a_500(client, world):
-    BootTemplate.objects.create(name="old", kind="kickstart", content='{% include "/etc/passwd" %}')  # saved unchecked
+def test_a_template_that_cannot_render_is_a_422_not_a_500(client, world, django_capture_on_commit_callbacks):
+    from dock2box.changes import record_change
+
+    with django_capture_on_commit_callbacks(execute=True):
+        BootTemplate.objects.create(name="old", kind="kickstart", content='{% include "/etc/passwd" %}')  # unchecked
+        record_change()
     response = client.get(f"/config/{token(client)}?format=kickstart")
     assert response.status_code == 422 and "does not render" in response.content.decode()
 
@@ -193,9 +197,17 @@ def test_parallel_event_posts_on_the_embedded_sqlite_default(tmp_path):
 
         with ThreadPoolExecutor(12) as pool:
             assert list(pool.map(post, range(120))) == [201] * 120
+        config = urllib.request.urlopen(events.removesuffix("/events") + "?format=env", timeout=5).read().decode()
+        assert "D2B_IF0_MAC='52:54:00:d2:b0:01'" in config  # the build and the interfaces read on SQLite
     finally:
         stop(server)
     assert "database is locked" not in (tmp_path / "gunicorn.log").read_text()
+    seen = subprocess.run(  # the last-seen time written on the boot path reads back through the ORM
+        [sys.executable, "manage.py", "shell", "-c",
+         "from hosts.models import Interface; print(Interface.objects.get(mac='52:54:00:d2:b0:01').host.last_seen)"],
+        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert datetime.fromisoformat(seen.strip().splitlines()[-1]).tzinfo is not None
 
 
 def test_a_flood_of_unknown_macs_does_not_grow_the_table_without_end(client, world, settings):

@@ -17,7 +17,6 @@ from hosts.services import site_update
 from images.services import image_update
 from provisioning import services
 from provisioning.configs import host_config_render
-from provisioning.models import BootTemplate
 from provisioning.rendering.templating import debconf_line
 from tests import factories
 from tests.boot_world import BUILD_MAC, IDLE_MAC, make_world
@@ -229,17 +228,22 @@ def test_a_preseed_answer_with_a_line_break_stops_the_render(client, world, toke
         debconf_line("x\nd-i preseed/late_command string reboot")
     with django_capture_on_commit_callbacks(execute=True):  # the boot path's catalogue learns of it on commit
         image_update(image=world.debian, data={"main_script": "echo one\necho two"})
-    BootTemplate.objects.create(name="p", kind="preseed", content="d-i x/y string {{ main_script|debconf }}\n")
+        services.boot_template_create(
+            data={"name": "p", "kind": "preseed", "content": "d-i x/y string {{ main_script|debconf }}\n"}
+        )
     response = client.get(f"/config/{token}?format=preseed")
     assert response.status_code == 422 and "line break" in response.content.decode(), response.content
     assert response["X-Dock2Box-Template"] == "p (default)"
 
 
-def test_the_preview_says_which_template_applies_and_from_where(admin_client, world, user, token_client):
+def test_the_preview_says_which_template_applies_and_from_where(
+    admin_client, world, user, token_client, django_capture_on_commit_callbacks
+):
     host = world.build_host
     page = admin_client.get(reverse("admin:hosts_host_change", args=[host.pk])).content.decode()
     assert "kickstart</a>: template templates/config/kickstart.ks (stock)" in page
-    services.boot_template_create(data={"name": "rack", "kind": "cloud-init", "site": world.site, "content": "#x"})
+    with django_capture_on_commit_callbacks(execute=True):
+        services.boot_template_create(data={"name": "rack", "kind": "cloud-init", "site": world.site, "content": "#x"})
     page = admin_client.get(reverse("admin:hosts_host_change", args=[host.pk])).content.decode()
     assert "cloud-init</a>: template rack (site ams1)" in page
     grant(user, "hosts.view_host")
@@ -256,12 +260,15 @@ def test_a_new_version_of_a_stock_file_image_still_resolves(world):
     assert f"network --device='{IDLE_MAC}'" in text
 
 
-def test_the_documented_examples_render_and_pass_the_same_checks(client, world, token, tmp_path):
+def test_the_documented_examples_render_and_pass_the_same_checks(
+    client, world, token, tmp_path, django_capture_on_commit_callbacks
+):
     section = (ROOT / "docs" / "templates.md").read_text().split("## One example per format", 1)[1]
     examples = dict(zip(["kickstart", "preseed", "cloud-init"], section.split("```")[1::2], strict=False))
     assert len(examples) == 3
-    for kind, content in examples.items():
-        services.boot_template_create(data={"name": f"doc-{kind}", "kind": kind, "content": content.lstrip("\n")})
+    with django_capture_on_commit_callbacks(execute=True):
+        for kind, content in examples.items():
+            services.boot_template_create(data={"name": f"doc-{kind}", "kind": kind, "content": content.lstrip("\n")})
     kickstart_parsed(client.get(f"/config/{token}?format=kickstart").content.decode(), tmp_path)
     (tmp_path / "preseed.cfg").write_bytes(client.get(f"/config/{token}?format=preseed").content)
     subprocess.run(["debconf-set-selections", "--checkonly", str(tmp_path / "preseed.cfg")], check=True)
