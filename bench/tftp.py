@@ -130,7 +130,7 @@ def main() -> None:
     for name, size, blksize, results in rows:
         hpa_result, our_result = results["tftpd-hpa"], results["manage.py tftpd"]
         print(f"| {name} ({size} B) | {blksize} | {hpa_result['mb_s']:.2f} | {our_result['mb_s']:.2f} | "
-              f"{our_result['mb_s'] / hpa_result['mb_s']:.2f}× | {hpa_result['per_s']:.0f} / {our_result['per_s']:.0f} | "
+              f"{our_result['mb_s'] / hpa_result['mb_s']:.2f}x | {hpa_result['per_s']:.0f} / {our_result['per_s']:.0f} | "
               f"{hpa_result['failures']} / {our_result['failures']} |")  # fmt: skip
     print(f"\n`manage.py tftpd` resident memory after {transfers} transfers: {memory:.0f} MiB.")
 
