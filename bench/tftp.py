@@ -98,7 +98,10 @@ def main() -> None:
     )  # fmt: skip
     try:
         wait_serving(ours_port, "stage0.ipxe", workdir)
-        files = {"undionly.kpxe": (IPXE / "undionly.kpxe").read_bytes(), "stage0.ipxe": (workdir / "probe").read_bytes()}
+        files = {
+            "undionly.kpxe": (IPXE / "undionly.kpxe").read_bytes(),
+            "stage0.ipxe": (workdir / "probe").read_bytes(),
+        }
         for name, content in files.items():
             (served / name).write_bytes(content)
             (served / name).chmod(0o644)
@@ -125,8 +128,10 @@ def main() -> None:
 
     print(f"## TFTP ({datetime.now(UTC):%Y-%m-%d}, {args.clients} clients at once, {args.rounds} downloads each)\n")
     print(f"Command: `.venv/bin/python bench/tftp.py --clients {args.clients} --rounds {args.rounds}`\n")
-    print("| file | block size | tftpd-hpa MB/s | manage.py tftpd MB/s | ratio | transfers/s (hpa / ours) | failures "
-          "(hpa / ours) |\n|---|---|---|---|---|---|---|")
+    print(
+        "| file | block size | tftpd-hpa MB/s | manage.py tftpd MB/s | ratio | transfers/s (hpa / ours) | failures "
+        "(hpa / ours) |\n|---|---|---|---|---|---|---|"
+    )
     for name, size, blksize, results in rows:
         hpa_result, our_result = results["tftpd-hpa"], results["manage.py tftpd"]
         print(f"| {name} ({size} B) | {blksize} | {hpa_result['mb_s']:.2f} | {our_result['mb_s']:.2f} | "
