@@ -1,12 +1,12 @@
 """TFTP: `manage.py tftpd` side by side with Debian's tftpd-hpa (`in.tftpd`), in one run, on loopback.
 
-    .venv/bin/python bench/tftp.py [--clients 50] [--rounds 4]
+    .venv/bin/python bench/tftp.py [--clients 50] [--rounds 5]
 
 Both serve the same files: iPXE's `undionly.kpxe` (Debian's ipxe package) and the first-stage script (tftpd-hpa a
 copy of the one `manage.py tftpd` generates at start). For each server, block size (512 and 1468) and file, `--clients`
 atftp clients run at once, each fetching the file `--rounds` times in a row; every download is compared with the
 original byte for byte. Throughput is the bytes delivered over the wall time of the batch. Then the resident memory
-of the `manage.py tftpd` process after all the transfers. Prints a Markdown report (paste it into docs/benchmarks.md).
+of the `manage.py tftpd` processes (the supervisor and one server per core) after all the transfers. Prints a Markdown report (paste it into docs/benchmarks.md).
 """
 
 import argparse
@@ -78,7 +78,7 @@ def rss_mib(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     for program in ["atftp", "in.tftpd"]:
         if not shutil.which(program):
@@ -120,7 +120,8 @@ def main() -> None:
         finally:
             hpa.terminate()
             hpa.wait()
-        memory = rss_mib(ours.pid)
+        children = Path(f"/proc/{ours.pid}/task/{ours.pid}/children").read_text().split()
+        memory = [rss_mib(ours.pid)] + [rss_mib(int(pid)) for pid in children]
         transfers = sum(result["transfers"] for *_, results in rows for result in [results["manage.py tftpd"]])
     finally:
         ours.terminate()
@@ -137,7 +138,8 @@ def main() -> None:
         print(f"| {name} ({size} B) | {blksize} | {hpa_result['mb_s']:.2f} | {our_result['mb_s']:.2f} | "
               f"{our_result['mb_s'] / hpa_result['mb_s']:.2f}x | {hpa_result['per_s']:.0f} / {our_result['per_s']:.0f} | "
               f"{hpa_result['failures']} / {our_result['failures']} |")  # fmt: skip
-    print(f"\n`manage.py tftpd` resident memory after {transfers} transfers: {memory:.0f} MiB.")
+    print(f"\n`manage.py tftpd` resident memory after {transfers} transfers: supervisor {memory[0]:.0f} MiB, "
+          f"{len(memory) - 1} server processes {', '.join(f'{size:.0f}' for size in memory[1:])} MiB.")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -186,6 +186,8 @@ DOCK2BOX_DISCOVERED_MAX = env.int("DOCK2BOX_DISCOVERED_MAX", default=10000)
 DOCK2BOX_IPXE_DIR = env.str("DOCK2BOX_IPXE_DIR", default="/usr/lib/ipxe")
 DOCK2BOX_TFTP_BIND = env.str("DOCK2BOX_TFTP_BIND", default="0.0.0.0")  # noqa: S104 - a PXE server listens on the LAN
 DOCK2BOX_TFTP_PORT = env.int("DOCK2BOX_TFTP_PORT", default=69)
+# TFTP server processes sharing the port (the kernel spreads requests among them): one per core by default.
+DOCK2BOX_TFTP_PROCESSES = env.int("DOCK2BOX_TFTP_PROCESSES", default=os.cpu_count() or 1)
 
 # The etcd mirror of the original Dock2Box layout. Unset URL = mirror off (nothing is recorded for it).
 DOCK2BOX_ETCD_URL = env.str("DOCK2BOX_ETCD_URL", default="")

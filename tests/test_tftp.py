@@ -16,15 +16,18 @@ PORTAL = "http://192.0.2.10:8000"
 
 @pytest.fixture(scope="module")
 def tftp_port(tmp_path_factory):
+    """`manage.py tftpd` with two server processes on one port (SO_REUSEPORT), as on a two-core machine."""
     port = free_port(socket.SOCK_DGRAM)
-    log = (tmp_path_factory.getbasetemp() / "tftpd.log").open("w")
-    process = manage(
-        "tftpd", "--bind", "127.0.0.1", "--port", str(port), env={"DOCK2BOX_PUBLIC_URL": PORTAL}, stdout=log, stderr=log
-    )
+    log_path = tmp_path_factory.getbasetemp() / "tftpd.log"
+    process = manage("tftpd", "--bind", "127.0.0.1", "--port", str(port), "--processes", "2",
+                     env={"DOCK2BOX_PUBLIC_URL": PORTAL}, stdout=log_path.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    wait_until(lambda: log_path.read_text().count("tftp: serving") == 2, what="two tftpd processes")
     wait_until(lambda: fetch(port, "stage0.ipxe", tmp_path_factory.mktemp("probe")) is not None, what="tftpd")
     yield port
     stop(process)
-    assert process.returncode is not None
+    assert process.returncode == 0
+    servers = subprocess.run(["pgrep", "-f", f"tftpd --bind 127.0.0.1 --port {port}"], capture_output=True, text=True)
+    assert servers.stdout == ""  # the server processes ended with their supervisor
 
 
 def fetch(port: int, name: str, where: Path, blksize: int = 512) -> bytes:
