@@ -20,7 +20,9 @@ def tftp_port(tmp_path_factory):
     port = free_port(socket.SOCK_DGRAM)
     log_path = tmp_path_factory.getbasetemp() / "tftpd.log"
     arguments = ["tftpd", "--bind", "127.0.0.1", "--port", str(port), "--processes", "2"]
-    process = manage(*arguments, env={"DOCK2BOX_PUBLIC_URL": PORTAL}, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+    process = manage(
+        *arguments, env={"DOCK2BOX_PUBLIC_URL": PORTAL}, stdout=log_path.open("w"), stderr=subprocess.STDOUT
+    )
     wait_until(lambda: log_path.read_text().count("tftp: serving") == 2, what="two tftpd processes")
     wait_until(lambda: fetch(port, "stage0.ipxe", tmp_path_factory.mktemp("probe")) is not None, what="tftpd")
     yield port
