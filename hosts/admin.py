@@ -52,6 +52,7 @@ class MaskedSecretsAdmin(ServiceAdmin):
 class SiteAdmin(MaskedSecretsAdmin):
     list_display = ["name", "domain", "file_uri", "registry", "image", "subnet_count", "host_count"]
     search_fields = ["name", "domain", "description"]
+    ordering = ["name"]  # its rows are counted (GROUP BY), which drops the model's ordering
     autocomplete_fields = ["image", "boot_version", "pxe_menu"]
     secrets = SITE_SECRETS
     fieldsets = [
@@ -93,6 +94,7 @@ class SubnetAdmin(ServiceAdmin):
     list_display = ["network", "site", "gateway", "vlan", "dhcp", "interface_count", "description"]
     list_filter = ["site", "dhcp"]
     search_fields = ["network", "description", "site__name"]
+    ordering = ["site__name", "network"]  # its rows are counted (GROUP BY), which drops the model's ordering
     autocomplete_fields = ["site"]
 
     def rows(self) -> QuerySet[Subnet]:

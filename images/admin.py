@@ -31,6 +31,7 @@ class ImageAdmin(ServiceAdmin):
     list_display = ["name", "type", "registry", "file_url", "boot_version", "version_count", "host_count", "updated"]
     list_filter = ["type"]
     search_fields = ["name", "description", "repository"]
+    ordering = ["name"]  # its rows are counted (GROUP BY), which drops the model's ordering
     autocomplete_fields = ["boot_version"]
     inlines = [ImageVersionInline]
     fieldsets = [

@@ -334,3 +334,22 @@ def test_an_image_page_shows_the_version_fields_of_its_type_only(admin_client, k
     factories.ImageVersionFactory(image=image)
     page = admin_client.get(reverse("admin:images_image_change", args=[image.pk])).content.decode()
     assert f'name="versions-0-{shown}"' in page and f'name="versions-0-{hidden}"' not in page
+
+
+@pytest.mark.parametrize(("field", "make", "expected"), [
+    ("site", lambda: [factories.SiteFactory(name=name) for name in ["b-site", "a-site"]], ["a-site", "b-site"]),
+    ("image", lambda: [factories.ImageFactory(name=name) for name in ["zeta", "alpha"]], ["alpha", "zeta"]),
+])  # fmt: skip
+def test_the_host_forms_pickers_list_counted_rows_in_order(admin_client, db, field, make, expected):
+    """Sites and images are read with counts (GROUP BY drops the model's ordering): the admin orders them itself."""
+    import warnings
+
+    from django.core.paginator import UnorderedObjectListWarning
+
+    make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnorderedObjectListWarning)
+        response = admin_client.get(
+            "/admin/autocomplete/", {"app_label": "hosts", "model_name": "host", "field_name": field}
+        )
+    assert [result["text"] for result in response.json()["results"]] == expected
