@@ -172,6 +172,8 @@ SPECTACULAR_SETTINGS = {
 
 # Build tokens expire this many seconds after their last use (config fetch or event); a boot refreshes them.
 DOCK2BOX_BUILD_TOKEN_IDLE = env.int("DOCK2BOX_BUILD_TOKEN_IDLE", default=6 * 3600)
+# Seconds after an install ends within which its installed system must report its first boot (else: not reporting).
+DOCK2BOX_FIRST_BOOT_TIMEOUT = env.int("DOCK2BOX_FIRST_BOOT_TIMEOUT", default=20 * 60)
 # A host's "last seen" is written at most once per this many seconds (boot storms are not write storms).
 DOCK2BOX_LAST_SEEN_INTERVAL = env.int("DOCK2BOX_LAST_SEEN_INTERVAL", default=60)
 # How often a process asks the shared cache whether the data changed (another process's change is seen within it).

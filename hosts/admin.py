@@ -154,7 +154,9 @@ class HostAdmin(ServiceAdmin):
     search_fields = ["fqdn", "interfaces__mac", "interfaces__ip", "serial", "asset_tag"]
     search_help_text = "Host name, MAC (any spelling), IP, serial or asset tag."
     autocomplete_fields = ["site", "image", "image_version", "boot_version", "pxe_menu"]
-    readonly_fields = ["build", "status", "last_seen", "created", "updated"]
+    readonly_fields = [
+        "build", "status", "installed", "deployed_digest", "boot_seconds", "last_seen", "created", "updated",
+    ]  # fmt: skip
     inlines = [InterfaceInline]
 
     class Media:
@@ -162,6 +164,7 @@ class HostAdmin(ServiceAdmin):
 
     fieldsets = [
         (None, {"fields": ["fqdn", "site", "image", "image_version", "build", "status", "last_seen"]}),
+        ("Deployment", {"fields": ["installed", "deployed_digest", "boot_seconds"]}),
         ("Install", {"fields": ["debug", "gpt", "kexec", "volmgt", "legacynet", "kopts", "boot_version", "pxe_menu"]}),
         ("Identity", {"fields": ["serial", "uuid", "asset_tag", "labels", "created", "updated"]}),
     ]

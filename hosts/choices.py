@@ -7,6 +7,7 @@ class HostStatus(models.TextChoices):
     INSTALLED = "installed", "Installed"
     FAILED = "failed", "Failed"
     UNCONFIRMED = "unconfirmed", "Installed, unconfirmed"
+    DEPLOYED = "deployed", "Deployed"  # its installed system reported its first boot
 
 
 class BmcProtocol(models.TextChoices):

@@ -328,6 +328,17 @@ class Host(models.Model):
         help_text="Comma-separated labels, e.g. rack12, gpu.",
     )
     status = models.CharField(max_length=12, choices=HostStatus.choices, default=HostStatus.NEW)
+    installed = models.DateTimeField(
+        null=True, blank=True, help_text="When its last install ended (done, or unconfirmed)."
+    )
+    deployed_digest = models.CharField(
+        max_length=71, blank=True, help_text="The image digest its installed system reported at its first boot."
+    )
+    boot_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds from power-on (its build's first PXE boot) to its installed system's first-boot report.",
+    )
     last_seen = models.DateTimeField(null=True, blank=True, help_text="Last PXE boot.")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

@@ -2,10 +2,15 @@
 
 import ipaddress
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Prefetch, QuerySet
 
+from hosts.choices import HostStatus
 from hosts.models import Bmc, Host, Interface, Site, Subnet
+
+DEPLOYED, AWAITING, NOT_REPORTING = "deployed", "awaiting its first boot", "not reporting"
 
 
 def site_list() -> QuerySet[Site]:
@@ -107,3 +112,15 @@ def subnet_free_addresses(*, subnet: Subnet) -> Iterator[str]:
 def subnet_next_free_ip(*, subnet: Subnet) -> str | None:
     """The lowest free address of the subnet, or None when it is full."""
     return next(subnet_free_addresses(subnet=subnet), None)
+
+
+def host_deployment(*, host: Host, now: datetime) -> str:
+    """How the host's installed system is doing: `deployed` (it reported its first boot), `awaiting its first boot`,
+    `not reporting` (no report DOCK2BOX_FIRST_BOOT_TIMEOUT seconds after its install ended), or "" (no install ended
+    since its last build began)."""
+    if host.status == HostStatus.DEPLOYED:
+        return DEPLOYED
+    if host.status not in (HostStatus.INSTALLED, HostStatus.UNCONFIRMED) or host.installed is None:
+        return ""
+    overdue = now - host.installed >= timedelta(seconds=settings.DOCK2BOX_FIRST_BOOT_TIMEOUT)
+    return NOT_REPORTING if overdue else AWAITING

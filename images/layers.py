@@ -8,16 +8,20 @@ at paths already written; ownership, modes and times come from the tar headers (
 to stay inside the root, and no path is written through a symlink.
 """
 
+import contextlib
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class Stream(Protocol):
@@ -115,14 +119,86 @@ def _write(root: Path, layer: tarfile.TarFile, member: tarfile.TarInfo) -> None:
     os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
 
 
+class _Prefixed:
+    """A stream with the bytes already read from its front put back."""
+
+    def __init__(self, head: bytes, stream: Stream) -> None:
+        self.head, self.stream = head, stream
+
+    def read(self, size: int, /) -> bytes:
+        """Whole reads (tarfile reads a block to find the compression): the head and then the stream's bytes."""
+        if not self.head:
+            return self.stream.read(size)
+        data, self.head = self.head[:size], self.head[size:]
+        return data + (self.stream.read(size - len(data)) if size > len(data) else b"")
+
+
+class _Zstd:
+    """A zstd stream, decompressed by the `zstd` tool (Python 3.11's standard library has no zstd): a thread feeds
+    it the compressed bytes while the tar reader reads what it writes."""
+
+    def __init__(self, stream: Stream) -> None:
+        tool = shutil.which("zstd")
+        if tool is None:
+            raise LayerError("a zstd-compressed layer needs the zstd tool, and there is none here")
+        self.process = subprocess.Popen(  # noqa: S603 (a fixed command; the data goes to its stdin)
+            [tool, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self.feeder = threading.Thread(target=self._feed, args=(stream,), daemon=True)
+        self.feeder.start()
+
+    def _feed(self, stream: Stream) -> None:
+        assert self.process.stdin is not None
+        try:
+            while data := stream.read(1 << 20):
+                self.process.stdin.write(data)
+        except BrokenPipeError:  # zstd stopped on corrupt input: close() reports its message
+            pass
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
+
+    def read(self, size: int, /) -> bytes:
+        assert self.process.stdout is not None
+        return self.process.stdout.read(size)
+
+    def close(self) -> None:
+        """Wait for zstd (the rest of its output is drained) and refuse a stream it could not decompress."""
+        assert self.process.stdout is not None and self.process.stderr is not None
+        while self.process.stdout.read(1 << 20):
+            pass
+        self.feeder.join()
+        error = self.process.stderr.read().decode(errors="replace").strip()
+        if self.process.wait() != 0:
+            raise LayerError(f"the zstd stream is corrupt or truncated: {error or 'zstd failed'}")
+
+
 def apply_layer(root: Path, stream: Stream) -> None:
-    """Apply one layer (a tar stream, plain or gzip/xz/bz2-compressed) to `root`, reading it once, front to back.
+    """Apply one layer (a tar stream, plain or gzip/xz/bz2/zstd-compressed) to `root`, reading it once, front to back.
 
     The stream need not seek: the installer applies layers as they come from the registry.
     """
+    head = stream.read(len(ZSTD_MAGIC))
+    if head != ZSTD_MAGIC:
+        _apply_tar(root, _Prefixed(head, stream))
+        return
+    decompressed = _Zstd(_Prefixed(head, stream))
+    try:
+        _apply_tar(root, decompressed)
+    finally:
+        decompressed.close()
+
+
+def _apply_tar(root: Path, stream: Stream) -> None:
     written: set[str] = set()
     directories: list[tuple[Path, int]] = []
-    with tarfile.open(fileobj=stream, mode="r|*", bufsize=1 << 20) as layer:  # type: ignore[call-overload]  # a stream mode only reads
+    try:  # closed by the `with` below; a stream mode only reads
+        archive = tarfile.open(fileobj=stream, mode="r|*", bufsize=1 << 20)  # type: ignore[call-overload]  # noqa: SIM115
+    except tarfile.ReadError as error:
+        raise LayerError(
+            f"not a tar archive, or compressed other than with gzip, xz, bzip2 or zstd ({error})"
+        ) from error
+    with archive as layer:
         for member in layer:
             relative = _clean(member.name)
             if relative.rpartition("/")[2].startswith(WHITEOUT):

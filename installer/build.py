@@ -30,7 +30,7 @@ MODULES = [
 ]  # fmt: skip
 GENERIC_DIRECTORIES = ["drivers/net/ethernet", "drivers/ata", "drivers/scsi", "drivers/nvme", "drivers/md",
                        "drivers/block", "drivers/virtio", "drivers/message/fusion"]  # fmt: skip
-TOOLS = ["sfdisk", "mke2fs", "mkfs.vfat", "lvm", "extlinux", "ip", PYTHON]
+TOOLS = ["sfdisk", "mke2fs", "mkfs.vfat", "lvm", "extlinux", "ip", "zstd", PYTHON]
 FILES = [
     "/etc/mke2fs.conf",
     "/usr/lib/syslinux/mbr/mbr.bin",

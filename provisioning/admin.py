@@ -17,6 +17,7 @@ from hosts.admin import HostAdmin
 from hosts.choices import HostStatus, PowerAction
 from hosts.csv_io import hosts_csv
 from hosts.models import Host
+from hosts.selectors import AWAITING, DEPLOYED, NOT_REPORTING, host_deployment
 from images.admin import ImageVersionAdmin
 from images.models import ImageVersion
 from provisioning import selectors, services
@@ -126,7 +127,8 @@ class BuildAdmin(SelectorAdmin):
     search_fields = ["host__fqdn"]
     readonly_fields = [
         "host", "version", "state", "progress_bar", "last_message_shown", "started_by", "duration", "created",
-        "started", "finished", "last_activity", "bootloader_started", "client_address", "refusals", "last_refusal",
+        "started", "finished", "last_activity", "bootloader_started", "first_boot", "booted", "booted_digest",
+        "client_address", "refusals", "last_refusal",
     ]  # fmt: skip
     fields = readonly_fields
     inlines = [BuildEventInline]
@@ -152,8 +154,7 @@ class BuildAdmin(SelectorAdmin):
     def duration(self, build: Build) -> str:
         if build.started is None:
             return "-"
-        seconds = int(((build.finished or timezone.now()) - build.started).total_seconds())
-        took = f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+        took = _duration(int(((build.finished or timezone.now()) - build.started).total_seconds()))
         return took if build.finished else f"{took} so far"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -168,6 +169,12 @@ class BuildAdmin(SelectorAdmin):
 
 
 HISTORY_SHOWN = 20
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _progress(percent: int | None) -> str:
@@ -249,6 +256,17 @@ class BuildHostAdmin(HostAdmin):
         if host.status == HostStatus.FAILED and host.failure_reason:
             return format_html('{}: <span style="color: var(--error-fg)">{}</span>', host.get_status_display(),
                                host.failure_reason)  # fmt: skip
+        deployment = host_deployment(host=host, now=timezone.now())
+        if deployment == DEPLOYED:
+            return format_html('{} <code title="{}">{}</code>, booted {} after power-on', host.get_status_display(),
+                               host.deployed_digest, host.deployed_digest[7:19] or "no digest",
+                               _duration(host.boot_seconds))  # fmt: skip
+        if deployment == NOT_REPORTING:
+            return format_html('{}: <span style="color: var(--error-fg)">not reporting</span> (no first-boot report '
+                               "{} after the install)", host.get_status_display(),
+                               _duration(int((timezone.now() - host.installed).total_seconds())))  # fmt: skip
+        if deployment == AWAITING:
+            return f"{host.get_status_display()}, awaiting its first boot"
         return host.get_status_display()
 
     @admin.display(description="latest build")

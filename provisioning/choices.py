@@ -19,6 +19,7 @@ class BuildStage(models.TextChoices):
     BOOTLOADER = "bootloader", "Bootloader"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
+    BOOTED = "booted", "Booted"  # the installed system's first-boot report, after `done`
 
 
 class MenuTheme(models.TextChoices):

@@ -142,6 +142,24 @@ class Build(models.Model):
         "the boot path never starts this build's install again.",
     )
 
+    first_boot = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The build's first PXE boot: as close to the host's power-on as the portal sees.",
+    )
+    report_token = models.CharField(
+        max_length=64,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The installed system's one-shot credential for its first-boot report; void once used.",
+    )
+    booted = models.DateTimeField(null=True, blank=True, help_text="When the installed system reported its first boot.")
+    booted_digest = models.CharField(
+        max_length=71, blank=True, help_text="The image digest the installed system reported at its first boot."
+    )
+
     client_address = models.GenericIPAddressField(
         null=True,
         blank=True,

@@ -75,9 +75,10 @@ class BootLookup:
     build_activity: datetime | None
     build_version_id: int | None
     build_bootloader_started: datetime | None
+    build_first_boot: datetime | None
 
 
-_BUILD_FIELDS = ["id", "token", "last_activity", "image_version", "bootloader_started"]
+_BUILD_FIELDS = ["id", "token", "last_activity", "image_version", "bootloader_started", "first_boot"]
 
 
 @dataclass(frozen=True)
@@ -186,11 +187,11 @@ def interface_for_boot(*, mac: str) -> BootLookup | None:
     rows = _boot_query().rows([BuildState.PENDING.value, BuildState.RUNNING.value, mac])
     if not rows:
         return None
-    (interface, host, subnet), (build_id, token, activity, version_id, bootloader_started) = rows[0]
+    (interface, host, subnet), (build_id, token, activity, version_id, bootloader_started, first_boot) = rows[0]
     assert isinstance(interface, Interface) and isinstance(host, Host)
     interface.host = host
     interface.subnet = subnet  # type: ignore[assignment]
-    return BootLookup(interface, build_id, token, activity, version_id, bootloader_started)
+    return BootLookup(interface, build_id, token, activity, version_id, bootloader_started, first_boot)
 
 
 def document_keys(*, kind: str) -> list[str]:

@@ -140,10 +140,13 @@ def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
         build = Build.objects.create(
             host=host,
             token=build_token_new(),
+            report_token=build_token_new(),
             last_activity=timezone.now(),
             image_version_id=version_id,
             started_by=actor_current()[:200],
         )
+        # An earlier install's system has not reported: its credential is void now that the disk is to be rewritten.
+        host.builds.exclude(pk=build.pk).filter(report_token__isnull=False).update(report_token=None)
         history_record(obj=host, action="build mode entered", detail=f"build #{build.pk}")
     if not host.build:
         host.build = True
@@ -167,9 +170,9 @@ def host_cancel_build(*, host: Host) -> Build | None:
             host.status = HostStatus.FAILED
             fields.append("status")
         build.state = BuildState.CANCELLED
-        build.token = None
+        build.token = build.report_token = None
         build.finished = timezone.now()
-        build.save(update_fields=["state", "token", "finished"])
+        build.save(update_fields=["state", "token", "report_token", "finished"])
     host.build = False
     host.save(update_fields=fields)
     record_change(host_documents(host.pk))
@@ -220,23 +223,35 @@ def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str
 
 
 def build_token_for_boot(
-    *, host: Host, build_id: int | None, token: str | None, last_activity: datetime | None, now: datetime
+    *,
+    host: Host,
+    build_id: int | None,
+    token: str | None,
+    last_activity: datetime | None,
+    first_boot: datetime | None,
+    now: datetime,
 ) -> str:
     """A token the installer of a host in build mode can use for the whole idle expiry.
 
     The open build's token while it is fresh; touched when half its idle time is gone (so a late boot is not
-    stranded); a fresh token when it expired; a new build when the host is in build mode without one.
+    stranded); a fresh token when it expired; a new build when the host is in build mode without one. The build's
+    first PXE boot is recorded (power-on, as near as the portal sees it), in the same statement as any other write.
     """
     idle = _token_idle()
     if build_id is None:
-        return str(host_enter_build(host=host).token)
+        build = host_enter_build(host=host)
+        Build.objects.filter(pk=build.pk, first_boot__isnull=True).update(first_boot=now)
+        return str(build.token)
+    first = {} if first_boot else {"first_boot": now}
     if token and last_activity and now - last_activity < idle / 2:
+        if first:
+            Build.objects.filter(pk=build_id).update(**first)
         return token
     if token and last_activity and now - last_activity < idle:
-        Build.objects.filter(pk=build_id).update(last_activity=now)
+        Build.objects.filter(pk=build_id).update(last_activity=now, **first)
         return token
     fresh = build_token_new()  # a fresh start: the new token binds to whichever installer uses it first
-    Build.objects.filter(pk=build_id).update(token=fresh, last_activity=now, client_address=None)
+    Build.objects.filter(pk=build_id).update(token=fresh, last_activity=now, client_address=None, **first)
     return fresh
 
 
@@ -323,20 +338,72 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
         succeeded = stage == BuildStage.DONE
         build.state = BuildState.DONE if succeeded else BuildState.FAILED
         build.token, build.finished = None, now
+        if not succeeded:
+            build.report_token = None  # nothing was installed that could report
         # Only an open build ends here: one cancelled or closed meanwhile (an operator, the boot path) stays as it was,
         # and so does its host; the event is kept for the record.
         if Build.objects.filter(pk=build.pk, state__in=[BuildState.PENDING, BuildState.RUNNING]).update(
-            state=build.state, token=None, finished=now
+            state=build.state, token=None, report_token=build.report_token, finished=now
         ):
             Host.objects.filter(pk=build.host_id).update(
-                build=False, status=HostStatus.INSTALLED if succeeded else HostStatus.FAILED, updated=now
-            )
+                build=False, status=HostStatus.INSTALLED if succeeded else HostStatus.FAILED, updated=now,
+                **_installed(now if succeeded else None),
+            )  # fmt: skip
             history_record(
                 obj=build.host, action="installed" if succeeded else "install failed",
                 detail=f"build #{build.pk}: {message.splitlines()[0] if message else stage}",
             )  # fmt: skip
             record_change(host_documents(build.host_id))
     return event
+
+
+def _installed(when: datetime | None) -> dict[str, Any]:
+    """A host's deployment fields as an install ends: the first-boot report of the new system is awaited."""
+    return {"installed": when, "deployed_digest": "", "boot_seconds": None}
+
+
+class BootReportRefused(Exception):
+    """A first-boot report with a credential that is unknown, used or void: answered 403."""
+
+
+@transaction.atomic
+def build_boot_report(*, report_token: str, digest: str, detail: str, now: datetime) -> Build:
+    """The installed system's first-boot report: the credential is used up, the build records when and what booted,
+    and the host is deployed (unless it was put in build mode again meanwhile).
+
+    A build still open after writing its bootloader (its `done` was lost and the disk booted without a PXE boot in
+    between) ends `done` here: the system that booted is the proof. Raises BootReportRefused.
+    """
+    build = (
+        Build.objects.select_for_update().select_related("host").filter(report_token=report_token).first()
+        if report_token
+        else None
+    )
+    reportable = build is not None and (
+        build.state in (BuildState.DONE, BuildState.UNCONFIRMED)
+        or (build.is_open and build.bootloader_started is not None)
+    )
+    if build is None or not reportable:
+        raise BootReportRefused("Unknown, used or void first-boot credential.")
+    assert build is not None
+    confirmed = build.is_open
+    if confirmed:
+        build.state, build.token, build.finished = BuildState.DONE, None, now
+    build.report_token, build.booted, build.booted_digest = None, now, digest
+    build.save(update_fields=["state", "token", "finished", "report_token", "booted", "booted_digest"])
+    seconds = int((now - (build.first_boot or build.started or build.created)).total_seconds())
+    message = f"first boot reported {seconds} s after power-on: {digest or 'no digest'}; {detail}"
+    BuildEvent.objects.create(build=build, stage=BuildStage.BOOTED, message=message[:MAX_EVENT_MESSAGE])
+    fields: dict[str, Any] = {"status": HostStatus.DEPLOYED, "deployed_digest": digest, "boot_seconds": seconds}
+    hosts = Host.objects.filter(pk=build.host_id)
+    if confirmed:  # this very build held the host in build mode
+        fields |= {"build": False, "installed": now}
+    else:  # put in build mode again since: it stays as it is
+        hosts = hosts.filter(build=False)
+    if hosts.update(updated=now, **fields):
+        history_record(obj=build.host, action="deployed", detail=f"build #{build.pk}: booted {digest}")
+        record_change(host_documents(build.host_id))
+    return build
 
 
 @transaction.atomic
@@ -360,7 +427,9 @@ def build_close_unconfirmed(*, build_id: int, now: datetime) -> bool:
         build=build, stage=BuildStage.DONE, message="closed unconfirmed: the host booted again after writing its "
         "bootloader without reporting done; it boots its disk"
     )  # fmt: skip
-    Host.objects.filter(pk=build.host_id).update(build=False, status=HostStatus.UNCONFIRMED, updated=now)
+    Host.objects.filter(pk=build.host_id).update(
+        build=False, status=HostStatus.UNCONFIRMED, updated=now, **_installed(now)
+    )
     history_record(
         obj=build.host, action="installed, unconfirmed", detail=f"build #{build.pk}: booted again without done"
     )
@@ -370,11 +439,12 @@ def build_close_unconfirmed(*, build_id: int, now: datetime) -> bool:
 
 @transaction.atomic
 def build_install_chosen(*, host: Host, version_id: int) -> Build:
-    """A version picked by hand in the boot menu: build mode with that version for this build."""
+    """A version picked by hand in the boot menu: build mode with that version for this build (the pick is a PXE boot,
+    the build's first unless it had one)."""
     build = host_enter_build(host=host, version_id=version_id)
-    if build.image_version_id != version_id:
-        build.image_version_id = version_id
-        build.save(update_fields=["image_version"])
+    build.image_version_id = version_id
+    build.first_boot = build.first_boot or timezone.now()
+    build.save(update_fields=["image_version", "first_boot"])
     return build
 
 

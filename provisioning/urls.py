@@ -12,6 +12,7 @@ urlpatterns = [
     path("pxe/<str:mac>", views.pxe_compat, name="pxe-compat"),
     path("config/<str:token>", views.host_config, name="host-config"),
     path("config/<str:token>/events", views.build_events, name="build-events"),
+    path("booted/<str:token>", views.booted, name="booted"),
     re_path(
         r"^files/(?P<area>boot|images)/(?P<image>[^/]+)/(?P<version>[^/]+)/(?P<kind>[^/]+)$",
         views.stored_file,

@@ -133,8 +133,9 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
         notice = f"in build mode, but {problem}: booting the disk"
     elif host.build:
         token = services.build_token_for_boot(
-            host=host, build_id=lookup.build_id, token=lookup.build_token, last_activity=lookup.build_activity, now=now
-        )
+            host=host, build_id=lookup.build_id, token=lookup.build_token, last_activity=lookup.build_activity,
+            first_boot=lookup.build_first_boot, now=now,
+        )  # fmt: skip
         install = _install_lines(portal, settings, token)
     outcome = "build" if install else "known"
     BOOT_REQUESTS.labels(outcome).inc()
@@ -298,6 +299,48 @@ def build_events(request: HttpRequest, token: str) -> JsonResponse:
     except services.EventLimitReached as error:
         return JsonResponse({"detail": str(error)}, status=429)
     return JsonResponse({"stage": event.stage, "progress": event.progress, "time": event.time.isoformat()}, status=201)
+
+
+_DIGEST_RE = re.compile(r"^(sha256:[0-9a-f]{64})?\Z")
+_MACHINE_ID_RE = re.compile(r"^[0-9a-f]{0,32}\Z")
+_KERNEL_RE = re.compile(r"^[A-Za-z0-9._+~-]{0,100}\Z")
+
+
+@csrf_exempt
+@require_POST
+def booted(request: HttpRequest, token: str) -> JsonResponse:
+    """`POST /booted/<credential>` `{"digest", "machine_id", "kernel", "uptime"}`: an installed system's first-boot
+    report, once per install (the credential is used up)."""
+    if len(request.body) > MAX_EVENT_BODY:
+        return JsonResponse({"detail": f"Body over {MAX_EVENT_BODY} bytes."}, status=413)
+    try:
+        payload = parse_json(request.body or b"{}")
+    except ValueError as error:
+        return JsonResponse({"detail": f"The body is not JSON: {error}"}, status=400)
+    if not isinstance(payload, dict):
+        return JsonResponse(
+            {"detail": 'Send an object: {"digest": ..., "machine_id": ..., "kernel": ...}.'}, status=400
+        )
+    checks = {"digest": _DIGEST_RE, "machine_id": _MACHINE_ID_RE, "kernel": _KERNEL_RE}
+    errors = {
+        name: [f"Does not match {pattern.pattern}."]
+        for name, pattern in checks.items()
+        if not isinstance(payload.get(name, ""), str) or not pattern.match(payload.get(name, ""))
+    }
+    uptime = payload.get("uptime", 0)
+    if isinstance(uptime, bool) or not isinstance(uptime, int | float) or not 0 <= uptime < 10**9:
+        errors["uptime"] = ["Send the seconds since the system started, a number."]
+    if errors:
+        return JsonResponse(errors, status=400)
+    detail = f"kernel {payload.get('kernel') or '?'}, up {uptime:.0f} s, machine-id {payload.get('machine_id') or '?'}"
+    try:
+        with acting_as(f"installed system ({client_address(request)})"):
+            build = services.build_boot_report(
+                report_token=token, digest=payload.get("digest", ""), detail=detail, now=timezone.now()
+            )
+    except services.BootReportRefused as refused:
+        return JsonResponse({"detail": str(refused)}, status=403)
+    return JsonResponse({"build": build.pk, "booted": build.booted.isoformat() if build.booted else None}, status=201)
 
 
 _RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})\Z")  # no file is 10^18 bytes: longer numbers are not a range

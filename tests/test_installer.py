@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import io
+import os
 import tarfile
 import threading
 from pathlib import Path
@@ -21,7 +22,8 @@ NASTY = 'it\'s $(reboot) `id` \\ "quoted"\nsecond line; rm -rf /'
 
 def test_the_env_config_reads_back_exactly_whatever_it_holds():
     document = {
-        "build_id": 7, "events_url": "http://portal/config/T/events", "hostname": "web01", "fqdn": "web01.example.com",
+        "build_id": 7, "events_url": "http://portal/config/T/events", "booted_url": "http://portal/booted/R",
+        "hostname": "web01", "fqdn": "web01.example.com",
         "domain": "example.com", "site": "ams1", "dns_servers": ["10.0.0.2", "10.0.0.3"], "ntp_servers": [],
         "boot_hwaddr": "52:54:00:00:00:01", "ipv4": "10.0.0.5", "netmask": "255.255.255.0", "gateway": "10.0.0.1",
         "dhcp": False, "image": "debian", "image_version": "12", "image_type": "file",
@@ -283,20 +285,21 @@ def test_the_boot_environment_resolver_comes_from_ipxe_else_from_the_config(tmp_
     assert (tmp_path / "resolv.conf").read_text() == "nameserver 10.9.9.9\n"
 
 
-def test_layers_of_an_unreadable_type_are_refused_before_anything_is_written(tmp_path):
-    from d2b_installer.image import lay_docker
+def test_layers_of_an_unreadable_type_are_refused_from_the_manifest_alone():
+    from d2b_installer.image import docker_layers
 
-    class Registry:  # a stand-in for the registry client: a manifest with a zstd layer, no blob ever asked for
+    class Registry:  # a stand-in for the registry client: manifests only (the installer asks before the disk)
+        def manifest(self, repository, reference):
+            return "application/vnd.oci.image.manifest.v1+json", "sha256:" + "9" * 64, {}
+
         def platform_manifest(self, repository, reference):
-            kinds = ["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar+zstd"]
+            assert reference == "sha256:" + "9" * 64  # the tag's digest is pinned for the rest of the install
+            kinds = ["application/vnd.oci.image.layer.v1.tar+zstd", "application/vnd.oci.image.layer.v1.tar+lz4"]
             return {"layers": [{"digest": f"sha256:{n}" + "0" * 63, "size": 10, "mediaType": kind}
                                for n, kind in enumerate(kinds)]}  # fmt: skip
 
-        def blob(self, *args):
-            raise AssertionError("no layer is pulled")
-
-    with pytest.raises(RegistryError, match=r"cannot read: \['application/vnd.oci.image.layer.v1.tar\+zstd'\]"):
-        lay_docker(root=tmp_path, client=Registry(), repository="lab/x", reference="v1", report=lambda p, m: None)
+    with pytest.raises(RegistryError, match=r"cannot read: \['application/vnd.oci.image.layer.v1.tar\+lz4'\]"):
+        docker_layers(client=Registry(), repository="lab/x", reference="v1")
 
 
 @pytest.mark.parametrize("value", ["$6$s$h\nevil::0:0:99999:7:::", "$6$s$h:0:0", "$6$s$h\r"])
@@ -308,3 +311,86 @@ def test_the_installer_never_writes_a_hash_that_would_add_to_shadow(tmp_path, va
     with pytest.raises(ValueError, match="refusing"):
         _root_password(tmp_path, value)
     assert (tmp_path / "etc/shadow").read_text() == "root:*:19000:0:99999:7:::\n"
+
+
+def merged_usr_root(root: Path) -> Path:
+    """A Debian-shaped root: /sbin → usr/sbin, /sbin/init → /lib/systemd/systemd (absolute, as Debian ships it)."""
+    for directory in ("usr/sbin", "usr/lib/systemd", "boot", "etc/ssh", "var/lib/systemd", "var/lib/dbus"):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+    for merged in ("sbin", "lib", "bin"):
+        (root / "usr" / merged).mkdir(exist_ok=True)
+        (root / merged).symlink_to(f"usr/{merged}")
+    (root / "usr/lib/systemd/systemd").write_text("")
+    (root / "usr/sbin/init").symlink_to("/lib/systemd/systemd")
+    (root / "boot/vmlinuz-6.1.0-28-cloud-amd64").write_text("kernel")
+    return root
+
+
+def test_paths_of_the_installed_system_resolve_inside_it(tmp_path):
+    from d2b_installer import rootfs
+
+    root = merged_usr_root(tmp_path / "root")
+    assert rootfs.inside(root, "/sbin/init") == root / "usr/lib/systemd/systemd"
+    (root / "usr/bin/escape").symlink_to("../../../../../../etc/passwd")  # `..` stops at the root's top
+    assert rootfs.inside(root, "/bin/escape") is None
+    (root / "usr/bin/loop").symlink_to("/bin/loop")
+    assert rootfs.inside(root, "/bin/loop") is None
+    assert rootfs.has(root, "/usr/bin/dracut", "/sbin/init") == "/sbin/init"
+
+
+def test_an_image_that_cannot_boot_is_refused_naming_what_it_lacks(tmp_path):
+    root = merged_usr_root(tmp_path / "root")
+    with pytest.raises(RuntimeError, match=r"no initramfs for /boot/vmlinuz-6\.1\.0-28-cloud-amd64 and no tool"):
+        bootloader.check_bootable(root)
+    (root / "usr/sbin/update-initramfs").write_text("")
+    bootloader.check_bootable(root)  # the tool makes the initramfs later
+    (root / "usr/sbin/update-initramfs").unlink()
+    (root / "boot/initrd.img-6.1.0-28-cloud-amd64").write_text("initrd")
+    bootloader.check_bootable(root)
+    (root / "usr/sbin/init").unlink()
+    (root / "usr/lib/systemd/systemd").unlink()
+    with pytest.raises(RuntimeError, match="no init"):
+        bootloader.check_bootable(root)
+    (root / "boot/vmlinuz-6.1.0-28-cloud-amd64").unlink()
+    with pytest.raises(RuntimeError, match="no kernel"):
+        bootloader.check_bootable(root)
+
+
+def test_each_host_gets_an_identity_of_its_own(tmp_path, monkeypatch):
+    from d2b_installer import configure, rootfs
+
+    root = merged_usr_root(tmp_path / "root")
+    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    (root / "var/lib/dbus/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    (root / "var/lib/systemd/random-seed").write_bytes(os.urandom(512))
+    for name in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "ssh_host_rsa_key", "sshd_config"):
+        (root / "etc/ssh" / name).write_text("image's")
+    configure._machine_identity(root)
+    assert (root / "etc/machine-id").read_text() == ""
+    assert not (root / "var/lib/dbus/machine-id").exists() and not (root / "var/lib/systemd/random-seed").exists()
+
+    made = []
+    monkeypatch.setattr(rootfs, "chroot", lambda root, *command: made.append(command))
+    configure.host_keys(root)  # no ssh-keygen in the image: the image's keys go, none are made
+    assert sorted(path.name for path in (root / "etc/ssh").iterdir()) == ["sshd_config"] and made == []
+    (root / "usr/bin/ssh-keygen").write_text("")
+    configure.host_keys(root)
+    assert made == [("/usr/bin/ssh-keygen", "-A")]
+
+
+def test_the_initramfs_is_made_by_the_images_own_tool(tmp_path, monkeypatch):
+    from d2b_installer import rootfs
+
+    root = merged_usr_root(tmp_path / "root")
+    ran = []
+    monkeypatch.setattr(rootfs, "chroot", lambda root, *command: ran.append(command))
+    (root / "usr/sbin/update-initramfs").write_text("")
+    bootloader.initramfs(root)
+    (root / "boot/initrd.img-6.1.0-28-cloud-amd64").write_text("initrd")
+    bootloader.initramfs(root)
+    assert ran == [("/usr/sbin/update-initramfs", "-c", "-k", "6.1.0-28-cloud-amd64"),
+                   ("/usr/sbin/update-initramfs", "-u", "-k", "6.1.0-28-cloud-amd64")]  # fmt: skip
+    (root / "usr/sbin/update-initramfs").unlink()
+    (root / "usr/bin/dracut").write_text("")
+    bootloader.initramfs(root)
+    assert ran[-1] == ("/usr/bin/dracut", "--force", "--no-hostonly", "--kver", "6.1.0-28-cloud-amd64")

@@ -143,3 +143,29 @@ def test_layers_that_would_leave_the_root_are_refused(tmp_path, entries):
     with pytest.raises(LayerError):
         apply_layer(tmp_path / "root", io.BytesIO(tar(entries)))
     assert not Path("/etc/passwd").read_bytes().startswith(b"owned")
+
+
+def zstd(data: bytes) -> bytes:
+    return subprocess.run(["zstd", "-q", "-c", "-3"], input=data, capture_output=True, check=True).stdout
+
+
+def test_zstd_layers_apply_as_their_gzip_twins(tmp_path):
+    """Docker and podman push zstd layers (`application/vnd.oci.image.layer.v1.tar+zstd`): read by the zstd tool."""
+    layers = [tar(entries) for entries in LAYERS]
+    apply_layers(tmp_path / "gzip", (io.BytesIO(gzip.compress(layer)) for layer in layers))
+    apply_layers(tmp_path / "zstd", (io.BytesIO(zstd(layer)) for layer in layers))
+    assert describe(tmp_path / "zstd") == describe(tmp_path / "gzip")
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda blob: blob[: len(blob) // 2], "zstd stream is corrupt or truncated"),
+        (lambda blob: blob[:8] + bytes(b ^ 0x5A for b in blob[8:40]) + blob[40:], "zstd stream is corrupt"),
+        (lambda blob: b"LZ4\x18" + os.urandom(600), "compressed other than with gzip, xz, bzip2 or zstd"),
+    ],
+)
+def test_a_damaged_or_unknown_layer_is_refused_with_its_reason(tmp_path, damage, reason):
+    blob = zstd(tar([entry("etc/", D), entry("etc/big", data=os.urandom(200_000))]))
+    with pytest.raises(LayerError, match=reason):
+        apply_layer(tmp_path / "root", io.BytesIO(damage(blob)))

@@ -1,9 +1,10 @@
 from typing import Any
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from dock2box.api.serializers import MACAddressField
-from hosts import services
+from hosts import selectors, services
 from hosts.models import BMC_SECRETS, SITE_SECRETS, Bmc, Host, Interface, Site, Subnet
 from images.choices import ImageType
 from images.models import LATEST, Image
@@ -88,16 +89,22 @@ class HostSerializer(serializers.ModelSerializer):
         source="image_version", allow_null=True, required=False, help_text="A version of the image, or 'latest'."
     )
     interfaces = HostInterfaceSerializer(many=True, required=False)
+    deployment = serializers.SerializerMethodField(
+        help_text="deployed, awaiting its first boot, not reporting (no first-boot report in time), or empty."
+    )
 
     class Meta:
         model = Host
         fields = [
-            "id", "url", "fqdn", "site", "image", "version", "boot_version", "build", "status", "debug", "gpt",
-            "kexec", "volmgt", "legacynet", "kopts", "pxe_menu", "serial", "uuid", "asset_tag", "labels",
-            "interfaces", "last_seen", "created", "updated",
+            "id", "url", "fqdn", "site", "image", "version", "boot_version", "build", "status", "deployment",
+            "installed", "deployed_digest", "boot_seconds", "debug", "gpt", "kexec", "volmgt", "legacynet", "kopts",
+            "pxe_menu", "serial", "uuid", "asset_tag", "labels", "interfaces", "last_seen", "created", "updated",
         ]  # fmt: skip
-        read_only_fields = ["build", "status", "last_seen"]
+        read_only_fields = ["build", "status", "installed", "deployed_digest", "boot_seconds", "last_seen"]
         extra_kwargs = {"url": {"view_name": "host-detail"}}
+
+    def get_deployment(self, host: Host) -> str:
+        return selectors.host_deployment(host=host, now=timezone.now())
 
     def to_representation(self, instance: Host) -> dict[str, Any]:
         data = super().to_representation(instance)

@@ -1,15 +1,22 @@
-"""A bootloader so the disk starts on its own: extlinux with syslinux's MBR code (BIOS), systemd-boot (UEFI).
+"""A bootloader so the disk starts on its own: extlinux with syslinux's MBR code (BIOS), systemd-boot (UEFI); and
+the initramfs, made again by the image's own tool for the root it was given.
 
-The image contract: the kernel is in the image's /boot (`vmlinuz` or `vmlinuz-<version>`), with its initramfs beside
-it (`initrd.img`, `initrd.img-<version>` or `initrd.gz`) when its disk drivers are modules.
+The image contract: the kernel is in the image's /boot (`vmlinuz` or `vmlinuz-<version>`), an init in /sbin/init
+(or systemd's), and an initramfs beside the kernel (`initrd.img`, `initrd.img-<version>`, `initrd.gz`) or the tool
+that makes one (`update-initramfs`, `dracut`).
 """
 
 import re
 import shutil
 from pathlib import Path
 
+from d2b_installer import rootfs
 from d2b_installer.disk import Layout
 from d2b_installer.shell import log, run
+
+INITS = ("/sbin/init", "/usr/sbin/init", "/lib/systemd/systemd", "/usr/lib/systemd/systemd")
+UPDATE_INITRAMFS = ("/usr/sbin/update-initramfs", "/sbin/update-initramfs")
+DRACUT = ("/usr/bin/dracut", "/usr/sbin/dracut", "/sbin/dracut")
 
 SYSLINUX = Path("/usr/lib/syslinux/mbr")
 SYSTEMD_BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
@@ -37,6 +44,45 @@ def kernel_files(root: Path) -> tuple[Path, Path | None]:
     suffix = kernel.name.removeprefix("vmlinuz")
     initrd = _newest(boot, (f"initrd.img{suffix}", "initrd.img", "initrd.img-*", "initrd.gz", "initramfs*"))
     return kernel, initrd
+
+
+def _release(root: Path, kernel: Path) -> str:
+    """The kernel's version: from its name, else the image's only modules directory."""
+    if kernel.name.startswith("vmlinuz-"):
+        return kernel.name.removeprefix("vmlinuz-")
+    modules = rootfs.inside(root, "/lib/modules")
+    releases = sorted(path.name for path in modules.iterdir() if path.is_dir()) if modules else []
+    if len(releases) != 1:
+        raise RuntimeError(f"the kernel /boot/{kernel.name} names no version and /lib/modules holds {releases}")
+    return releases[0]
+
+
+def check_bootable(root: Path) -> None:
+    """Refuse, before anything is configured, an image that cannot start: no kernel, no init, or no initramfs and
+    no tool to make one."""
+    kernel, initrd = kernel_files(root)
+    if rootfs.has(root, *INITS) is None:
+        raise RuntimeError("the image has no init (/sbin/init, systemd): it cannot boot")
+    if initrd is None and rootfs.has(root, *UPDATE_INITRAMFS, *DRACUT) is None:
+        raise RuntimeError(
+            f"the image has no initramfs for /boot/{kernel.name} and no tool to make one (update-initramfs, dracut):"
+            " its kernel cannot find its root filesystem"
+        )
+
+
+def initramfs(root: Path) -> None:
+    """Make the kernel's initramfs again with the image's own tool (within `rootfs.system`), so that it holds what
+    this root needs (its filesystem, LVM, the drivers); an image without a tool keeps the initramfs it carries."""
+    kernel, initrd = kernel_files(root)
+    release = _release(root, kernel)
+    if tool := rootfs.has(root, *UPDATE_INITRAMFS):
+        rootfs.chroot(root, tool, "-u" if initrd and initrd.name == f"initrd.img-{release}" else "-c", "-k", release)
+    elif tool := rootfs.has(root, *DRACUT):
+        rootfs.chroot(root, tool, "--force", "--no-hostonly", "--kver", release)
+    else:
+        log(f"no initramfs tool in the image: its {initrd.name if initrd else 'kernel'} is used as it is")
+        return
+    log(f"initramfs for {release} made by the image's {Path(tool).name}")
 
 
 def install(root: Path, layout: Layout, options: str) -> None:

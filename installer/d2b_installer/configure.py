@@ -1,10 +1,18 @@
-"""The installed system's identity: hostname, /etc/hosts, fstab, network, resolver, root password, SSH keys."""
+"""The installed system's identity: hostname, /etc/hosts, fstab, network, resolver, root password, SSH keys; and
+what makes it this host's own rather than the image's: a machine-id, SSH host keys and a random seed of its own."""
 
 from pathlib import Path
 
-from d2b_installer import network
+from d2b_installer import network, rootfs
 from d2b_installer.disk import Layout, fstab
-from d2b_installer.shell import log, run
+from d2b_installer.shell import log
+
+# Per-machine state an image may carry from where it was built: removed, so no two hosts share it.
+MACHINE_STATE = (
+    "var/lib/systemd/random-seed",
+    "var/lib/urandom/random-seed",
+    "var/lib/systemd/credential.secret",
+)
 
 
 def _root_password(root: Path, password_hash: str) -> None:
@@ -46,14 +54,44 @@ def write(root: Path, config: dict[str, str], layout: Layout) -> list[str]:
         _root_password(root, config["ROOT_PASSWORD_HASH"])
     if config.get("SSH_AUTHORIZED_KEYS"):
         _authorized_keys(root, config["SSH_AUTHORIZED_KEYS"])
+    _machine_identity(root)
     log(f"configured {fqdn}")
     return extra
 
 
+def _machine_identity(root: Path) -> None:
+    """An empty /etc/machine-id (systemd makes one at first boot: `ConditionFirstBoot` units run) and no state of
+    the machine the image was built on."""
+    (root / "etc/machine-id").write_text("")
+    dbus = root / "var/lib/dbus/machine-id"
+    if dbus.exists() and not dbus.is_symlink():  # Debian links it to /etc/machine-id; an old copy would differ
+        dbus.unlink()
+    for relative in MACHINE_STATE:
+        path = root / relative
+        if path.exists() and not path.is_symlink():
+            path.unlink()
+
+
+def host_keys(root: Path) -> None:
+    """SSH host keys of this host's own (run within `rootfs.system`): the image's are removed and the image's
+    `ssh-keygen -A` makes new ones here, on the host, from its kernel's random source. An image without OpenSSH
+    keeps none."""
+    directory = root / "etc/ssh"
+    removed = sorted(path.name for path in directory.glob("ssh_host_*")) if directory.is_dir() else []
+    for name in removed:
+        (directory / name).unlink()
+    keygen = rootfs.has(root, "/usr/bin/ssh-keygen", "/bin/ssh-keygen")
+    if keygen is None:
+        log(f"no ssh-keygen in the image: {len(removed)} image host key files removed, none made")
+        return
+    rootfs.chroot(root, keygen, "-A")
+    log(f"SSH host keys made for this host ({len(removed)} image key files removed)")
+
+
 def run_script(root: Path, name: str, script: str) -> None:
-    """An image's main or post script, run inside the installed system (it needs a shell there)."""
+    """An image's main or post script, run inside the installed system (within `rootfs.system`; it needs a shell)."""
     if not script.strip():
         return
-    if not (root / "bin/sh").exists():
+    if rootfs.inside(root, "/bin/sh") is None:
         raise RuntimeError(f"the image has a {name} but no /bin/sh to run it")
-    run("chroot", str(root), "/bin/sh", "-e", "-c", script)
+    rootfs.chroot(root, "/bin/sh", "-e", "-c", script)

@@ -6,16 +6,18 @@ Both are read once, as streams, straight onto the disk; both are checked against
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from d2b_installer.shell import log
 from images.layers import apply_layer
 from images.registry import RegistryClient, RegistryError, Verified
 
-# Layer media types tarfile reads (plain, gzip; the OCI spec has no others besides zstd); "" for manifests without.
+# Layer media types the installer reads (every one the OCI and Docker specs define); "" for manifests without.
 READABLE_LAYERS = {
     "",
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
     "application/vnd.docker.image.rootfs.diff.tar",
 }
@@ -45,27 +47,41 @@ def _apply(root: Path, stream: Verified) -> None:
     stream.finish()
 
 
-def lay_file(*, root: Path, url: str, digest: str, size: int, report: Callable[[int, str], None]) -> None:
-    """A tarball (.tar, .tar.gz, .tar.xz, .tar.bz2) streamed from `url` onto `root`, its sha256 checked."""
+def lay_file(*, root: Path, url: str, digest: str, size: int, report: Callable[[int, str], None]) -> str:
+    """A tarball (.tar, .tar.gz, .tar.xz, .tar.bz2, .tar.zst) streamed from `url` onto `root`, its sha256 checked.
+    Returns its digest (computed while reading when the portal has none)."""
     if not url.startswith(("http://", "https://")):
         raise RuntimeError(f"the image URL {url!r} is not http(s)")
     with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (checked above)
         total = int(response.headers.get("Content-Length") or size or 0)
-        _apply(root, Verified(response, digest, Progress(total, report)))
+        stream = Verified(response, digest, Progress(total, report))
+        _apply(root, stream)
     log(f"file image laid, sha256 {'checked' if digest else 'not recorded: not checked'}")
+    return digest or "sha256:" + stream.hash.hexdigest()
 
 
-def lay_docker(
-    *, root: Path, client: RegistryClient, repository: str, reference: str, report: Callable[[int, str], None]
-) -> None:
-    """Pull `repository@reference` and apply its layers in order, base first, each layer's digest verified."""
-    manifest = client.platform_manifest(repository, reference)
-    layers = manifest.get("layers", [])
+def docker_layers(*, client: RegistryClient, repository: str, reference: str) -> tuple[str, list[dict[str, Any]]]:
+    """The digest `reference` names (the index, when the image has one) and its linux/amd64 layers, base first;
+    an image the installer cannot read is refused here, before the disk is touched."""
+    digest = reference if reference.startswith("sha256:") else client.manifest(repository, reference)[1]
+    layers = client.platform_manifest(repository, digest).get("layers", [])
     if not layers:
         raise RegistryError(f"{repository}:{reference} has no layers (a schema 1 manifest is not supported)")
     unreadable = sorted({layer.get("mediaType", "") for layer in layers} - READABLE_LAYERS)
-    if unreadable:  # refused before anything is written (zstd, for one, is not in Python 3.11's standard library)
+    if unreadable:
         raise RegistryError(f"{repository}:{reference} has layers of a type the installer cannot read: {unreadable}")
+    return digest, layers
+
+
+def lay_docker(
+    *,
+    root: Path,
+    client: RegistryClient,
+    repository: str,
+    layers: list[dict[str, Any]],
+    report: Callable[[int, str], None],
+) -> None:
+    """Apply an image's layers in order, base first, each layer's digest verified."""
     progress = Progress(sum(layer["size"] for layer in layers), report)
     for number, layer in enumerate(layers, 1):
         log(f"layer {number}/{len(layers)} {layer['digest']} ({layer['size']} bytes)")

@@ -9,7 +9,7 @@ backoff for `d2b.report_wait` seconds (10 minutes by default), each try shown on
 import time
 from pathlib import Path
 
-from d2b_installer import bootloader, configure, disk, image, network
+from d2b_installer import bootloader, configure, disk, firstboot, image, network, rootfs
 from d2b_installer.portal import Portal, kernel_arguments
 from d2b_installer.shell import log, log_tail
 from images.registry import RegistryClient
@@ -37,6 +37,15 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
     config = portal.config()
     _check(config)
     network.resolver(config.get("DNS_SERVERS", "").split(), config.get("DOMAIN", ""), keep=True)  # for the registry
+    if config["IMAGE_TYPE"] == "docker":  # what to pull, and whether it can be read, before the disk is touched
+        client = RegistryClient(
+            config["REGISTRY_URL"], username=config.get("REGISTRY_USERNAME", ""),
+            password=config.get("REGISTRY_PASSWORD", ""), timeout=60,
+        )  # fmt: skip
+        digest, layers = image.docker_layers(
+            client=client, repository=config["IMAGE_REPOSITORY"],
+            reference=config.get("IMAGE_DIGEST") or config["IMAGE_TAG"],
+        )  # fmt: skip
     portal.event("config", 100, f"config for {config['FQDN']}: {config['IMAGE']} {config['IMAGE_VERSION']}")
 
     stage[0] = "disk"
@@ -61,23 +70,25 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
         portal.event("image", percent, message)
 
     if config["IMAGE_TYPE"] == "docker":
-        client = RegistryClient(
-            config["REGISTRY_URL"], username=config.get("REGISTRY_USERNAME", ""),
-            password=config.get("REGISTRY_PASSWORD", ""), timeout=60,
-        )  # fmt: skip
-        reference = config.get("IMAGE_DIGEST") or config["IMAGE_TAG"]
-        image.lay_docker(root=root, client=client, repository=config["IMAGE_REPOSITORY"], reference=reference,
+        image.lay_docker(root=root, client=client, repository=config["IMAGE_REPOSITORY"], layers=layers,
                          report=report)  # fmt: skip
     else:
-        image.lay_file(root=root, url=config["IMAGE_URL"], digest=config.get("IMAGE_DIGEST", ""), size=size,
-                       report=report)  # fmt: skip
-    configure.run_script(root, "main script", config.get("MAIN_SCRIPT", ""))
-    portal.event("image", 100, "image laid")
+        digest = image.lay_file(root=root, url=config["IMAGE_URL"], digest=config.get("IMAGE_DIGEST", ""),
+                                size=size, report=report)  # fmt: skip
+    with rootfs.system(root):
+        configure.run_script(root, "main script", config.get("MAIN_SCRIPT", ""))
+    bootloader.check_bootable(root)
+    portal.event("image", 100, f"image laid: {digest}")
 
     stage[0] = "configure"
     extra = configure.write(root, config, layout)
-    configure.run_script(root, "post script", config.get("POST_SCRIPT", ""))
-    portal.event("configure", 100, f"hostname, fstab, network written for {config['FQDN']}")
+    if config.get("BOOTED_URL"):
+        firstboot.install(root, config["BOOTED_URL"], digest)
+    with rootfs.system(root):
+        configure.run_script(root, "post script", config.get("POST_SCRIPT", ""))
+        configure.host_keys(root)
+        bootloader.initramfs(root)
+    portal.event("configure", 100, f"hostname, fstab, network, identity, initramfs written for {config['FQDN']}")
 
     stage[0] = "bootloader"
     # From here the disk may boot on its own; the portal must know that before, so that a lost `done` can never

@@ -81,9 +81,9 @@ class BuildSerializer(serializers.ModelSerializer):
     class Meta:
         model = Build
         fields = [
-            "id", "url", "host", "state", "image_version", "created", "started", "finished", "last_activity",
-            "bootloader_started", "client_address", "refusals", "last_refusal", "event_count", "progress",
-            "last_message",
+            "id", "url", "host", "state", "image_version", "created", "first_boot", "started", "finished",
+            "last_activity", "bootloader_started", "booted", "booted_digest", "client_address", "refusals",
+            "last_refusal", "event_count", "progress", "last_message",
         ]  # fmt: skip
         extra_kwargs = {"url": {"view_name": "build-detail"}}
 

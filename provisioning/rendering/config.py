@@ -68,6 +68,7 @@ def config_document(
     return {
         "build_id": build.pk if build else "",
         "events_url": f"{portal}/config/{build.token if build else 'TOKEN'}/events",
+        "booted_url": f"{portal}/booted/{build.report_token}" if build and build.report_token else "",
         "fqdn": host.fqdn,
         "hostname": host.hostname,
         "domain": settings.domain or host.fqdn.partition(".")[2],
@@ -128,6 +129,7 @@ def config_env(document: dict[str, Any]) -> str:
     values: list[tuple[str, object]] = [
         ("BUILD_ID", document["build_id"]),
         ("EVENTS_URL", document["events_url"]),
+        ("BOOTED_URL", document["booted_url"]),
         ("HOSTNAME", document["hostname"]),
         ("FQDN", document["fqdn"]),
         ("DOMAIN", document["domain"]),
