@@ -1,11 +1,17 @@
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from images import services as image_services
 from installer.build import build
+from provisioning import services as provisioning_services
+from tests import factories
+from tests.debian_images import Containers, DebianImages, debian_images
+from tests.registry import Registry
 
 
 def grant(user: User, *codenames: str) -> None:
@@ -72,3 +78,54 @@ def debian_cache() -> Path:
 def bootenv(tmp_path_factory, debian_cache):
     """The installer's boot environment, built once per session (about 10 s)."""
     return build(out=tmp_path_factory.mktemp("bootenv"), flavour="cloud", cache=debian_cache)
+
+
+@pytest.fixture
+def portal(live_server, transactional_db, settings, bootenv, admin_user):
+    """The live portal as a QEMU guest reaches it, its boot environment registered, a site and subnet for the VM;
+    returns (url, an admin's API client, site, subnet)."""
+    url = f"http://10.0.2.2:{urlsplit(live_server.url).port}"
+    settings.DOCK2BOX_PUBLIC_URL = url
+    settings.ALLOWED_HOSTS = ["*"]
+    boot = image_services.boot_environment_register(
+        image_name="d2b-bootenv", version=bootenv.version, kernel=bootenv.kernel, initrd=bootenv.initrd
+    )
+    image_services.image_update(image=boot.image, data={"kopts": "console=ttyS0"})
+    provisioning_services.boot_defaults_update(data={"boot_version": boot, "menu_timeout": 2})  # then: the disk
+    site = factories.SiteFactory(name="lab1", domain="lab.example.com", dns_servers="10.0.2.3")
+    subnet = factories.SubnetFactory(site=site, network="10.0.2.0/24", gateway="10.0.2.2")
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    return url, api, site, subnet
+
+
+@pytest.fixture(scope="session")
+def debian_registry(tmp_path_factory):
+    """A registry without authentication for the images built from Dockerfiles."""
+    registry = Registry(tmp_path_factory.mktemp("debian-registry"))
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def containers(tmp_path_factory, debian_registry):
+    """podman and buildah with this session's own storage."""
+    return Containers(tmp_path_factory.mktemp("containers"), debian_registry.address)
+
+
+@pytest.fixture(scope="session")
+def roots_cache(debian_cache):
+    """mmdebstrap roots, kept between runs."""
+    return debian_cache.parent / "debian-roots"
+
+
+@pytest.fixture(scope="session")
+def bookworm(containers, roots_cache) -> DebianImages:
+    """Debian 12's base and nginx application, built from deploy/images and pushed (about a minute)."""
+    return debian_images(containers, "12", roots_cache)
+
+
+@pytest.fixture(scope="session")
+def trixie(containers, roots_cache) -> DebianImages:
+    """Debian 13's, the same way."""
+    return debian_images(containers, "13", roots_cache)

@@ -16,9 +16,15 @@ class Machine:
     """A QEMU guest with a virtio NIC on user-mode networking (the host's loopback is 10.0.2.2)."""
 
     def __init__(self, *, mac: str, bootfile: str, workdir: Path, uefi: bool = False, disks: list[Path] = (),
-                 memory: int = 512, nic: str = "virtio-net-pci", sata: bool = False):  # fmt: skip
+                 memory: int = 512, nic: str = "virtio-net-pci", sata: bool = False,
+                 forwards: list[tuple[int, str, int]] = (), restrict: bool = False):  # fmt: skip
+        """`forwards`: (port on 127.0.0.1, guest address, guest port) for TCP; `restrict`: the guest reaches nothing
+        outside (not the host's loopback either), while the forwards still reach it."""
         args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-m", str(memory), "-boot", "n"]
-        args += ["-netdev", f"user,id=n0,bootfile={bootfile}", "-device", f"{nic},netdev=n0,mac={mac}"]
+        netdev = ["user", "id=n0", f"bootfile={bootfile}"] if bootfile else ["user", "id=n0"]
+        netdev += [f"hostfwd=tcp:127.0.0.1:{port}-{address}:{guest}" for port, address, guest in forwards]
+        netdev += ["restrict=on"] if restrict else []
+        args += ["-netdev", ",".join(netdev), "-device", f"{nic},netdev=n0,mac={mac}"]
         if uefi:
             variables = workdir / "OVMF_VARS.fd"
             shutil.copy(OVMF_VARS, variables)

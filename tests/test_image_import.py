@@ -1,15 +1,14 @@
-"""`manage.py image_import` against a stand-in Docker Engine API.
+"""`manage.py image_import` against a real Docker Engine API: podman's (`podman system service`), with the docker SDK.
 
-No Docker engine runs here: `FakeEngine` is a fake of the Engine API (ping, version, image inspect, image save) on
-loopback, serving a `docker save` archive the test builds from the layers of test_layers.py.
+The test image is the layers of test_layers.py (whiteouts, an opaque directory, a hard link, set-uid, owners) as an
+OCI layout pulled into podman's storage — less its hard link to a lower layer's file, which podman's storage refuses
+(test_layers.py checks that one against umoci); the real one is the Debian nginx application buildah built from the
+shipped recipes (tests/debian_images.py). No fake engine is left.
 """
 
 import hashlib
-import http.server
 import io
-import json
 import tarfile
-import threading
 from io import StringIO
 
 import pytest
@@ -17,73 +16,28 @@ from django.core.management import CommandError, call_command
 
 from images.models import ImageVersion
 from tests import factories
+from tests.registry import oci_image
 from tests.services import free_port
 from tests.test_layers import LAYERS, tar
 
 pytestmark = pytest.mark.slow
 
 
-def docker_save(reference: str) -> bytes:
-    archive = io.BytesIO()
-    layers = [tar(entries) for entries in LAYERS]
-    with tarfile.open(fileobj=archive, mode="w") as out:
-
-        def add(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            out.addfile(info, io.BytesIO(data))
-
-        paths = []
-        for layer in layers:
-            path = f"{hashlib.sha256(layer).hexdigest()}/layer.tar"
-            add(path, layer)
-            paths.append(path)
-        add("config.json", b"{}")
-        add("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": [reference], "Layers": paths}]).encode())
-    return archive.getvalue()
-
-
-class FakeEngine:
-    """A fake Docker Engine API: only what `docker.from_env().images.get(...).save()` asks."""
-
-    def __init__(self, reference: str) -> None:
-        saved = docker_save(reference)
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?")[0]
-                if path.endswith("/version"):
-                    body = json.dumps({"ApiVersion": "1.43", "MinAPIVersion": "1.12", "Version": "24.0.0"}).encode()
-                elif path.endswith("/_ping"):
-                    body = b"OK"
-                elif path.endswith("/json") and "/images/" in path:
-                    body = json.dumps({"Id": "sha256:" + "a" * 64, "RepoTags": [reference]}).encode()
-                elif path.endswith("/get") and "/images/" in path:
-                    body = saved
-                else:
-                    self.send_response(404)
-                    self.end_headers()
-                    self.wfile.write(b'{"message": "no such thing"}')
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"tcp://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+@pytest.fixture(scope="module")
+def podman(containers, tmp_path_factory):
+    """The engine's address, with the test layers as `localhost/test/base:v1` in its storage."""
+    layout = tmp_path_factory.mktemp("oci") / "layout"
+    layers = [[(info, data) for info, data in entries if info.name != "usr/bin/second"] for entries in LAYERS]
+    oci_image(layout, "v1", [tar(entries) for entries in layers])
+    image = containers.podman("pull", "-q", f"oci:{layout}:v1").strip()
+    containers.podman("tag", image, "localhost/test/base:v1")
+    with containers.engine() as url:
+        yield url
 
 
 @pytest.fixture
-def engine(monkeypatch):
-    fake = FakeEngine("test/base:v1")
-    monkeypatch.setenv("DOCKER_HOST", fake.url)
-    yield fake
-    fake.server.shutdown()
+def engine(podman, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", podman)
 
 
 def test_an_engine_image_becomes_a_flattened_file_image(engine, db, settings, tmp_path, client):
@@ -101,7 +55,7 @@ def test_an_engine_image_becomes_a_flattened_file_image(engine, db, settings, tm
     assert members["opt/thing"].isfile() and members["srv/file"].isdir()
     assert (members["home/user"].uid, members["home/user"].gid) == (1000, 100)
     assert members["usr/bin/tool"].mode & 0o4000
-    assert {members["usr/bin/second"].type, members["usr/bin/tool"].type} & {tarfile.LNKTYPE}
+    assert {members["usr/bin/hard"].type, members["usr/bin/tool"].type} & {tarfile.LNKTYPE}
 
     served = client.get("/files/images/base/1/file", HTTP_RANGE="bytes=0-9")
     assert served.status_code == 206 and b"".join(served.streaming_content) == data[:10]
@@ -119,7 +73,19 @@ def test_the_host_config_points_at_the_stored_tarball(engine, db, settings, tmp_
                                       "url": "http://portal.example.com/files/images/base/1/file"}  # fmt: skip
 
 
-def test_no_engine_or_no_image_is_a_clear_error(monkeypatch, db):
+def test_no_engine_or_no_image_is_a_clear_error(monkeypatch, db, engine):
+    with pytest.raises(CommandError, match="No Docker engine or no image missing/image:1"):
+        call_command("image_import", "missing/image:1", "--name", "base", "--image-version", "1")
     monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")
     with pytest.raises(CommandError, match="No Docker engine"):
         call_command("image_import", "test/base:v1", "--name", "base", "--image-version", "1")
+
+
+def test_a_debian_image_built_from_a_dockerfile_becomes_a_file_image(engine, bookworm, db, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    call_command("image_import", "localhost/web:12", "--name", "web-file", "--image-version", "12", stdout=StringIO())
+    version = ImageVersion.objects.get(image__name="web-file", version="12")
+    with tarfile.open(fileobj=version.file.open("rb"), mode="r|gz") as flat:
+        names = {member.name: member for member in flat}
+    assert {"etc/debian_version", "usr/sbin/nginx", "var/www/html/index.html", "etc/ssh/sshd_config"} <= set(names)
+    assert any(name.startswith("boot/vmlinuz-") for name in names) and "var/lib/apt/lists/lock" not in names

@@ -11,13 +11,11 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from django.core.files.base import ContentFile
 from django.test import Client
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from dock2box.models import History
 from hosts.models import Host
@@ -25,7 +23,6 @@ from images import services as image_services
 from installer.build import build
 from provisioning import services
 from provisioning.models import BuildEvent
-from tests import factories
 from tests.host_image import MARKER, host_root, tar_directory
 from tests.qemu import Machine
 from tests.registry import Registry, oci_image, tar_of
@@ -41,28 +38,13 @@ def image_root(tmp_path_factory, debian_cache):
     return host_root(tmp_path_factory.mktemp("host-image"), debian_cache, name="test-image", pad_mib=8)
 
 
-@pytest.fixture
-def portal(live_server, transactional_db, settings, bootenv, admin_user):
-    """The live portal as the guest reaches it, its boot environment registered, a site and subnet for the VM."""
-    url = f"http://10.0.2.2:{urlsplit(live_server.url).port}"
-    settings.DOCK2BOX_PUBLIC_URL = url
-    settings.ALLOWED_HOSTS = ["*"]
-    boot = image_services.boot_environment_register(
-        image_name="d2b-bootenv", version=bootenv.version, kernel=bootenv.kernel, initrd=bootenv.initrd
-    )
-    image_services.image_update(image=boot.image, data={"kopts": "console=ttyS0"})
-    services.boot_defaults_update(data={"boot_version": boot, "menu_timeout": 2})  # installed hosts boot their disk
-    site = factories.SiteFactory(name="lab1", domain="lab.example.com", dns_servers="10.0.2.3")
-    subnet = factories.SubnetFactory(site=site, network="10.0.2.0/24", gateway="10.0.2.2")
-    api = APIClient()
-    api.force_authenticate(admin_user)
-    return url, api, site, subnet
-
-
-def create_host(api, subnet, image: str, build: bool = True, **settings) -> Host:
+def create_host(
+    api, subnet, image: str, build: bool = True, *, fqdn: str = "vm01.lab.example.com", mac: str = VM_MAC,
+    ip: str = "10.0.2.15", **settings,
+) -> Host:  # fmt: skip
     response = api.post("/api/v2/hosts/", {
-        "fqdn": "vm01.lab.example.com", "site": "lab1", "image": image, "version": "latest", **settings,
-        "interfaces": [{"name": "eth0", "mac": VM_MAC, "ip": "10.0.2.15", "subnet": str(subnet.network)}],
+        "fqdn": fqdn, "site": "lab1", "image": image, "version": "latest", **settings,
+        "interfaces": [{"name": "eth0", "mac": mac, "ip": ip, "subnet": str(subnet.network)}],
     }, format="json")  # fmt: skip
     assert response.status_code == 201, response.content
     host = Host.objects.get(pk=response.json()["id"])

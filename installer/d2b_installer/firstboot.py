@@ -29,7 +29,8 @@ After=network-online.target multi-user.target
 ConditionPathExists=/{STATE}/booted.url
 
 [Service]
-Type=oneshot
+# Not oneshot: the boot does not wait for the portal (the script retries for ten minutes when it is away).
+Type=simple
 ExecStart=/{SCRIPT}
 
 [Install]
