@@ -1,7 +1,11 @@
 """Install benchmark: QEMU (TCG) from power-on to `done` and to the installed system's marker, and the download
 throughput of the installer against busybox `wget` of the same file in the same VM.
 
-    .venv/bin/python bench/install.py [--sizes 64 256]
+    .venv/bin/python bench/install.py [--sizes 64 256] [--debian]
+
+`--debian` adds the real-image case: the Debian 12 nginx image built from deploy/images (tests/debian_images.py:
+mmdebstrap, podman, buildah) in a registry on loopback, installed as a docker image; timed from power-on to `done`
+and to the application's page answering through a port QEMU forwards, with `wget` of its largest layer beside it.
 
 The portal runs under gunicorn on SQLite (tasks in-process, the boot catalogue cached in Redis) in a temporary directory, with the
 boot environment built by installer/build.py. For each size, a file image (a bootable test root filesystem padded
@@ -63,9 +67,9 @@ os.environ.update({
 })  # fmt: skip
 
 
-def qemu(*extra: str, disk: Path | None = None, bootfile: str = "") -> subprocess.Popen:
+def qemu(*extra: str, disk: Path | None = None, bootfile: str = "", forward: str = "") -> subprocess.Popen:
     args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-m", "1024", "-boot", "n",
-            "-netdev", f"user,id=n0{',bootfile=' + bootfile if bootfile else ''}",
+            "-netdev", f"user,id=n0{',bootfile=' + bootfile if bootfile else ''}{',' + forward if forward else ''}",
             "-device", f"virtio-net-pci,netdev=n0,mac={MAC}", *extra]  # fmt: skip
     if disk:
         args += ["-drive", f"file={disk},if=virtio,format=raw"]
@@ -93,10 +97,98 @@ def watch(process: subprocess.Popen, marks: list[str], timeout: float = 900) -> 
     return seen, console
 
 
+def transfer_times(bootenv, url: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Seconds for `wget`, `wget | sha256sum` and the installer's download path to fetch `url` in the boot
+    environment (no disk), by the guest's clock."""
+    from installer.build import pack
+
+    extra = WORK / "bench-init.cpio.gz"
+    (WORK / "bench-root").mkdir(exist_ok=True)
+    init = WORK / "bench-root/bench-init"
+    init.write_text(BENCH_INIT)
+    init.chmod(0o755)
+    pack(WORK / "bench-root", extra)
+    initrd = WORK / "bench-initrd.gz"
+    initrd.write_bytes(bootenv.initrd.read_bytes() + extra.read_bytes())
+    _, console = watch(qemu("-kernel", str(bootenv.kernel), "-initrd", str(initrd), "-append",
+                            f"console=ttyS0 quiet rdinit=/bench-init bench.url={url}"), [], timeout=600)  # fmt: skip
+    return {m.group(1): float(m.group(3)) - float(m.group(2))
+            for m in re.finditer(r"BENCH (wget|wgetsha|python) ([\d.]+) ([\d.]+)", console)}  # fmt: skip
+
+
+def download_seconds(console: str) -> float:
+    """From the installer's `image 0` event to its `image 100` one, by the guest's clock."""
+    stamps = {m.group(2): float(m.group(1)) for m in re.finditer(r"\[\s*([\d.]+)\] event image (0|100) ", console)}
+    return stamps["100"] - stamps["0"]
+
+
+def debian_case(bootenv, site, subnet, registry) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Power-on → `done` → the nginx page of the Debian 12 image built from its Dockerfile."""
+    from django.utils import timezone
+
+    from hosts import services as host_services
+    from images import services as image_services
+    from provisioning import services
+    from tests.debian_images import Containers, debian_images
+
+    built = debian_images(Containers(WORK / "containers", registry.address), "12", ROOT / "var/cache/debian-roots")
+    repository, tag = built.app.split(":")
+    site.registry = registry.address
+    site.save()
+    image = image_services.image_create(
+        data={"name": "web", "type": "docker", "repository": repository, "kopts": "console=ttyS0"}
+    )
+    version = image_services.image_version_create(data={"image": image, "version": tag, "timestamp": timezone.now()})
+    version = services.image_version_resolve_from_registry(version_id=version.pk)
+    site.registry = f"10.0.2.2:{registry.port}"
+    site.save()
+    host = host_services.host_create(
+        data={"fqdn": "web.bench.example.com", "site": site, "image": image},
+        interfaces=[{"name": "eth0", "mac": MAC, "ip": "10.0.2.15", "subnet": subnet}],
+    )
+    services.host_enter_build(host=host)
+    disk = WORK / "disk-debian.img"
+    with disk.open("wb") as handle:
+        handle.truncate(4 << 30)
+    started = time.monotonic()
+    seen, console = watch(qemu(disk=disk, bootfile=f"{PORTAL}/boot.ipxe"), ["event image 0", "event done"])
+    if "event done" not in seen:
+        raise SystemExit(f"the Debian install failed:\n{console[-3000:]}")
+    installed = time.monotonic() - started
+    http = free_port()
+    guest = qemu(disk=disk, bootfile=f"{PORTAL}/boot.ipxe", forward=f"hostfwd=tcp:127.0.0.1:{http}-10.0.2.15:80")
+    try:
+        wait_until(lambda: b"Dock2Box build" in urllib.request.urlopen(f"http://127.0.0.1:{http}/", timeout=5).read(),
+                   timeout=600, what="the installed application")  # fmt: skip
+        answering = time.monotonic() - started
+    finally:
+        guest.kill()
+        guest.wait()
+    mib = sum(layer["size"] for layer in version.layers) / (1 << 20)
+    largest = max(version.layers, key=lambda layer: layer["size"])
+    times = transfer_times(bootenv, f"http://10.0.2.2:{registry.port}/v2/{repository}/blobs/{largest['digest']}")
+    layer_mib = largest["size"] / (1 << 20)
+    initramfs = re.search(r"\[\s*([\d.]+)\] \$ chroot /target \S+update-initramfs.*?\n.*?\[\s*([\d.]+)\] initramfs",
+                          console, flags=re.S)  # fmt: skip
+    return {
+        "mib": mib, "done": installed, "answering": answering, "download": download_seconds(console),
+        "wget": layer_mib / times["wget"], "python": layer_mib / times["python"],
+        "initramfs": float(initramfs.group(2)) - float(initramfs.group(1)) if initramfs else float("nan"),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="image sizes in MiB")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[64, 256], help="image sizes in MiB (none: skip)")
+    parser.add_argument("--debian", action="store_true", help="add the Debian 12 nginx image built from Dockerfiles")
     options = parser.parse_args()
+    registry = None
+    if options.debian:
+        from tests.registry import Registry
+
+        (WORK / "registry").mkdir()
+        registry = Registry(WORK / "registry")
+        os.environ["DOCK2BOX_INSECURE_REGISTRIES"] = f"{registry.address},10.0.2.2:{registry.port}"
 
     import django
 
@@ -108,7 +200,7 @@ def main() -> None:
     from hosts import services as host_services
     from hosts.models import Site, Subnet
     from images import services as image_services
-    from installer.build import build, pack
+    from installer.build import build
     from provisioning import services
     from tests.host_image import MARKER, host_root, tar_directory
 
@@ -129,8 +221,10 @@ def main() -> None:
                                 cwd=ROOT, stdout=log, stderr=log)  # fmt: skip
     wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1), what="gunicorn")
 
-    rows, transfer = [], []
+    rows, transfer, debian = [], [], None
     try:
+        if registry is not None:
+            debian = debian_case(bootenv, site, subnet, registry)
         for size in options.sizes:
             root = host_root(
                 WORK / f"image-{size}", cache, name=f"bench-{size}", pad_mib=size - 15
@@ -156,10 +250,7 @@ def main() -> None:
             installed = time.monotonic() - started
             if "event done" not in seen:
                 raise SystemExit(f"install of {size} MiB failed:\n{console[-3000:]}")
-            stamps = {
-                m.group(2): float(m.group(1)) for m in re.finditer(r"\[\s*([\d.]+)\] event image (0|100) ", console)
-            }
-            download = stamps["100"] - stamps["0"]
+            download = download_seconds(console)
             seen2, console2 = watch(qemu(disk=disk, bootfile=f"{PORTAL}/boot.ipxe"), [MARKER], timeout=300)
             if MARKER not in seen2:
                 raise SystemExit(f"the installed {size} MiB image did not boot:\n{console2[-3000:]}")
@@ -168,23 +259,13 @@ def main() -> None:
             rows.append((size, mib, seen["event done"], installed + seen2[MARKER], download, mib / download))
 
             # wget against the installer's download path, same file, same boot environment, no disk.
-            extra = WORK / "bench-init.cpio.gz"
-            (WORK / "bench-root").mkdir(exist_ok=True)
-            init = WORK / "bench-root/bench-init"
-            init.write_text(BENCH_INIT)
-            init.chmod(0o755)
-            pack(WORK / "bench-root", extra)
-            initrd = WORK / "bench-initrd.gz"
-            initrd.write_bytes(bootenv.initrd.read_bytes() + extra.read_bytes())
-            url = f"{PORTAL}/files/images/bench-{size}/1/file"
-            _, console3 = watch(qemu("-kernel", str(bootenv.kernel), "-initrd", str(initrd), "-append",
-                                     f"console=ttyS0 quiet rdinit=/bench-init bench.url={url}"), [], timeout=600)  # fmt: skip
-            times = {m.group(1): float(m.group(3)) - float(m.group(2))
-                     for m in re.finditer(r"BENCH (wget|wgetsha|python) ([\d.]+) ([\d.]+)", console3)}  # fmt: skip
+            times = transfer_times(bootenv, f"{PORTAL}/files/images/bench-{size}/1/file")
             transfer.append((size, mib / times["wget"], mib / times["wgetsha"], mib / times["python"], mib / download))
     finally:
         gunicorn.terminate()
         gunicorn.wait()
+        if registry is not None:
+            registry.stop()
 
     print(f"Boot menu timeout {MENU_TIMEOUT} s (the second boot waits that long in the menu before booting its disk).")
     print()
@@ -203,6 +284,17 @@ def main() -> None:
             f"| {size} MiB | {wget:.1f} | {wgetsha:.1f} ({wgetsha / wget:.2f}) | {python:.1f} ({python / wget:.2f}) "
             f"| {install:.1f} ({install / wget:.2f}) |"
         )
+
+    if debian:
+        print()
+        print("| Debian 12 nginx image | MiB (compressed layers) | power-on → done (s) | power-on → page answers (s) "
+              "| download + apply (s) | MiB/s (ratio to wget) | installer download only MiB/s | wget MiB/s "
+              "| update-initramfs (s) |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
+        rate = debian["mib"] / debian["download"]
+        print(f"| docker, 3 layers | {debian['mib']:.0f} | {debian['done']:.0f} | {debian['answering']:.0f} "
+              f"| {debian['download']:.0f} | {rate:.1f} ({rate / debian['wget']:.2f}) | {debian['python']:.1f} "
+              f"| {debian['wget']:.1f} | {debian['initramfs']:.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -113,6 +113,37 @@ class Registry:
         raw = subprocess.run(inspect, check=True, capture_output=True).stdout
         return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
+    def put_image(self, repository: str, tag: str, layers: list[tuple[str, bytes]]) -> str:
+        """Upload blobs and an OCI manifest straight through the registry API — layers of any media type, which
+        skopeo would not copy; returns the manifest's digest."""
+        import base64
+        import urllib.request
+
+        headers = {}
+        if self.user:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+
+        def upload(data: bytes) -> dict:
+            digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+            start = urllib.request.Request(f"{self.url}/v2/{repository}/blobs/uploads/", method="POST", headers=headers)
+            with urllib.request.urlopen(start) as response:
+                location = response.headers["Location"]
+            target = f"{location}{'&' if '?' in location else '?'}digest={digest}"
+            target = target if target.startswith("http") else self.url + target
+            urllib.request.urlopen(urllib.request.Request(target, data=data, method="PUT", headers=headers)).close()
+            return {"digest": digest, "size": len(data)}
+
+        config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **upload(config.encode())},
+            "layers": [{"mediaType": kind, **upload(data)} for kind, data in layers],
+        }).encode()  # fmt: skip
+        request = urllib.request.Request(f"{self.url}/v2/{repository}/manifests/{tag}", data=manifest, method="PUT",
+                                         headers={**headers, "Content-Type": OCI_MANIFEST})  # fmt: skip
+        urllib.request.urlopen(request).close()
+        return f"sha256:{hashlib.sha256(manifest).hexdigest()}"
+
     def stop(self) -> None:
         stop(self.process)
 

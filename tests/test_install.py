@@ -6,6 +6,7 @@ here with `e2fsck -fn` and `debugfs`, and the VM boots again: the portal sends i
 image's own init prints a marker on the serial console.
 """
 
+import gzip
 import itertools
 import json
 import re
@@ -320,39 +321,56 @@ def corrupt_a_layer(registry: Registry, built: dict) -> None:
     data.write_bytes(bytes(content))
 
 
-@pytest.mark.parametrize("failure", ["disk-too-small", "corrupted-layer"])
+def docker_image_of(registry: Registry, site, settings, api, subnet, repository: str) -> Host:
+    """A host in build mode with the docker image `repository:v1` from the test registry (as the guest reaches it)."""
+    site.registry, site.registry_username, site.registry_password = registry.address, "puller", "s3cret-pull"
+    site.save()
+    image = image_services.image_create(data={"name": "test-docker", "type": "docker", "repository": repository})
+    image_services.image_version_create(data={"image": image, "version": "v1", "timestamp": timezone.now()})
+    site.registry = f"10.0.2.2:{registry.port}"
+    site.save()
+    settings.DOCK2BOX_INSECURE_REGISTRIES = [site.registry]
+    return create_host(api, subnet, "test-docker")
+
+
+@pytest.mark.parametrize("failure", ["disk-too-small", "corrupted-layer", "unknown-compression", "no-kernel"])
 def test_a_failing_install_ends_failed_with_its_reason(portal, registry, image_root, tmp_path, settings, failure):
+    """Each ends `failed` with the stage and the reason, the machine left at its console (not rebooted into another
+    install); what the manifest shows is refused before the disk is touched."""
     url, api, site, subnet = portal
     disk = tmp_path / "disk.img"
+    size = GiB
     if failure == "disk-too-small":
         add_file_image(image_root)
         host = create_host(api, subnet, "test-file")
         size, stage, reason = 64 << 20, "disk", "/dev/vda has 64 MiB; this image and layout need at least"
-    else:
+    elif failure == "corrupted-layer":
         built = push_docker_image(registry, image_root, tmp_path)
-        site.registry = registry.address
-        site.save()
-        image = image_services.image_create(data={"name": "test-docker", "type": "docker",
-                                                  "repository": "lab/test-docker"})  # fmt: skip
-        image_services.image_version_create(data={"image": image, "version": "v1", "timestamp": timezone.now()})
         corrupt_a_layer(registry, built)
-        site.registry = f"10.0.2.2:{registry.port}"
-        site.save()
-        settings.DOCK2BOX_INSECURE_REGISTRIES = [site.registry]
-        host = create_host(api, subnet, "test-docker")
-        site.registry_username, site.registry_password = "puller", "s3cret-pull"
-        site.save()
-        size, stage, reason = GiB, "image", f"{built['layers'][-1]['digest']} is corrupt"
+        host = docker_image_of(registry, site, settings, api, subnet, "lab/test-docker")
+        stage, reason = "image", f"{built['layers'][-1]['digest']} is corrupt"
+    elif failure == "unknown-compression":
+        registry.put_image("lab/odd", "v1", [("application/vnd.oci.image.layer.v1.tar+lz4", b"\x04\x22\x4d\x18" * 64)])
+        host = docker_image_of(registry, site, settings, api, subnet, "lab/odd")
+        stage, reason = "config", "cannot read: ['application/vnd.oci.image.layer.v1.tar+lz4']"
+    else:
+        layer = gzip.compress(tar_of({"etc/os-release": b"ID=app\n", "usr/bin/app": b"#!/bin/sh\n"}))
+        registry.put_image("lab/app-only", "v1", [("application/vnd.oci.image.layer.v1.tar+gzip", layer)])
+        host = docker_image_of(registry, site, settings, api, subnet, "lab/app-only")
+        stage, reason = "image", "the image has no kernel in /boot"
+    token = host.builds.get().token
     with disk.open("wb") as handle:
         handle.truncate(size)
     with Machine(mac=VM_MAC, bootfile=f"{url}/boot.ipxe", workdir=tmp_path, disks=[disk], memory=1024) as machine:
-        machine.wait_for("event config 100", timeout=120)
-        token = host.builds.get().token
         machine.wait_for("event failed", "console is yours", timeout=180)
 
     host.refresh_from_db()
-    assert host.status == "failed", stages(host)
+    assert (host.status, host.build) == ("failed", False), stages(host)
     failed = BuildEvent.objects.get(build__host=host, stage="failed")
-    assert failed.message.startswith(f"{stage}: ") and reason in failed.message, failed.message
+    assert failed.message.startswith(f"{stage}: ") and reason in failed.message.splitlines()[0], failed.message
     assert "$ " in failed.message  # the log tail of the failing step
     assert Client().get(f"/config/{token}").status_code == 403
+    assert "d2b.config" not in Client().get(f"/ipxe?mac={VM_MAC}").content.decode()  # no second install
+    if stage == "config":
+        with disk.open("rb") as written:
+            assert written.read(1 << 20) == bytes(1 << 20)  # refused before the disk was touched
