@@ -130,7 +130,10 @@ class Registry:
                 location = response.headers["Location"]
             target = f"{location}{'&' if '?' in location else '?'}digest={digest}"
             target = target if target.startswith("http") else self.url + target
-            urllib.request.urlopen(urllib.request.Request(target, data=data, method="PUT", headers=headers)).close()
+            put = urllib.request.Request(
+                target, data=data, method="PUT", headers={**headers, "Content-Type": "application/octet-stream"}
+            )
+            urllib.request.urlopen(put).close()
             return {"digest": digest, "size": len(data)}
 
         config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
