@@ -384,19 +384,24 @@ def test_each_host_gets_an_identity_of_its_own(tmp_path, monkeypatch):
     assert made == [("/usr/bin/ssh-keygen", "-A")]
 
 
-def test_the_initramfs_is_made_by_the_images_own_tool(tmp_path, monkeypatch):
+def test_the_initramfs_is_made_by_the_images_own_tool_unless_it_is_generic(tmp_path, monkeypatch):
     from d2b_installer import rootfs
 
     root = merged_usr_root(tmp_path / "root")
     ran = []
     monkeypatch.setattr(rootfs, "chroot", lambda root, *command: ran.append(command))
     (root / "usr/sbin/update-initramfs").write_text("")
-    bootloader.initramfs(root)
+    (root / "etc/initramfs-tools/conf.d").mkdir(parents=True)
+    (root / "etc/initramfs-tools/initramfs.conf").write_text("MODULES=most\nCOMPRESS=zstd\n")
+    bootloader.initramfs(root)  # none for the kernel: made
     (root / "boot/initrd.img-6.1.0-28-cloud-amd64").write_text("initrd")
-    bootloader.initramfs(root)
-    assert ran == [("/usr/sbin/update-initramfs", "-c", "-k", "6.1.0-28-cloud-amd64"),
-                   ("/usr/sbin/update-initramfs", "-u", "-k", "6.1.0-28-cloud-amd64")]  # fmt: skip
+    bootloader.initramfs(root)  # the image's, generic: kept
+    bootloader.initramfs(root, rebuild=True)  # asked for
+    (root / "etc/initramfs-tools/conf.d/host").write_text("MODULES='dep'\n")
+    bootloader.initramfs(root)  # made for the build machine: made again
+    tool, release = "/usr/sbin/update-initramfs", "6.1.0-28-cloud-amd64"
+    assert ran == [(tool, "-c", "-k", release), (tool, "-u", "-k", release), (tool, "-u", "-k", release)]
     (root / "usr/sbin/update-initramfs").unlink()
     (root / "usr/bin/dracut").write_text("")
     bootloader.initramfs(root)
-    assert ran[-1] == ("/usr/bin/dracut", "--force", "--no-hostonly", "--kver", "6.1.0-28-cloud-amd64")
+    assert ran[-1] == ("/usr/bin/dracut", "--force", "--no-hostonly", "--kver", release)

@@ -70,13 +70,36 @@ def check_bootable(root: Path) -> None:
         )
 
 
-def initramfs(root: Path) -> None:
-    """Make the kernel's initramfs again with the image's own tool (within `rootfs.system`), so that it holds what
-    this root needs (its filesystem, LVM, the drivers); an image without a tool keeps the initramfs it carries."""
+def _generic_initramfs_tools(root: Path) -> bool:
+    """initramfs-tools configured for any machine: `MODULES=most`, its default (not `dep`, `list` or `netboot`)."""
+    modules = "most"
+    directory = root / "etc/initramfs-tools"
+    for conf in [directory / "initramfs.conf", *sorted((directory / "conf.d").glob("*"))]:
+        if conf.is_file() and not conf.is_symlink():
+            for line in conf.read_text(errors="replace").splitlines():
+                if match := re.match(r"\s*MODULES=(\S+)", line):
+                    modules = match.group(1).strip("'\"")
+    return modules == "most"
+
+
+def initramfs(root: Path, *, rebuild: bool = False) -> None:
+    """Make sure the kernel's initramfs finds this root, with the image's own tool (within `rootfs.system`).
+
+    The image's initramfs-tools initramfs for its kernel is kept when it is generic (`MODULES=most`: every disk and
+    filesystem driver, the root found by `root=UUID=`): made again it would be the same, at a minute's cost under
+    emulation. It is made again when there is none, when initramfs-tools is set to pick modules for the machine it
+    runs on (`MODULES=dep`: the image's was made for the build machine), when the tool is dracut (often host-only,
+    for the build machine), and when asked (`rebuild`: the `d2b.initramfs=rebuild` kernel option). An image without
+    a tool keeps what it carries (`check_bootable` refused it if it carries nothing).
+    """
     kernel, initrd = kernel_files(root)
     release = _release(root, kernel)
+    own = initrd is not None and initrd.name == f"initrd.img-{release}"
     if tool := rootfs.has(root, *UPDATE_INITRAMFS):
-        rootfs.chroot(root, tool, "-u" if initrd and initrd.name == f"initrd.img-{release}" else "-c", "-k", release)
+        if own and not rebuild and _generic_initramfs_tools(root):
+            log(f"the image's initramfs for {release} is generic (initramfs-tools, MODULES=most): kept")
+            return
+        rootfs.chroot(root, tool, "-u" if own else "-c", "-k", release)
     elif tool := rootfs.has(root, *DRACUT):
         rootfs.chroot(root, tool, "--force", "--no-hostonly", "--kver", release)
     else:

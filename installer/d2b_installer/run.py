@@ -87,7 +87,7 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
     with rootfs.system(root):
         configure.run_script(root, "post script", config.get("POST_SCRIPT", ""))
         configure.host_keys(root)
-        bootloader.initramfs(root)
+        bootloader.initramfs(root, rebuild=arguments.get("d2b.initramfs") == "rebuild")
     portal.event("configure", 100, f"hostname, fstab, network, identity, initramfs written for {config['FQDN']}")
 
     stage[0] = "bootloader"
