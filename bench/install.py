@@ -1,7 +1,7 @@
 """Install benchmark: QEMU (TCG) from power-on to `done` and to the installed system's marker, and the download
 throughput of the installer against busybox `wget` of the same file in the same VM.
 
-    .venv/bin/python bench/install.py [--sizes 64 256] [--debian]
+    .venv/bin/python bench/install.py [--sizes 64 256] [--compression gz|zst] [--debian]
 
 `--debian` adds the real-image case: the Debian 12 nginx image built from deploy/images (tests/debian_images.py:
 mmdebstrap, podman, buildah) in a registry on loopback, installed as a docker image; timed from power-on to `done`
@@ -180,6 +180,7 @@ def debian_case(bootenv, site, subnet, registry) -> dict[str, float]:  # type: i
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="*", default=[64, 256], help="image sizes in MiB (none: skip)")
+    parser.add_argument("--compression", choices=["gz", "zst"], default="gz", help="of the file images")
     parser.add_argument("--debian", action="store_true", help="add the Debian 12 nginx image built from Dockerfiles")
     options = parser.parse_args()
     registry = None
@@ -229,8 +230,12 @@ def main() -> None:
             root = host_root(
                 WORK / f"image-{size}", cache, name=f"bench-{size}", pad_mib=size - 15
             )  # the kernel and its initramfs are the rest
-            tarball = WORK / f"bench-{size}.tar.gz"
-            tarball.write_bytes(tar_directory(root, compression="gz"))
+            tarball = WORK / f"bench-{size}.tar.{options.compression}"
+            if options.compression == "zst":
+                tarball.write_bytes(subprocess.run(["zstd", "-q", "-3", "-c"], input=tar_directory(root),
+                                                   capture_output=True, check=True).stdout)  # fmt: skip
+            else:
+                tarball.write_bytes(tar_directory(root, compression="gz"))
             image = image_services.image_create(
                 data={"name": f"bench-{size}", "type": "file", "kopts": "console=ttyS0"}
             )
