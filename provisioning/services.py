@@ -184,10 +184,17 @@ def _token_idle() -> timedelta:
 
 
 @functools.cache
-def _last_seen_sql() -> str:
-    table, pk = Host._meta.db_table, Host._meta.pk
-    assert pk is not None
-    return f'UPDATE {table} SET "{Host._meta.get_field("last_seen").column}" = %s WHERE "{pk.column}" = %s'  # noqa: S608
+def _column_update_sql(model: type[models.Model], name: str) -> str:
+    """`UPDATE <table> SET <column> = %s WHERE <pk> = %s`, written once from the model's metadata."""
+    table, pk, field = model._meta.db_table, model._meta.pk, model._meta.get_field(name)
+    assert pk is not None and isinstance(field, models.Field)
+    return f'UPDATE {table} SET "{field.column}" = %s WHERE "{pk.column}" = %s'  # noqa: S608
+
+
+def _timestamp_write(model: type[models.Model], name: str, pk: int, now: datetime) -> None:
+    """One timestamp column of one row, in one prepared statement (the boot path's coalesced writes)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_column_update_sql(model, name), [connection.ops.adapt_datetimefield_value(now), pk])
 
 
 def boot_seen(*, host: Host, now: datetime) -> None:
@@ -195,8 +202,7 @@ def boot_seen(*, host: Host, now: datetime) -> None:
     statement is written once from the model's metadata (a storm of new hosts makes one per boot)."""
     interval = timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL)
     if host.last_seen is None or now - host.last_seen >= interval:
-        with connection.cursor() as cursor:
-            cursor.execute(_last_seen_sql(), [connection.ops.adapt_datetimefield_value(now), host.pk])
+        _timestamp_write(Host, "last_seen", host.pk, now)
 
 
 def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str]) -> None:
@@ -289,17 +295,19 @@ def build_for_installer(*, token: str, now: datetime, client: str, fetch: bool) 
     if fetch and build.bootloader_started is not None:
         raise InstallerRefused("The install is past its config: the bootloader is being written.")
     # Single-statement writes (no transaction round trips): this runs on every config fetch and event.
-    build.last_activity = now
     if build.state == BuildState.PENDING:
-        build.state, build.started = BuildState.RUNNING, now
+        build.state, build.started, build.last_activity = BuildState.RUNNING, now, now
         if Build.objects.filter(pk=build.pk, state=BuildState.PENDING).update(
             state=build.state, started=now, last_activity=now
         ):
             # Still in build mode: a cancel that committed meanwhile keeps the host's status it set.
             Host.objects.filter(pk=build.host_id, build=True).update(status=HostStatus.BUILDING)
             build.host.status = HostStatus.BUILDING
-    else:
-        Build.objects.filter(pk=build.pk).update(last_activity=now)
+    elif now - build.last_activity >= timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL):
+        # Coalesced like the last-seen write: the idle expiry (hours) and the stalled mark (minutes) do not need a
+        # write per request, and an installer retrying its fetch in a loop is not a write loop.
+        build.last_activity = now
+        _timestamp_write(Build, "last_activity", build.pk, now)
     return build
 
 

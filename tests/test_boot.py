@@ -269,6 +269,21 @@ def test_a_slow_install_keeps_its_token_while_it_reports(client, world, settings
         assert client.post(f"/config/{token}/events", {"stage": "image"}, "application/json").status_code == 201
 
 
+def test_use_of_a_running_build_is_written_at_most_once_per_interval(client, world, settings):
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    assert client.get(f"/config/{token}").status_code == 200  # pending -> running, activity written
+    recent = timezone.now() - timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL - 5)
+    Build.objects.filter(pk=world.build.pk).update(last_activity=recent)
+    assert client.get(f"/config/{token}").status_code == 200
+    assert client.post(f"/config/{token}/events", {"stage": "image"}, "application/json").status_code == 201
+    assert Build.objects.get(pk=world.build.pk).last_activity == recent  # a retry loop is not a write loop
+    older = timezone.now() - timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL + 1)
+    Build.objects.filter(pk=world.build.pk).update(last_activity=older)
+    before = timezone.now()
+    assert client.get(f"/config/{token}").status_code == 200
+    assert Build.objects.get(pk=world.build.pk).last_activity >= before
+
+
 def test_a_token_of_a_host_that_left_build_mode_is_refused(client, world):
     from provisioning.services import host_cancel_build
 
