@@ -109,21 +109,26 @@ def host_install_problem(*, host: Host, version_id: int | None = None) -> str | 
     )
 
 
-def host_config_document(*, host: Host, build: Build | None, portal: str) -> dict[str, Any]:
-    """The config document of `host`; without a build (a preview) the token in its URLs is a placeholder."""
-    interfaces = selectors.host_interfaces(host=host)
+def host_config_document(
+    *, host: Host, build: Build | None, portal: str, interfaces: list[Interface] | None = None
+) -> dict[str, Any]:
+    """The config document of `host`; without a build (a preview) the token in its URLs is a placeholder. Its
+    `interfaces` are read unless given (a config fetch has them from its build lookup)."""
+    interfaces = selectors.host_interfaces(host=host) if interfaces is None else interfaces
     version_id = build.image_version_id if build else None
     settings = _settings(host=host, interfaces=interfaces, version_id=version_id, catalogue=catalogue_get())
     return rendering.config_document(settings=settings, interfaces=interfaces, build=build, portal=portal)
 
 
-def host_config_render(*, host: Host, build: Build | None, fmt: str, portal: str) -> RenderedConfig:
+def host_config_render(
+    *, host: Host, build: Build | None, fmt: str, portal: str, interfaces: list[Interface] | None = None
+) -> RenderedConfig:
     """Render one format; an unknown format is a 400, a template that does not render a 422."""
     if fmt not in FORMATS:
         return RenderedConfig(
             400, "text/plain; charset=utf-8", f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.\n"
         )
-    document = host_config_document(host=host, build=build, portal=portal)
+    document = host_config_document(host=host, build=build, portal=portal, interfaces=interfaces)
     if fmt == "json":
         return RenderedConfig(200, "application/json", rendering.config_json(document))
     if fmt == "env":

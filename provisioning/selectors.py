@@ -146,12 +146,15 @@ def _boot_query() -> _Select:
 
 @functools.cache
 def _build_query() -> _Select:
-    """An open build by its token, with its host."""
+    """An open build by its token, with its host and the host's interfaces with their subnets: a row per interface,
+    primary first, then by name (one row without an interface for a host that has none)."""
     return _select(
-        [(Build, "b"), (Host, "h")],
+        [(Build, "b"), (Host, "h"), (Interface, "i"), (Subnet, "s")],
         [],
         f"FROM {Build._meta.db_table} b JOIN {Host._meta.db_table} h ON h.id = b.host_id "
-        "WHERE b.token = %s AND b.state IN (%s, %s)",
+        f"LEFT JOIN {Interface._meta.db_table} i ON i.host_id = h.id "
+        f"LEFT JOIN {Subnet._meta.db_table} s ON s.id = i.subnet_id "
+        'WHERE b.token = %s AND b.state IN (%s, %s) ORDER BY i."primary" DESC, i.name',
     )
 
 
@@ -227,28 +230,40 @@ def boot_defaults() -> BootDefaults:
     return boot_defaults_list().first() or BootDefaults(pk=1)
 
 
-def build_for_token(*, token: str) -> Build | None:
-    """The open build holding this token, with its host, or None (one query, on every config fetch and event)."""
+@dataclass(frozen=True)
+class InstallerBuild:
+    """An open build found by its token (with its host) and the host's interfaces (with their subnets), primary
+    first: all that a config fetch reads, in one statement."""
+
+    build: Build
+    interfaces: list[Interface]
+
+
+def build_for_token(*, token: str) -> InstallerBuild | None:
+    """The open build holding this token, or None (one query, on every config fetch and event)."""
     if not token:
         return None
     rows = _build_query().rows([token, BuildState.PENDING.value, BuildState.RUNNING.value])
     if not rows:
         return None
-    (build, host), _ = rows[0]
+    (build, host, _, _), _ = rows[0]
     assert isinstance(build, Build) and isinstance(host, Host)
     build.host = host
-    return build
+    return InstallerBuild(
+        build, [_interface(interface, host, subnet) for (_, _, interface, subnet), _ in rows if interface]
+    )
 
 
 def host_interfaces(*, host: Host) -> list[Interface]:
     """The host's interfaces, primary first, with their subnets (one query)."""
-    interfaces = []
-    for (interface, subnet), _ in _interfaces_query().rows([host.pk]):
-        assert isinstance(interface, Interface)
-        interface.host = host
-        interface.subnet = subnet  # type: ignore[assignment]
-        interfaces.append(interface)
-    return interfaces
+    return [_interface(interface, host, subnet) for (interface, subnet), _ in _interfaces_query().rows([host.pk])]
+
+
+def _interface(interface: Model | None, host: Host, subnet: Model | None) -> Interface:
+    assert isinstance(interface, Interface)
+    interface.host = host
+    interface.subnet = subnet  # type: ignore[assignment]
+    return interface
 
 
 def build_latest(*, host: Host) -> Build | None:

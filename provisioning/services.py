@@ -32,7 +32,7 @@ from provisioning.choices import BuildStage, BuildState
 from provisioning.configs import host_image_version, host_install_problem
 from provisioning.metrics import POWER_ACTIONS
 from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
-from provisioning.selectors import build_for_token
+from provisioning.selectors import InstallerBuild, build_for_token
 
 logger = logging.getLogger("dock2box.builds")
 T = TypeVar("T")
@@ -269,16 +269,18 @@ class EventLimitReached(Exception):
     """A build has DOCK2BOX_BUILD_EVENTS_MAX events: more progress is refused (429); `done` and `failed` never are."""
 
 
-def build_for_installer(*, token: str, now: datetime, client: str, fetch: bool) -> Build:
-    """The open build a token opens, if it is valid and fresh and the request may use it, marking its use.
+def build_for_installer(*, token: str, now: datetime, client: str, fetch: bool) -> InstallerBuild:
+    """The open build a token opens (with its host's interfaces), if it is valid and fresh and the request may use
+    it, marking its use.
 
     The first config fetch or event binds the build to the client's address (its secrets are handed to that client
     only); a request from another address is refused and counted on the build. A config fetch is refused once the
     installer has begun writing the bootloader: it has no more use for the config. Raises InstallerRefused.
     """
-    build = build_for_token(token=token)
-    if build is None or not build.host.build:
+    found = build_for_token(token=token)
+    if found is None or not found.build.host.build:
         raise InstallerRefused("Unknown or expired build token, or the host left build mode.")
+    build = found.build
     if build.last_activity is None or now - build.last_activity >= _token_idle():
         raise InstallerRefused("Unknown or expired build token, or the host left build mode.")
     if build.client_address is None:
@@ -308,7 +310,7 @@ def build_for_installer(*, token: str, now: datetime, client: str, fetch: bool) 
         # write per request, and an installer retrying its fetch in a loop is not a write loop.
         build.last_activity = now
         _timestamp_write(Build, "last_activity", build.pk, now)
-    return build
+    return found
 
 
 def build_version_pin(*, build: Build) -> None:

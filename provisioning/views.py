@@ -18,7 +18,7 @@ from django.core.signing import BadSignature, TimestampSigner
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from dock2box.actors import acting_as
 from dock2box.jsonbody import parse_json
@@ -27,7 +27,6 @@ from provisioning import selectors, services
 from provisioning.catalogue import catalogue_get
 from provisioning.configs import host_config_render
 from provisioning.metrics import BOOT_REQUESTS
-from provisioning.models import Build
 from provisioning.rendering import ipxe
 from provisioning.resolve import HostSettings, boot_file_urls, host_settings, install_problem
 
@@ -87,10 +86,11 @@ def _boot_request(request: HttpRequest, mac: str, ip_param: str = "ip") -> ipxe.
     )
 
 
-@require_GET
+@require_safe
 @never_fails
 def boot_ipxe(request: HttpRequest) -> HttpResponse:
-    """`/boot.ipxe`: the generic first script, chaining to the per-host one."""
+    """`/boot.ipxe`: the generic first script, chaining to the per-host one. HEAD too: a UEFI firmware's HTTP boot
+    asks HEAD of the boot file before it fetches it."""
     logger.info("boot script=boot.ipxe client=%s", request.META.get("REMOTE_ADDR", "-"))
     return _script(ipxe.boot_script(portal=portal_url(request)))
 
@@ -244,7 +244,7 @@ def client_address(request: HttpRequest) -> str:
     return address
 
 
-def _build_or_refusal(request: HttpRequest, token: str, *, fetch: bool) -> Build | JsonResponse:
+def _build_or_refusal(request: HttpRequest, token: str, *, fetch: bool) -> selectors.InstallerBuild | JsonResponse:
     try:
         return services.build_for_installer(
             token=token, now=timezone.now(), client=client_address(request), fetch=fetch
@@ -256,12 +256,16 @@ def _build_or_refusal(request: HttpRequest, token: str, *, fetch: bool) -> Build
 @require_GET
 def host_config(request: HttpRequest, token: str) -> HttpResponse:
     """`/config/<token>?format=env|json|kickstart|preseed|cloud-init`: the host's config, for its installer."""
-    build = _build_or_refusal(request, token, fetch=True)
-    if isinstance(build, JsonResponse):
-        return build
+    found = _build_or_refusal(request, token, fetch=True)
+    if isinstance(found, JsonResponse):
+        return found
+    build = found.build
     services.build_version_pin(build=build)
     fmt = request.GET.get("format", "env")
-    response = host_config_render(host=build.host, build=build, fmt=fmt, portal=portal_url(request)).response()
+    rendered = host_config_render(
+        host=build.host, build=build, fmt=fmt, portal=portal_url(request), interfaces=found.interfaces
+    )
+    response = rendered.response()
     response["Cache-Control"] = "no-store"
     return response
 
@@ -272,9 +276,10 @@ def build_events(request: HttpRequest, token: str) -> JsonResponse:
     """`POST /config/<token>/events` `{"stage", "progress", "message"}`: the installer's progress."""
     if len(request.body) > MAX_EVENT_BODY:
         return JsonResponse({"detail": f"Body over {MAX_EVENT_BODY} bytes."}, status=413)
-    build = _build_or_refusal(request, token, fetch=False)
-    if isinstance(build, JsonResponse):
-        return build
+    found = _build_or_refusal(request, token, fetch=False)
+    if isinstance(found, JsonResponse):
+        return found
+    build = found.build
     try:
         payload = parse_json(request.body or b"{}")
     except ValueError as error:

@@ -60,6 +60,8 @@ def token_of(text: str) -> str:
 
 def test_boot_ipxe_chains_with_the_host_identity(client, world):
     golden("boot.ipxe", script(client, "/boot.ipxe"))
+    head = client.head("/boot.ipxe")  # UEFI HTTP boot asks HEAD first
+    assert head.status_code == 200 and head["Content-Type"].startswith("text/plain")
 
 
 def test_known_host_in_build_mode_defaults_to_install_bios(client, world):
@@ -388,6 +390,16 @@ def test_a_boot_request_makes_at_most_three_queries(client, world, mac):
     assert len(queries) <= 3, [query["sql"] for query in queries]
 
 
+@pytest.mark.parametrize("fmt", ["env", "json", "kickstart"])
+def test_a_repeated_config_fetch_is_one_query(client, world, fmt):
+    """The build, its host and the host's interfaces in one statement; no write once the build is running."""
+    token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
+    assert client.get(f"/config/{token}").status_code == 200  # the first: binds the build, marks it running
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(f"/config/{token}?format={fmt}").status_code == 200
+    assert len(queries) == 1, [query["sql"] for query in queries]
+
+
 def test_a_change_is_visible_on_the_next_boot(client, world, django_capture_on_commit_callbacks):
     from images.services import image_update
 
@@ -618,19 +630,23 @@ def test_the_boot_lookup_reads_what_the_orm_reads(world):
     build = Build.objects.get(pk=world.build.pk)
     assert (lookup.build_id, lookup.build_token, lookup.build_activity) == (build.pk, build.token, build.last_activity)
     assert interface_for_boot(mac=UNKNOWN_MAC) is None
-    # the config path's two: an open build by token with its host, a host's interfaces with their subnets
-    fast_build = build_for_token(token=build.token)
-    pairs = [(fast_build, build), (fast_build.host, build.host)]
-    fast_interfaces = host_interfaces(host=world.build_host)
+    # the config path's: an open build by token with its host and the host's interfaces with their subnets; the
+    # interfaces alone (previews, install checks)
+    found = build_for_token(token=build.token)
     slow_interfaces = list(world.build_host.interfaces.select_related("subnet").order_by("-primary", "name"))
-    assert [nic.name for nic in fast_interfaces] == [nic.name for nic in slow_interfaces] == ["eth0", "eth1"]
-    pairs += [(fast, slow) for fast, slow in zip(fast_interfaces, slow_interfaces, strict=True)]
-    pairs += [(fast_interfaces[0].subnet, slow_interfaces[0].subnet)]
-    assert fast_interfaces[1].subnet is None and fast_interfaces[0].host is world.build_host
-    for fast, slow in pairs:
-        for field in type(slow)._meta.concrete_fields:
-            assert getattr(fast, field.attname) == getattr(slow, field.attname), field.attname
+    for fast_interfaces in [found.interfaces, host_interfaces(host=world.build_host)]:
+        pairs = [(found.build, build), (found.build.host, build.host)]
+        assert [nic.name for nic in fast_interfaces] == [nic.name for nic in slow_interfaces] == ["eth0", "eth1"]
+        pairs += [(fast, slow) for fast, slow in zip(fast_interfaces, slow_interfaces, strict=True)]
+        pairs += [(fast_interfaces[0].subnet, slow_interfaces[0].subnet)]
+        assert fast_interfaces[1].subnet is None and fast_interfaces[0].host.pk == world.build_host.pk
+        for fast, slow in pairs:
+            for field in type(slow)._meta.concrete_fields:
+                assert getattr(fast, field.attname) == getattr(slow, field.attname), field.attname
+    assert found.interfaces[0].host is found.build.host
     assert build_for_token(token="nope") is None and build_for_token(token="") is None
+    world.build_host.interfaces.all().delete()  # a host without interfaces still has its build found
+    assert build_for_token(token=build.token).interfaces == []
 
 
 def test_a_change_is_seen_at_once_here_and_within_the_check_interval_elsewhere(
