@@ -16,6 +16,37 @@ def _masked(field: str) -> str:
     return f"{field}_masked"
 
 
+def _remove(field: str) -> str:
+    return f"{field}_remove"
+
+
+class WriteOnlyPasswordsForm(forms.ModelForm):
+    """Its `passwords` are never sent back to the browser: left empty, the stored one is kept; its `<name>_remove`
+    box (declared by the subclass, listed in the admin's fieldsets after the password) empties it."""
+
+    passwords: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.passwords:
+            field = self.fields.get(name)  # absent for a user who may only view
+            if field is None:
+                continue
+            assert isinstance(field, forms.CharField)
+            field.widget, field.strip, field.required = forms.PasswordInput(render_value=False), False, False
+            stored = bool(self.instance.pk and getattr(self.instance, name))
+            field.help_text = "One is stored: leave empty to keep it." if stored else "None is stored."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for name in self.passwords:
+            if data.get(_remove(name)):
+                data[name] = ""
+            elif not data.get(name) and self.instance.pk:
+                data[name] = getattr(self.instance, name)
+        return data
+
+
 class MaskedSecretsAdmin(ServiceAdmin):
     """An admin whose `secrets` fields a user who may view but not change the object sees only as "set (hidden)" or
     "not set", never their values."""
@@ -38,8 +69,15 @@ class MaskedSecretsAdmin(ServiceAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if self.has_change_permission(request, obj):
             return fieldsets
+        removes = {_remove(name) for name in getattr(self.form, "passwords", ())}
         return [
-            (name, {**options, "fields": [_masked(f) if f in self.secrets else f for f in options["fields"]]})
+            (
+                name,
+                {
+                    **options,
+                    "fields": [_masked(f) if f in self.secrets else f for f in options["fields"] if f not in removes],
+                },
+            )
             for name, options in fieldsets
         ]
 
@@ -48,8 +86,18 @@ class MaskedSecretsAdmin(ServiceAdmin):
         return readonly if self.has_change_permission(request, obj) else [*readonly, *map(_masked, self.secrets)]
 
 
+class SiteForm(WriteOnlyPasswordsForm):
+    passwords = ("registry_password",)
+    registry_password_remove = forms.BooleanField(required=False, label="Remove the stored registry password")
+
+    class Meta:
+        model = Site
+        fields = SITE_SECRETS  # the admin gives the form every field of its fieldsets
+
+
 @admin.register(Site)
 class SiteAdmin(MaskedSecretsAdmin):
+    form = SiteForm
     list_display = ["name", "domain", "file_uri", "registry", "image", "subnet_count", "host_count"]
     search_fields = ["name", "domain", "description"]
     ordering = ["name"]  # its rows are counted (GROUP BY), which drops the model's ordering
@@ -63,7 +111,13 @@ class SiteAdmin(MaskedSecretsAdmin):
             "Secrets (given only to installers with a valid build token)",
             {
                 "classes": ["collapse"],
-                "fields": ["registry_username", "registry_password", "root_password_hash", "ssh_authorized_keys"],
+                "fields": [
+                    "registry_username",
+                    "registry_password",
+                    _remove("registry_password"),
+                    "root_password_hash",
+                    "ssh_authorized_keys",
+                ],
             },
         ),
     ]
@@ -224,22 +278,13 @@ class HostAdmin(ServiceAdmin):
 admin.site.register(Host, HostAdmin)
 
 
-class BmcForm(forms.ModelForm):
-    """The password is never sent back to the browser: empty keeps the stored one."""
-
-    password = forms.CharField(
-        required=False,
-        strip=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Leave empty to keep the stored password.",
-    )
+class BmcForm(WriteOnlyPasswordsForm):
+    passwords = ("password",)
+    password_remove = forms.BooleanField(required=False, label="Remove the stored password")
 
     class Meta:
         model = Bmc
         fields = ["host", "protocol", "address", "port", "username", "password"]
-
-    def clean_password(self) -> str:
-        return self.cleaned_data["password"] or (self.instance.password if self.instance.pk else "")
 
 
 @admin.register(Bmc)
@@ -255,7 +300,7 @@ class BmcAdmin(MaskedSecretsAdmin):
     readonly_fields = ["power_state", "power_checked", "pending", "last_action", "last_result", "last_result_at"]
     fieldsets = [
         (None, {"fields": ["host", "protocol", "address", "port"]}),
-        ("Credentials (used only by the power tasks)", {"fields": BMC_SECRETS}),
+        ("Credentials (used only by the power tasks)", {"fields": [*BMC_SECRETS, _remove("password")]}),
         ("Power", {"fields": readonly_fields}),
     ]
 

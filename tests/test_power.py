@@ -254,6 +254,13 @@ def test_an_empty_password_in_the_admin_form_keeps_the_stored_one(admin_client, 
     assert response.status_code == 302, response.content.decode()[-2000:]
     bmc.refresh_from_db()
     assert (bmc.port, bmc.password) == (6230, machine_off.PASSWORD)
+    response = admin_client.post(reverse("admin:hosts_bmc_change", args=[bmc.pk]), {
+        "host": bmc.host_id, "protocol": "ipmi", "address": "127.0.0.1", "port": 6230, "username": "admin",
+        "password": "", "password_remove": "on",
+    })  # fmt: skip
+    assert response.status_code == 302
+    bmc.refresh_from_db()
+    assert bmc.password == ""
 
 
 def test_a_worker_that_died_mid_action_does_not_block_the_host_forever(api, machine_off, fast_retries):

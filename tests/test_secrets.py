@@ -195,6 +195,23 @@ def test_the_admin_refuses_a_hostile_hash(site, admin_client):
     assert Site.objects.get(pk=site.pk).root_password_hash == SHA512
 
 
+def test_the_admin_never_sends_the_registry_password_back(site, admin_client):
+    """Not even to those who may change it: empty keeps the stored one, a new one replaces it, the box removes it."""
+    url = reverse("admin:hosts_site_change", args=[site.pk])
+    page = admin_client.get(url).content.decode()
+    assert "s3cret-pull" not in page and "One is stored: leave empty to keep it." in page
+    form = {"name": "ams1", "domain": "", "dns_servers": "", "ntp_servers": "", "file_uri": "", "registry": "",
+            "registry_username": "puller", "registry_password": "", "root_password_hash": SHA512,
+            "ssh_authorized_keys": ED25519}  # fmt: skip
+    assert admin_client.post(url, form).status_code == 302
+    assert Site.objects.get(pk=site.pk).registry_password == "s3cret-pull"
+    assert admin_client.post(url, {**form, "registry_password": "n3w pull"}).status_code == 302
+    assert Site.objects.get(pk=site.pk).registry_password == "n3w pull"
+    assert admin_client.post(url, {**form, "registry_password_remove": "on"}).status_code == 302
+    assert Site.objects.get(pk=site.pk).registry_password == ""
+    assert "None is stored." in admin_client.get(url).content.decode()
+
+
 HOSTILE_PASSWORD = 'p\'w $(reboot) `id` "q" \\ {{ x }}'
 HOSTILE_KEY = f'command="/bin/echo \\"$(id)\\" it\'s",no-pty {ED25519[:-16]} it\'s $(reboot)'
 TEMPLATES = {
