@@ -1,7 +1,7 @@
 """Install benchmark: QEMU (TCG) from power-on to `done` and to the installed system's marker, and the download
 throughput of the installer against busybox `wget` of the same file in the same VM.
 
-    .venv/bin/python bench/install.py [--sizes 64 256] [--compression gz|zst] [--debian]
+    .venv/bin/python bench/install.py [--sizes 64 256] [--compression gz|zst] [--debian] [--cpus 1]
 
 `--debian` adds the real-image case: the Debian 12 nginx image built from deploy/images (tests/debian_images.py:
 mmdebstrap, podman, buildah) in a registry on loopback, installed as a docker image; timed from power-on to `done`
@@ -67,8 +67,11 @@ os.environ.update({
 })  # fmt: skip
 
 
+CPUS = 1  # the guest's vCPUs (--cpus); TCG runs one host thread per vCPU
+
+
 def qemu(*extra: str, disk: Path | None = None, bootfile: str = "", forward: str = "") -> subprocess.Popen:
-    args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-m", "1024", "-boot", "n",
+    args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-smp", str(CPUS), "-m", "1024", "-boot", "n",
             "-netdev", f"user,id=n0{',bootfile=' + bootfile if bootfile else ''}{',' + forward if forward else ''}",
             "-device", f"virtio-net-pci,netdev=n0,mac={MAC}", *extra]  # fmt: skip
     if disk:
@@ -182,7 +185,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[64, 256], help="image sizes in MiB (none: skip)")
     parser.add_argument("--compression", choices=["gz", "zst"], default="gz", help="of the file images")
     parser.add_argument("--debian", action="store_true", help="add the Debian 12 nginx image built from Dockerfiles")
+    parser.add_argument("--cpus", type=int, default=1, help="vCPUs of the guest, for the installs and for wget")
     options = parser.parse_args()
+    global CPUS
+    CPUS = options.cpus
     registry = None
     if options.debian:
         from tests.registry import Registry
@@ -272,7 +278,8 @@ def main() -> None:
         if registry is not None:
             registry.stop()
 
-    print(f"Boot menu timeout {MENU_TIMEOUT} s (the second boot waits that long in the menu before booting its disk).")
+    print(f"Guest: {CPUS} vCPU, 1 GiB, TCG. Boot menu timeout {MENU_TIMEOUT} s "
+          "(the second boot waits that long in the menu before booting its disk).")  # fmt: skip
     print()
     print("| image | compressed MiB | start → done (s) | start → marker (s) | download + apply (s) | MiB/s |")
     print("|---|---|---|---|---|---|")

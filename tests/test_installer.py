@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from d2b_installer import bootloader, network
-from d2b_installer.image import Progress, lay_file
+from d2b_installer.image import Progress, ReadAhead, lay_file
 from d2b_installer.portal import Portal, kernel_arguments, parse_env
-from images.registry import RegistryError
+from images.registry import RegistryError, Verified
 from provisioning.rendering.config import config_env
 from tests.services import free_port
 
@@ -405,3 +405,31 @@ def test_the_initramfs_is_made_by_the_images_own_tool_unless_it_is_generic(tmp_p
     (root / "usr/bin/dracut").write_text("")
     bootloader.initramfs(root)
     assert ran[-1] == ("/usr/bin/dracut", "--force", "--no-hostonly", "--kver", release)
+
+
+def test_the_read_ahead_hands_over_every_byte_and_the_digest_check():
+    data = os.urandom(3 << 20) + b"tail"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    ahead = ReadAhead(Verified(io.BytesIO(data), digest), chunk=100_000, depth=2)
+    got = [ahead.read(4), ahead.read(1 << 20)]
+    while chunk := ahead.read(77_777):
+        got.append(chunk)
+    assert b"".join(got) == data
+    ahead.finish()  # the digest matches
+    partly_read = ReadAhead(Verified(io.BytesIO(data), "sha256:" + "0" * 64), chunk=100_000, depth=2)
+    partly_read.read(10)
+    with pytest.raises(RegistryError, match="is corrupt"):
+        partly_read.finish()  # reads the rest (the thread was blocked on a full queue) and compares
+
+
+def test_a_download_that_breaks_breaks_the_reader():
+    class Broken(io.BytesIO):
+        def read(self, size=-1):
+            if self.tell() >= 250_000:
+                raise ConnectionResetError("the portal went away")
+            return super().read(size)
+
+    ahead = ReadAhead(Verified(Broken(os.urandom(1 << 20)), ""), chunk=100_000)
+    with pytest.raises(ConnectionResetError, match="went away"):
+        while ahead.read(1 << 20):
+            pass

@@ -3,6 +3,8 @@
 Both are read once, as streams, straight onto the disk; both are checked against their sha256 digests.
 """
 
+import queue
+import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -37,14 +39,57 @@ class Progress:
             self.report(self.reported, f"{self.done // (1 << 20)} of {self.total // (1 << 20)} MiB")
 
 
+class ReadAhead:
+    """A blob read (downloaded, hashed, counted) by a thread, up to `depth` chunks ahead of the reader that
+    decompresses it and writes the files: with two cores, both halves run at once (hashlib, zlib, the socket and the
+    file writes let go of the GIL)."""
+
+    def __init__(self, stream: Verified, chunk: int = 1 << 20, depth: int = 8) -> None:
+        self.stream, self.chunk = stream, chunk
+        self.chunks: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self.pending, self.ended = b"", False
+        self.thread = threading.Thread(target=self._fill, name="read-ahead", daemon=True)
+        self.thread.start()
+
+    def _fill(self) -> None:
+        try:
+            while data := self.stream.read(self.chunk):
+                self.chunks.put(data)
+        except BaseException as error:  # handed to the reader, raised there
+            self.chunks.put(error)
+        else:
+            self.chunks.put(b"")
+
+    def read(self, size: int = -1, /) -> bytes:
+        while not self.pending and not self.ended:
+            item = self.chunks.get()
+            if isinstance(item, BaseException):
+                self.ended = True
+                raise item
+            self.pending, self.ended = item, not item
+        if size < 0 or size >= len(self.pending):
+            data, self.pending = self.pending, b""
+            return data
+        data, self.pending = self.pending[:size], self.pending[size:]
+        return data
+
+    def finish(self) -> None:
+        """Read to the end and check the digest (see `Verified.finish`)."""
+        while self.read(self.chunk):
+            pass
+        self.thread.join()
+        self.stream.finish()
+
+
 def _apply(root: Path, stream: Verified) -> None:
     """Apply a tar stream and check its digest; a corrupt download explains a broken tar better than the tar does."""
+    ahead = ReadAhead(stream)
     try:
-        apply_layer(root, stream)
+        apply_layer(root, ahead)
     except Exception:
-        stream.finish()
+        ahead.finish()
         raise
-    stream.finish()
+    ahead.finish()
 
 
 def lay_file(*, root: Path, url: str, digest: str, size: int, report: Callable[[int, str], None]) -> str:
