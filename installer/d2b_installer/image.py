@@ -60,16 +60,14 @@ class ReadAhead:
         else:
             self.chunks.put(b"")
 
-    def read(self, size: int = -1, /) -> bytes:
+    def read(self, size: int, /) -> bytes:
+        """Up to `size` bytes (b"" at the end), as a layer's tar reader asks for them."""
         while not self.pending and not self.ended:
             item = self.chunks.get()
             if isinstance(item, BaseException):
                 self.ended = True
                 raise item
             self.pending, self.ended = item, not item
-        if size < 0 or size >= len(self.pending):
-            data, self.pending = self.pending, b""
-            return data
         data, self.pending = self.pending[:size], self.pending[size:]
         return data
 
