@@ -178,6 +178,9 @@ DOCK2BOX_FIRST_BOOT_TIMEOUT = env.int("DOCK2BOX_FIRST_BOOT_TIMEOUT", default=20 
 DOCK2BOX_LAST_SEEN_INTERVAL = env.int("DOCK2BOX_LAST_SEEN_INTERVAL", default=60)
 # How often a process asks the shared cache whether the data changed (another process's change is seen within it).
 DOCK2BOX_GENERATION_CHECK = env.float("DOCK2BOX_GENERATION_CHECK", default=0.5)
+# Per-host boot scripts are answered from the shared cache while nothing changed, for at most this many seconds
+# (provisioning/bootcache.py); 0 renders every one.
+DOCK2BOX_BOOT_CACHE_SECONDS = env.int("DOCK2BOX_BOOT_CACHE_SECONDS", default=300)
 # Limits: the largest request body (uploads of kernels, initrds and file images; more is a 413), the events one build
 # keeps (`done` and `failed` always), the unknown MACs remembered (the oldest go first).
 DOCK2BOX_UPLOAD_MAX_BYTES = env.int("DOCK2BOX_UPLOAD_MAX_BYTES", default=8 << 30)
@@ -246,7 +249,7 @@ DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")
 _cache_url = DOCK2BOX_CACHE_URL or env.str("CELERY_BROKER_URL", default="")
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url, "KEY_PREFIX": "d2b"}
+        {"BACKEND": "dock2box.cache.SharedRedisCache", "LOCATION": _cache_url, "KEY_PREFIX": "d2b"}
         if _cache_url.startswith(("redis://", "rediss://"))
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

@@ -135,6 +135,7 @@ def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
     """
     host = Host.objects.select_for_update().get(pk=host.pk)
     build = host.builds.select_for_update().filter(state__in=[BuildState.PENDING, BuildState.RUNNING]).first()
+    created = build is None
     if build is None:
         host_build_check(host=host, version_id=version_id)
         build = Build.objects.create(
@@ -152,6 +153,8 @@ def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
         host.build = True
         host.save(update_fields=["build", "updated"])
         record_change(host_documents(host.pk))
+    elif created:
+        record_change()  # a new build of a host already in build mode: boot scripts carry its token
     return build
 
 
@@ -197,12 +200,15 @@ def _timestamp_write(model: type[models.Model], name: str, pk: int, now: datetim
         cursor.execute(_column_update_sql(model, name), [connection.ops.adapt_datetimefield_value(now), pk])
 
 
-def boot_seen(*, host: Host, now: datetime) -> None:
-    """Record a PXE boot of a known host: at most one write per interval, so a boot storm is not a write storm. The
-    statement is written once from the model's metadata (a storm of new hosts makes one per boot)."""
+def boot_seen(*, host_id: int, last_seen: datetime | None, now: datetime) -> datetime | None:
+    """Record a PXE boot of a known host whose "last seen" is `last_seen`: at most one write per interval, so a boot
+    storm is not a write storm. The statement is written once from the model's metadata (a storm of new hosts makes
+    one per boot). Returns the host's "last seen" after it."""
     interval = timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL)
-    if host.last_seen is None or now - host.last_seen >= interval:
-        _timestamp_write(Host, "last_seen", host.pk, now)
+    if last_seen is None or now - last_seen >= interval:
+        _timestamp_write(Host, "last_seen", host_id, now)
+        return now
+    return last_seen
 
 
 def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str]) -> None:
@@ -236,8 +242,9 @@ def build_token_for_boot(
     last_activity: datetime | None,
     first_boot: datetime | None,
     now: datetime,
-) -> str:
-    """A token the installer of a host in build mode can use for the whole idle expiry.
+) -> tuple[str, datetime]:
+    """A token the installer of a host in build mode can use for the whole idle expiry, and until when a boot may be
+    handed it without this being asked again.
 
     The open build's token while it is fresh; touched when half its idle time is gone (so a late boot is not
     stranded); a fresh token when it expired; a new build when the host is in build mode without one. The build's
@@ -247,18 +254,18 @@ def build_token_for_boot(
     if build_id is None:
         build = host_enter_build(host=host)
         Build.objects.filter(pk=build.pk, first_boot__isnull=True).update(first_boot=now)
-        return str(build.token)
+        return str(build.token), now + idle / 2
     first = {} if first_boot else {"first_boot": now}
     if token and last_activity and now - last_activity < idle / 2:
         if first:
             Build.objects.filter(pk=build_id).update(**first)
-        return token
+        return token, last_activity + idle / 2
     if token and last_activity and now - last_activity < idle:
         Build.objects.filter(pk=build_id).update(last_activity=now, **first)
-        return token
+        return token, now + idle / 2
     fresh = build_token_new()  # a fresh start: the new token binds to whichever installer uses it first
     Build.objects.filter(pk=build_id).update(token=fresh, last_activity=now, client_address=None, **first)
-    return fresh
+    return fresh, now + idle / 2
 
 
 class InstallerRefused(Exception):
@@ -344,6 +351,7 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
     if stage == BuildStage.BOOTLOADER and build.bootloader_started is None:
         build.bootloader_started = now
         build.save(update_fields=["bootloader_started"])
+        record_change()  # from now on a PXE boot of this host boots its disk: no cached script may say otherwise
     if stage in (BuildStage.DONE, BuildStage.FAILED):
         succeeded = stage == BuildStage.DONE
         build.state = BuildState.DONE if succeeded else BuildState.FAILED
@@ -455,6 +463,7 @@ def build_install_chosen(*, host: Host, version_id: int) -> Build:
     build.image_version_id = version_id
     build.first_boot = build.first_boot or timezone.now()
     build.save(update_fields=["image_version", "first_boot"])
+    record_change()  # the host's boot script installs that version now
     return build
 
 

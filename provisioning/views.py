@@ -5,6 +5,7 @@ says what is wrong and boots from the local disk. The installer's config and eve
 token that is unknown, expired or whose host left build mode.
 """
 
+import dataclasses
 import ipaddress
 import logging
 import re
@@ -23,7 +24,7 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 from dock2box.actors import acting_as
 from dock2box.jsonbody import parse_json
 from dock2box.validators import normalise_mac
-from provisioning import selectors, services
+from provisioning import bootcache, selectors, services
 from provisioning.catalogue import catalogue_get
 from provisioning.configs import host_config_render
 from provisioning.metrics import BOOT_REQUESTS
@@ -107,6 +108,14 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
         return _script(ipxe.notice_script(message=reason, platform=platform if platform in ("pcbios", "efi") else ""))
     boot = _boot_request(request, mac, ip_param)
     portal, now = portal_url(request), timezone.now()
+    key = bootcache.boot_entry_key(portal=portal, request=boot)
+    generation, entry = bootcache.boot_entry_get(key)
+    if entry is not None:  # nothing changed since this host's script was rendered
+        seen = services.boot_seen(host_id=entry.host_id, last_seen=entry.last_seen, now=now)
+        if seen != entry.last_seen:
+            bootcache.boot_entry_put(key, dataclasses.replace(entry, last_seen=seen))
+        _boot_log(mac, entry.fqdn, boot.platform, entry.outcome, entry.notice)
+        return _script(entry.script)
     catalogue = catalogue_get()
     lookup = selectors.interface_for_boot(mac=mac)
     if lookup is None:
@@ -114,16 +123,15 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
         services.discovered_host_record(
             mac=mac, now=now, details={**details, "ip": boot.ip or None, "platform": boot.platform}
         )
-        BOOT_REQUESTS.labels("unknown").inc()
-        logger.info("boot mac=%s host=- platform=%s outcome=unknown", mac, boot.platform or "-")
+        _boot_log(mac, "-", boot.platform, "unknown", "")
         return _script(ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=None, install=None))
 
     host = lookup.interface.host
-    services.boot_seen(host=host, now=now)
+    seen = services.boot_seen(host_id=host.pk, last_seen=host.last_seen, now=now)
     settings = host_settings(
         host=host, interface=lookup.interface, catalogue=catalogue, version_id=lookup.build_version_id
     )
-    install, notice = None, ""
+    install, notice, until = None, "", None
     if host.build and lookup.build_id is not None and lookup.build_bootloader_started is not None:
         # Its installer began writing the bootloader and never said `done` (the portal was away): never wipe the
         # freshly installed disk again.
@@ -132,29 +140,36 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
     elif host.build and (problem := install_problem(settings)):
         notice = f"in build mode, but {problem}: booting the disk"
     elif host.build:
-        token = services.build_token_for_boot(
+        token, until = services.build_token_for_boot(
             host=host, build_id=lookup.build_id, token=lookup.build_token, last_activity=lookup.build_activity,
             first_boot=lookup.build_first_boot, now=now,
         )  # fmt: skip
         install = _install_lines(portal, settings, token)
     outcome = "build" if install else "known"
+    _boot_log(mac, host.fqdn, boot.platform, outcome, notice)
+    pick_url = _pick_url(portal, boot) if django_settings.DOCK2BOX_MENU_INSTALL else None
+    script = ipxe.menu_script(
+        portal=portal,
+        request=boot,
+        catalogue=catalogue,
+        settings=settings,
+        install=install,
+        pick_url=pick_url,
+        notice=notice,
+    )
+    if generation is not None and generation == catalogue.generation:  # read before all the data it shows
+        bootcache.boot_entry_put(
+            key, bootcache.BootEntry(generation, script, outcome, host.pk, host.fqdn, notice, seen, until)
+        )
+    return _script(script)
+
+
+def _boot_log(mac: str, fqdn: str, platform: str, outcome: str, notice: str) -> None:
     BOOT_REQUESTS.labels(outcome).inc()
     logger.info(
         "boot mac=%s host=%s platform=%s outcome=%s%s",
-        mac, host.fqdn, boot.platform or "-", outcome, f" notice={notice!r}" if notice else "",
+        mac, fqdn, platform or "-", outcome, f" notice={notice!r}" if notice else "",
     )  # fmt: skip
-    pick_url = _pick_url(portal, boot) if django_settings.DOCK2BOX_MENU_INSTALL else None
-    return _script(
-        ipxe.menu_script(
-            portal=portal,
-            request=boot,
-            catalogue=catalogue,
-            settings=settings,
-            install=install,
-            pick_url=pick_url,
-            notice=notice,
-        )
-    )
 
 
 def _pick_url(portal: str, boot: ipxe.BootRequest) -> Callable[[str, str], str]:

@@ -390,6 +390,112 @@ def test_a_boot_request_makes_at_most_three_queries(client, world, mac):
     assert len(queries) <= 3, [query["sql"] for query in queries]
 
 
+# Per-host scripts from the shared cache (provisioning/bootcache.py): outside a test transaction, as served ----------
+
+
+@pytest.fixture
+def served_world(transactional_db, settings):
+    """The world with every request in autocommit, as gunicorn serves it: commits move the generation, scripts are
+    cached."""
+    settings.DOCK2BOX_PUBLIC_URL = "http://portal.example.com:8000"
+    return make_world()
+
+
+def test_a_repeated_boot_is_answered_from_the_cache_without_sql(client, served_world):
+    for mac in (IDLE_MAC, BUILD_MAC):
+        first = script(client, f"/ipxe?mac={mac}&platform=pcbios")
+        with CaptureQueriesContext(connection) as queries:
+            assert script(client, f"/ipxe?mac={mac}&platform=pcbios") == first
+            assert script(client, f"/pxe/{mac}?platform=pcbios") == first  # the original's URL: the same request
+        assert len(queries) == 0, [query["sql"] for query in queries]
+    with CaptureQueriesContext(connection) as queries:
+        efi = script(client, f"/ipxe?mac={IDLE_MAC}&platform=efi")
+    assert len(queries) > 0 and "exit" in efi  # another request's values: another script, rendered
+
+
+def test_from_the_cache_a_build_runs_to_its_end_and_the_host_boots_its_disk(client, served_world):
+    url = f"/ipxe?mac={BUILD_MAC}&platform=pcbios"
+    token = token_of(script(client, url))
+    assert token_of(script(client, url)) == token  # cached
+    assert client.get(f"/config/{token}").status_code == 200
+    event = client.post(f"/config/{token}/events", {"stage": "image", "progress": 50}, "application/json")
+    assert event.status_code == 201
+    assert token_of(script(client, url)) == token  # a reboot mid-install installs again, with the same build
+    assert client.post(f"/config/{token}/events", {"stage": "done"}, "application/json").status_code == 201
+    text = script(client, url)
+    assert "choose --default local" in text and "d2b.config" not in text
+
+
+def test_from_the_cache_a_lost_done_never_starts_a_second_install(client, served_world):
+    url = f"/ipxe?mac={BUILD_MAC}&platform=pcbios"
+    token = token_of(script(client, url))
+    assert token_of(script(client, url)) == token  # cached
+    for stage in ["config", "disk", "image", "configure", "bootloader"]:
+        client.post(f"/config/{token}/events", {"stage": stage, "progress": 100}, "application/json")
+    text = script(client, url)
+    assert "choose --default local" in text and "d2b.config" not in text
+    assert Build.objects.get(pk=served_world.build.pk).state == "unconfirmed"
+
+
+def test_from_the_cache_a_version_picked_by_a_host_in_build_mode_is_on_its_next_boot(client, served_world, settings):
+    settings.DOCK2BOX_MENU_INSTALL = True
+    url = f"/ipxe?mac={BUILD_MAC}&platform=pcbios"
+    before = script(client, url)
+    assert script(client, url) == before  # cached
+    script(client, _pick(before, "debian-12", "a"))
+    cached = script(client, url)
+    settings.DOCK2BOX_BOOT_CACHE_SECONDS = 0
+    assert cached == script(client, url) != before  # what the long way renders now
+
+
+def test_a_change_through_the_services_is_on_the_next_boot_and_one_around_them_within_the_cache_time(
+    client, served_world, settings
+):
+    settings.DOCK2BOX_BOOT_CACHE_SECONDS = 1
+    url = f"/ipxe?mac={IDLE_MAC}"
+    assert "choose --default local" in script(client, url)
+    services.host_enter_build(host=served_world.idle_host)
+    assert "choose --default install" in script(client, url)
+    Host.objects.filter(pk=served_world.idle_host.pk).update(fqdn="renamed.ams1.example.com")  # SQL by hand
+    assert "renamed" not in script(client, url)
+    time.sleep(1.1)
+    assert "renamed" in script(client, url)
+
+
+def test_a_cached_build_script_is_rendered_again_when_its_token_is_due_to_be_touched(client, served_world, settings):
+    settings.DOCK2BOX_BUILD_TOKEN_IDLE = 4
+    touched = timezone.now() - timedelta(seconds=1.5)  # the token is touched 2 s after its last use
+    Build.objects.filter(pk=served_world.build.pk).update(last_activity=touched)
+    url = f"/ipxe?mac={BUILD_MAC}"
+    token = token_of(script(client, url))
+    time.sleep(0.6)
+    assert token_of(script(client, url)) == token
+    assert Build.objects.get(pk=served_world.build.pk).last_activity > touched  # the long way: touched
+
+
+def test_from_the_cache_last_seen_is_still_written_once_per_interval(client, served_world, settings):
+    settings.DOCK2BOX_LAST_SEEN_INTERVAL = 1
+    url = f"/ipxe?mac={IDLE_MAC}"
+    script(client, url)
+    first = Host.objects.get(pk=served_world.idle_host.pk).last_seen
+    with CaptureQueriesContext(connection) as queries:
+        script(client, url)
+    assert len(queries) == 0
+    time.sleep(1.05)
+    with CaptureQueriesContext(connection) as queries:
+        script(client, url)
+        script(client, url)
+    assert [query["sql"].split()[0] for query in queries] == ["UPDATE"]  # from the cache, the write alone
+    assert Host.objects.get(pk=served_world.idle_host.pk).last_seen > first
+
+
+def test_inside_a_transaction_nothing_is_cached(client, world):
+    script(client, f"/ipxe?mac={IDLE_MAC}")
+    with CaptureQueriesContext(connection) as queries:
+        script(client, f"/ipxe?mac={IDLE_MAC}")
+    assert len(queries) > 0
+
+
 @pytest.mark.parametrize("fmt", ["env", "json", "kickstart"])
 def test_a_repeated_config_fetch_is_one_query(client, world, fmt):
     """The build, its host and the host's interfaces in one statement; no write once the build is running."""

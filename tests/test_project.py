@@ -102,3 +102,16 @@ def test_imports_point_one_way(app, never):
             names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for name in names:
                 assert name.split(".")[0] not in never, f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_the_shared_cache_keeps_one_redis_client_per_pool():
+    """Django's backend built a client per operation; ours reuses it, and still reads and writes real Redis."""
+    from dock2box.cache import SharedRedisCache
+
+    cache = SharedRedisCache("redis://127.0.0.1:6379/11", {"KEY_PREFIX": "test-client"})
+    try:
+        cache.set("entry", {"script": "#!ipxe"}, timeout=30)
+        assert cache.get_many(["entry", "missing"]) == {"entry": {"script": "#!ipxe"}}
+        assert cache._cache.get_client(write=True) is cache._cache.get_client("entry")
+    finally:
+        cache.clear()

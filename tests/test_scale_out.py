@@ -65,6 +65,7 @@ def test_a_build_stays_consistent_when_its_requests_alternate_between_instances(
     script = text(f"{second.url}/ipxe?mac={IDLE_MAC}")
     build_token = token_of(script)
     assert token_of(text(f"{first.url}/ipxe?mac={IDLE_MAC}")) == build_token  # one build, whichever answers
+    assert text(f"{second.url}/ipxe?mac={IDLE_MAC}") == script  # again: from the shared cache
     assert "D2B_FQDN='idle.ams1.example.com'" in text(f"{first.url}/config/{build_token}?format=env")
     instances = [first, second]
     for number, progress in enumerate(range(10, 100, 10)):
@@ -80,6 +81,23 @@ def test_a_build_stays_consistent_when_its_requests_alternate_between_instances(
     assert not Host.objects.get(pk=host.pk).build
     for instance in instances:  # both now boot it from its disk, with no build to hand out
         assert "/config/" not in text(f"{instance.url}/ipxe?mac={IDLE_MAC}")
+
+
+def test_a_bootloader_event_through_one_instance_sends_the_next_boot_through_the_other_to_the_disk(cluster):
+    """Both instances answered the host's script from the shared cache; the event through one moves the generation
+    before it is answered, so the other's very next answer, without waiting, is the disk."""
+    world, (first, second), _ = cluster
+    url = f"/ipxe?mac={BUILD_MAC}&platform=pcbios"
+    scripts = [text(f"{instance.url}{url}") for instance in (first, second, first, second)]
+    assert scripts[:2] == scripts[2:]  # each instance's own (their URLs differ), the second time from the cache
+    build_token = token_of(scripts[0])
+    assert token_of(scripts[1]) == build_token
+    assert "D2B_HOSTNAME='build'" in text(f"{second.url}/config/{build_token}?format=env")
+    status, _ = request(f"{first.url}/config/{build_token}/events", method="POST", body={"stage": "bootloader"})
+    assert status == 201
+    after = text(f"{second.url}{url}")
+    assert "choose --default local" in after and "/config/" not in after
+    assert Build.objects.get(pk=world.build.pk).state == "unconfirmed"
 
 
 def test_boots_through_nginx_reach_both_instances_and_keep_the_hosts_address(cluster, tmp_path):

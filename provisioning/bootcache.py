@@ -1,0 +1,68 @@
+"""Per-host boot scripts kept in the shared cache between boots: the boot path's short way.
+
+A known host's script is stored after the boot path rendered it, stamped with the data generation read before any
+of the data it was rendered from. A later boot request of the same MAC (and the same address, netmask, gateway,
+platform and portal) is answered from the entry while that generation is still the current one, read from the shared
+cache in the same round trip as the entry, never from a process's memo. Every service write moves the generation
+when its transaction commits, before the request that made it is answered; that includes each change of a build a
+script depends on (build mode entered, a version picked, the `bootloader`, `done` and `failed` events, an
+unconfirmed build closed). So once an installer's `done` is answered, by any worker of any instance, no script
+cached before it is handed out again: the host boots its disk.
+
+Entries are stored only in autocommit (inside a transaction the writes a script follows could still roll back) and
+live at most `DOCK2BOX_BOOT_CACHE_SECONDS`, the bound for a change made around the services (SQL by hand); 0 turns the
+cache off. An entry also says what the boot path still does on a hit: count and log the outcome, write the host's
+"last seen" once per interval as it would, and stop using the script when its build token is due to be touched.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+
+from dock2box.changes import GENERATION_KEY
+from provisioning.rendering.ipxe import BootRequest
+
+
+@dataclass(frozen=True)
+class BootEntry:
+    generation: str
+    script: str
+    outcome: str  # "known" or "build"
+    host_id: int
+    fqdn: str
+    notice: str
+    last_seen: datetime | None  # the host's, as written or read when this was stored
+    until: datetime | None  # a build's token is touched from then: the long way again
+
+
+def boot_entry_key(*, portal: str, request: BootRequest) -> str:
+    """The cache key of the script answering `request` on `portal` (everything the script depends on besides the
+    data: the request's checked values, the portal's address and whether menus offer installs)."""
+    parts = (portal, request.mac, request.ip, request.netmask, request.gateway, request.platform)
+    text = "|".join((*parts, str(settings.DOCK2BOX_MENU_INSTALL)))
+    return "dock2box:boot:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def boot_entry_get(key: str) -> tuple[str | None, BootEntry | None]:
+    """The current generation (None when the shared cache has none yet) and the entry at `key` if it is still good,
+    in one round trip."""
+    if not settings.DOCK2BOX_BOOT_CACHE_SECONDS:
+        return None, None
+    values = cache.get_many([GENERATION_KEY, key])
+    current, entry = values.get(GENERATION_KEY), values.get(key)
+    if not isinstance(entry, BootEntry) or current is None or entry.generation != current:
+        return current, None
+    if entry.until is not None and timezone.now() >= entry.until:
+        return current, None
+    return current, entry
+
+
+def boot_entry_put(key: str, entry: BootEntry) -> None:
+    """Store an entry (not inside a transaction: see the module's note)."""
+    if settings.DOCK2BOX_BOOT_CACHE_SECONDS and not connection.in_atomic_block:
+        cache.set(key, entry, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS)
