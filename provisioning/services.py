@@ -135,7 +135,6 @@ def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
     """
     host = Host.objects.select_for_update().get(pk=host.pk)
     build = host.builds.select_for_update().filter(state__in=[BuildState.PENDING, BuildState.RUNNING]).first()
-    created = build is None
     if build is None:
         host_build_check(host=host, version_id=version_id)
         build = Build.objects.create(
@@ -153,8 +152,6 @@ def host_enter_build(*, host: Host, version_id: int | None = None) -> Build:
         host.build = True
         host.save(update_fields=["build", "updated"])
         record_change(host_documents(host.pk))
-    elif created:
-        record_change()  # a new build of a host already in build mode: boot scripts carry its token
     return build
 
 
