@@ -1,8 +1,13 @@
 """What every service calls when it changes data others depend on.
 
-`record_change` (1) marks cached views stale once the transaction commits (the boot catalogue is rebuilt on the next
-boot: at once in this process, within `DOCK2BOX_GENERATION_CHECK` seconds in every other) and (2) when the etcd
-mirror is on, writes an outbox row per changed document in the same transaction, then wakes the mirror on commit.
+`record_change` (1) marks cached views stale once the transaction commits and (2) when the etcd mirror is on, writes
+an outbox row per changed document in the same transaction, then wakes the mirror on commit.
+
+A change of hosts alone (documents `host/...` and `hwaddr/...`: a host, its interfaces, its builds) moves the
+generation of each of their MACs: only what was rendered for those MACs (their boot scripts) is stale. Any other
+change moves the data generation: every cached view is stale (the boot catalogue is rebuilt on the next boot, at once
+in this process, within `DOCK2BOX_GENERATION_CHECK` seconds in every other; every cached boot script is rendered
+again).
 Provisioning subscribes the mirror's drain with `on_commit_subscribe` (dock2box does not import provisioning).
 """
 
@@ -17,6 +22,7 @@ from django.db import transaction
 
 logger = logging.getLogger("dock2box.changes")
 GENERATION_KEY = "dock2box:generation"
+_HOST_DOCUMENTS = ("host/", "hwaddr/")
 _subscribers: list[Callable[[], None]] = []
 # The generation as this process last read or wrote it in the shared cache, and when (monotonic seconds); replaced
 # whole, so threads never see half of it.
@@ -48,6 +54,11 @@ def generation_forget() -> None:
     _seen = None
 
 
+def mac_generation_key(mac: str) -> str:
+    """The shared cache's key of one MAC's generation, moved by every change of its host (an unknown MAC's stays)."""
+    return f"{GENERATION_KEY}:{document('hwaddr', mac)}"
+
+
 def document(kind: str, key: str = "") -> str:
     """The name of a mirrored document: `host/<fqdn>`, `hwaddr/<mac>`, ..., or `default`."""
     return f"{kind}/{key}" if key else kind
@@ -60,7 +71,7 @@ def record_change(documents: Iterable[str] = ()) -> None:
     names = sorted(set(documents))
     if names and settings.DOCK2BOX_ETCD_URL:
         OutboxEntry.objects.bulk_create([OutboxEntry(document=name) for name in names])
-    transaction.on_commit(lambda: _after_commit(bool(names)))
+    transaction.on_commit(lambda: _after_commit(names))
 
 
 def on_commit_subscribe(callback: Callable[[], None]) -> None:
@@ -68,12 +79,16 @@ def on_commit_subscribe(callback: Callable[[], None]) -> None:
     _subscribers.append(callback)
 
 
-def _after_commit(mirrored: bool) -> None:
+def _after_commit(names: list[str]) -> None:
     global _seen
-    value = uuid.uuid4().hex
-    cache.set(GENERATION_KEY, value, timeout=None)
-    _seen = (value, time.monotonic())
-    if not (mirrored and settings.DOCK2BOX_ETCD_URL):
+    if names and all(name.startswith(_HOST_DOCUMENTS) for name in names):
+        macs = [name.removeprefix("hwaddr/") for name in names if name.startswith("hwaddr/")]
+        cache.set_many({mac_generation_key(mac): uuid.uuid4().hex for mac in macs}, timeout=None)
+    else:
+        value = uuid.uuid4().hex
+        cache.set(GENERATION_KEY, value, timeout=None)
+        _seen = (value, time.monotonic())
+    if not (names and settings.DOCK2BOX_ETCD_URL):
         return
     for callback in _subscribers:
         try:

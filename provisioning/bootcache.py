@@ -1,13 +1,15 @@
 """Per-host boot scripts kept in the shared cache between boots: the boot path's short way.
 
-A known host's script is stored after the boot path rendered it, stamped with the data generation read before any
-of the data it was rendered from. A later boot request of the same MAC (and the same address, netmask, gateway,
-platform and portal) is answered from the entry while that generation is still the current one, read from the shared
-cache in the same round trip as the entry, never from a process's memo. Every service write moves the generation
-when its transaction commits, before the request that made it is answered; that includes each change of a build a
-script depends on (build mode entered, a version picked, the `bootloader`, `done` and `failed` events, an
-unconfirmed build closed). So once an installer's `done` is answered, by any worker of any instance, no script
-cached before it is handed out again: the host boots its disk.
+A known host's script is stored after the boot path rendered it, stamped with two generations read before any of
+the data it was rendered from: the data generation and its MAC's (`dock2box.changes`). A later boot request of the
+same MAC (and the same address, netmask, gateway, platform and portal) is answered from the entry while both are
+still the current ones, read from the shared cache in the same round trip as the entry, never from a process's memo.
+Every service write moves one of them when its transaction commits, before the request that made it is answered: a
+change of a host (its record, interfaces, builds) moves its MACs' generations, any other change the data generation.
+That includes each change of a build a script depends on (build mode entered, a version picked, the `bootloader`,
+`done` and `failed` events, an unconfirmed build closed). So once an installer's `done` is answered, by any worker of
+any instance, no script cached before it is handed out again: the host boots its disk. One host's install does not
+make the others' scripts stale.
 
 Entries are stored only in autocommit (inside a transaction the writes a script follows could still roll back) and
 live at most `DOCK2BOX_BOOT_CACHE_SECONDS`, the bound for a change made around the services (SQL by hand); 0 turns the
@@ -16,6 +18,7 @@ cache off. An entry also says what the boot path still does on a hit: count and 
 """
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,13 +27,15 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from dock2box.changes import GENERATION_KEY
+from dock2box.changes import GENERATION_KEY, mac_generation_key
 from provisioning.rendering.ipxe import BootRequest
+
+Stamp = tuple[str, str]  # the data generation and the MAC's
 
 
 @dataclass(frozen=True)
 class BootEntry:
-    generation: str
+    stamp: Stamp
     script: str
     outcome: str  # "known" or "build"
     host_id: int
@@ -48,18 +53,30 @@ def boot_entry_key(*, portal: str, request: BootRequest) -> str:
     return "dock2box:boot:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def boot_entry_get(key: str) -> tuple[str | None, BootEntry | None]:
-    """The current generation (None when the shared cache has none yet) and the entry at `key` if it is still good,
-    in one round trip."""
+def boot_entry_get(key: str, mac: str) -> tuple[Stamp | None, BootEntry | None]:
+    """The stamp a script rendered now is stored with (None: do not store it) and the entry at `key` if it is still
+    good, in one round trip (three the first time a MAC is asked for)."""
     if not settings.DOCK2BOX_BOOT_CACHE_SECONDS:
         return None, None
-    values = cache.get_many([GENERATION_KEY, key])
-    current, entry = values.get(GENERATION_KEY), values.get(key)
-    if not isinstance(entry, BootEntry) or current is None or entry.generation != current:
-        return current, None
+    mac_key = mac_generation_key(mac)
+    values = cache.get_many([GENERATION_KEY, mac_key, key])
+    current, host, entry = values.get(GENERATION_KEY), values.get(mac_key), values.get(key)
+    if current is None:
+        return None, None
+    if host is None:
+        # Asked for the first time (or not for a while): its generation starts before its data is read. It lapses
+        # with the entries it stamps (a flood of made-up MACs leaves nothing lasting); a lapsed one starts anew, so
+        # no entry stamped with the old value is used again.
+        cache.add(mac_key, uuid.uuid4().hex, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS)
+        host = cache.get(mac_key)
+        if host is None:
+            return None, None
+    stamp = (str(current), str(host))
+    if not isinstance(entry, BootEntry) or entry.stamp != stamp:
+        return stamp, None
     if entry.until is not None and timezone.now() >= entry.until:
-        return current, None
-    return current, entry
+        return stamp, None
+    return stamp, entry
 
 
 def boot_entry_put(key: str, entry: BootEntry) -> None:

@@ -348,7 +348,8 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
     if stage == BuildStage.BOOTLOADER and build.bootloader_started is None:
         build.bootloader_started = now
         build.save(update_fields=["bootloader_started"])
-        record_change()  # from now on a PXE boot of this host boots its disk: no cached script may say otherwise
+        # From now on a PXE boot of this host boots its disk: no cached script may say otherwise.
+        record_change(host_documents(build.host_id))
     if stage in (BuildStage.DONE, BuildStage.FAILED):
         succeeded = stage == BuildStage.DONE
         build.state = BuildState.DONE if succeeded else BuildState.FAILED
@@ -460,7 +461,7 @@ def build_install_chosen(*, host: Host, version_id: int) -> Build:
     build.image_version_id = version_id
     build.first_boot = build.first_boot or timezone.now()
     build.save(update_fields=["image_version", "first_boot"])
-    record_change()  # the host's boot script installs that version now
+    record_change(host_documents(host.pk))  # the host's boot script installs that version now
     return build
 
 

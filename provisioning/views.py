@@ -109,7 +109,7 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
     boot = _boot_request(request, mac, ip_param)
     portal, now = portal_url(request), timezone.now()
     key = bootcache.boot_entry_key(portal=portal, request=boot)
-    generation, entry = bootcache.boot_entry_get(key)
+    stamp, entry = bootcache.boot_entry_get(key, mac)
     if entry is not None:  # nothing changed since this host's script was rendered
         seen = services.boot_seen(host_id=entry.host_id, last_seen=entry.last_seen, now=now)
         if seen != entry.last_seen:
@@ -157,9 +157,9 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
         pick_url=pick_url,
         notice=notice,
     )
-    if generation is not None and generation == catalogue.generation:  # read before all the data it shows
+    if stamp is not None and stamp[0] == catalogue.generation:  # read before all the data it shows
         bootcache.boot_entry_put(
-            key, bootcache.BootEntry(generation, script, outcome, host.pk, host.fqdn, notice, seen, until)
+            key, bootcache.BootEntry(stamp, script, outcome, host.pk, host.fqdn, notice, seen, until)
         )
     return _script(script)
 

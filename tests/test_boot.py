@@ -448,6 +448,49 @@ def test_from_the_cache_a_version_picked_by_a_host_in_build_mode_is_on_its_next_
     assert cached == script(client, url) != before  # what the long way renders now
 
 
+def test_one_hosts_install_keeps_the_other_hosts_cached_scripts_and_the_catalogue(client, served_world):
+    from dock2box.changes import generation, generation_forget
+
+    idle, build = f"/ipxe?mac={IDLE_MAC}", f"/ipxe?mac={BUILD_MAC}"
+    cached = script(client, idle)
+    token = token_of(script(client, build))
+    catalogue = generation()
+    assert client.get(f"/config/{token}").status_code == 200
+    assert client.post(f"/config/{token}/events", {"stage": "bootloader"}, "application/json").status_code == 201
+    with CaptureQueriesContext(connection) as queries:
+        assert script(client, idle) == cached
+    assert len(queries) == 0  # another host's install left this one's script as it was
+    assert "choose --default local" in script(client, build)  # its own is rendered again: the disk
+    generation_forget()
+    assert generation() == catalogue  # and no process rebuilds its catalogue for it
+
+
+def test_a_change_beyond_hosts_renders_every_script_again(client, served_world):
+    assert "Dock2Box test" in script(client, f"/ipxe?mac={IDLE_MAC}")
+    services.pxe_menu_update(menu=served_world.menu, data={"title": "Renamed menu"})
+    assert "Renamed menu" in script(client, f"/ipxe?mac={IDLE_MAC}")
+
+
+def test_a_mac_moved_away_no_longer_gets_its_cached_script(client, served_world):
+    assert "idle.ams1.example.com" in script(client, f"/ipxe?mac={IDLE_MAC}")
+    interface = Interface.objects.get(mac=IDLE_MAC)
+    host_services.interface_update(interface=interface, data={"mac": "52:54:00:00:00:77"})
+    assert "idle.ams1.example.com" not in script(client, f"/ipxe?mac={IDLE_MAC}")
+    assert "idle.ams1.example.com" in script(client, "/ipxe?mac=52:54:00:00:00:77")
+
+
+def test_an_unknown_mac_leaves_nothing_lasting_in_the_cache(client, served_world, settings):
+    from django.core.cache import cache
+
+    from dock2box.changes import mac_generation_key
+
+    settings.DOCK2BOX_BOOT_CACHE_SECONDS = 1
+    script(client, f"/ipxe?mac={UNKNOWN_MAC}")
+    assert cache.get(mac_generation_key(UNKNOWN_MAC)) is not None
+    time.sleep(1.1)
+    assert cache.get(mac_generation_key(UNKNOWN_MAC)) is None
+
+
 def test_a_change_through_the_services_is_on_the_next_boot_and_one_around_them_within_the_cache_time(
     client, served_world, settings
 ):
