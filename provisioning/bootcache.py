@@ -55,7 +55,7 @@ def boot_entry_key(*, portal: str, request: BootRequest) -> str:
 
 def boot_entry_get(key: str, mac: str) -> tuple[Stamp | None, BootEntry | None]:
     """The stamp a script rendered now is stored with (None: do not store it) and the entry at `key` if it is still
-    good, in one round trip (three the first time a MAC is asked for)."""
+    good, in one round trip (two the first time a MAC is asked for in a while)."""
     if not settings.DOCK2BOX_BOOT_CACHE_SECONDS:
         return None, None
     mac_key = mac_generation_key(mac)
@@ -67,8 +67,8 @@ def boot_entry_get(key: str, mac: str) -> tuple[Stamp | None, BootEntry | None]:
         # Asked for the first time (or not for a while): its generation starts before its data is read. It lapses
         # with the entries it stamps (a flood of made-up MACs leaves nothing lasting); a lapsed one starts anew, so
         # no entry stamped with the old value is used again.
-        cache.add(mac_key, uuid.uuid4().hex, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS)
-        host = cache.get(mac_key)
+        fresh = uuid.uuid4().hex
+        host = fresh if cache.add(mac_key, fresh, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS) else cache.get(mac_key)
         if host is None:
             return None, None
     stamp = (str(current), str(host))
