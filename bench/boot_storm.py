@@ -5,7 +5,8 @@
 Seeds a fresh PostgreSQL database (`dock2box_bench`) with N hosts (10 % in build mode), starts gunicorn as it would
 be deployed on this machine (Redis as the shared cache), and measures with wrk (Debian) and a Lua script that walks
 the MACs:
-  1. per-host scripts only (`/ipxe?mac=`), 50 connections;
+  0. (this checkout's code only) every known host's script rendered ahead, as the worker's beat does;
+  1. per-host scripts only (`/ipxe?mac=`), 50 and 200 connections;
   2. the full chain per MAC (`/boot.ipxe` → `/ipxe` → `/config/<token>` for hosts in build), 50 and 200 connections;
   3. `/config/<token>` of the hosts in build mode, each format on its own line, 50 connections (after a warm-up,
      as for 1: a build's first use binds it and writes, later ones within `DOCK2BOX_LAST_SEEN_INTERVAL` do not);
@@ -120,10 +121,10 @@ print(json.dumps([[i.mac, tokens.get(i.host_id)] for i in interfaces]))
 
 
 class Gunicorn:
-    def __init__(self, workers: int, code: Path) -> None:
-        self.port = free_port()
+    def __init__(self, workers: int, code: Path, port: int, public_url: str) -> None:
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**ENV, "DOCK2BOX_PUBLIC_URL": self.url}
+        env = {**ENV, "DOCK2BOX_PUBLIC_URL": public_url}
         self.log = open(Path(ENV["DOCK2BOX_VAR_DIR"]) / f"gunicorn-{self.port}.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "dock2box.wsgi", "--bind", f"127.0.0.1:{self.port}",
@@ -151,6 +152,18 @@ class Gunicorn:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(20)
+
+
+def render_ahead(url: str) -> tuple[int, float]:
+    """What the worker's beat does every 4/5 of DOCK2BOX_BOOT_CACHE_SECONDS, once: every known host's script rendered
+    ahead into the shared cache. Returns how many and the seconds it took."""
+    started = time.monotonic()
+    code = "from provisioning.tasks import boot_scripts_render_ahead as ahead; print(ahead())"
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], check=True, capture_output=True, text=True, cwd=ROOT,
+        env={**ENV, "DOCK2BOX_PUBLIC_URL": url},
+    ).stdout  # fmt: skip
+    return int(out.strip().splitlines()[-1]), time.monotonic() - started
 
 
 def wrk(url: str, paths: list[str], connections: int, duration: int) -> dict[str, float]:
@@ -287,14 +300,17 @@ def main() -> None:
     started = time.monotonic()
     macs = seed(args.hosts)["macs"]
     seeded = time.monotonic() - started
-    servers = [Gunicorn(args.workers, args.code.resolve()) for _ in range(args.instances)]
+    ports = [free_port() for _ in range(args.instances)]
     balancer = None
     if args.instances > 1:
         from tests.services import Nginx
 
-        balancer = Nginx(Path(tempfile.mkdtemp(prefix="d2b-lb-")), [f"127.0.0.1:{server.port}" for server in servers])
+        balancer = Nginx(Path(tempfile.mkdtemp(prefix="d2b-lb-")), [f"127.0.0.1:{port}" for port in ports])
+    url, port = (balancer.url, balancer.port) if balancer else (f"http://127.0.0.1:{ports[0]}", ports[0])
+    servers = [Gunicorn(args.workers, args.code.resolve(), port, url) for port in ports]
+    if balancer:
         balancer.start()
-    url, port = (balancer.url, balancer.port) if balancer else (servers[0].url, servers[0].port)
+    ahead = render_ahead(url) if args.code.resolve() == ROOT else None
     results: dict[str, dict[str, float]] = {}
     try:
         script_paths = [f"/ipxe?mac={mac}&platform=pcbios" for mac, _ in macs]
@@ -334,6 +350,10 @@ def main() -> None:
     served = sum(result["requests"] for name, result in results.items() if not name.startswith("nginx"))
     print(f"Web workers' resident memory after the run ({served:.0f} requests over {args.hosts} hosts, "
           f"{len(rss)} workers): {min(rss):.0f}-{max(rss):.0f} MiB.\n")  # fmt: skip
+    if ahead:
+        print(
+            f"Scripts rendered ahead before the load (the worker's beat, run once): {ahead[0]} in {ahead[1]:.1f} s.\n"
+        )
     print(f"Rack of {rack_result['hosts']:.0f} hosts powering on at once: every chain served in "
           f"{rack_result['seconds']:.1f} s, {rack_result['errors']:.0f} errors.\n")  # fmt: skip
     print("| SQL queries per request | mean | max |\n|---|---|---|")

@@ -275,6 +275,11 @@ CELERY_BEAT_SCHEDULE = {
     "mirror-reconcile": {"task": "provisioning.tasks.mirror_reconcile", "schedule": DOCK2BOX_RECONCILE_INTERVAL},
     "power-refresh": {"task": "provisioning.tasks.power_refresh", "schedule": DOCK2BOX_POWER_REFRESH_INTERVAL},
 }
+if DOCK2BOX_BOOT_CACHE_SECONDS:  # rendered ahead again before the entries lapse
+    CELERY_BEAT_SCHEDULE["boot-render-ahead"] = {
+        "task": "provisioning.tasks.boot_scripts_render_ahead",
+        "schedule": DOCK2BOX_BOOT_CACHE_SECONDS * 0.8,
+    }
 
 LOGGING = {
     "version": 1,

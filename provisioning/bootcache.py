@@ -43,22 +43,24 @@ class BootEntry:
     notice: str
     last_seen: datetime | None  # the host's, as written or read when this was stored
     until: datetime | None  # a build's token is touched from then: the long way again
+    ip: str | None = None  # the request's address the script shows (None: it shows none)
+    first_boot: int | None = None  # a build whose first boot the next answer records (rendered ahead)
 
 
-def boot_entry_key(*, portal: str, request: BootRequest) -> str:
-    """The cache key of the script answering `request` on `portal` (everything the script depends on besides the
-    data: the request's checked values, the portal's address and whether menus offer installs)."""
-    parts = (portal, request.mac, request.ip, request.netmask, request.gateway, request.platform)
-    text = "|".join((*parts, str(settings.DOCK2BOX_MENU_INSTALL)))
+def boot_entry_key(*, portal: str, mac: str, platform: str) -> str:
+    """The cache key of the script answering a boot of `mac` on `platform` from `portal` (everything the script
+    depends on besides the data and the request's address, which an entry holds: the portal's address and whether
+    menus offer installs)."""
+    text = "|".join((portal, mac, platform, str(settings.DOCK2BOX_MENU_INSTALL)))
     return "dock2box:boot:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def boot_entry_get(key: str, mac: str) -> tuple[Stamp | None, BootEntry | None]:
+def boot_entry_get(key: str, request: BootRequest) -> tuple[Stamp | None, BootEntry | None]:
     """The stamp a script rendered now is stored with (None: do not store it) and the entry at `key` if it is still
-    good, in one round trip (two the first time a MAC is asked for in a while)."""
+    good for `request`, in one round trip (two the first time a MAC is asked for in a while)."""
     if not settings.DOCK2BOX_BOOT_CACHE_SECONDS:
         return None, None
-    mac_key = mac_generation_key(mac)
+    mac_key = mac_generation_key(request.mac)
     values = cache.get_many([GENERATION_KEY, mac_key, key])
     current, host, entry = values.get(GENERATION_KEY), values.get(mac_key), values.get(key)
     if current is None:
@@ -76,10 +78,39 @@ def boot_entry_get(key: str, mac: str) -> tuple[Stamp | None, BootEntry | None]:
         return stamp, None
     if entry.until is not None and timezone.now() >= entry.until:
         return stamp, None
+    if entry.ip is not None and entry.ip != request.ip:
+        return stamp, None
     return stamp, entry
 
 
-def boot_entry_put(key: str, entry: BootEntry) -> None:
-    """Store an entry (not inside a transaction: see the module's note)."""
-    if settings.DOCK2BOX_BOOT_CACHE_SECONDS and not connection.in_atomic_block:
-        cache.set(key, entry, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS)
+def boot_stamps(macs: list[str]) -> dict[str, Stamp]:
+    """The stamps of scripts rendered ahead for these known MACs, read before their data. Their generations are
+    made to last (a known MAC's keeps its value until its host changes): the entries they stamp stay good."""
+    if not settings.DOCK2BOX_BOOT_CACHE_SECONDS or not macs:
+        return {}
+    keys = {mac: mac_generation_key(mac) for mac in macs}
+    values = cache.get_many([GENERATION_KEY, *keys.values()])
+    current = values.get(GENERATION_KEY)
+    if current is None:
+        return {}
+    stamps = {}
+    for mac, key in keys.items():
+        value = values.get(key)
+        if value is None:
+            fresh = uuid.uuid4().hex
+            value = fresh if cache.add(key, fresh, timeout=None) else cache.get(key)
+        else:  # (never set again with the value read: a change may have moved it since; lapsed meanwhile, the
+            cache.touch(key, None)  # next ask starts a new one and nothing stamped with this one is used)
+        if value is not None:
+            stamps[mac] = (str(current), str(value))
+    return stamps
+
+
+def boot_entries_put(entries: dict[str, BootEntry]) -> None:
+    """Store entries by key (not inside a transaction: see the module's note)."""
+    if not settings.DOCK2BOX_BOOT_CACHE_SECONDS or connection.in_atomic_block:
+        return
+    if len(entries) == 1:  # one command (Redis: SET with its expiry), where many are a MULTI of an MSET and EXPIREs
+        cache.set(*next(iter(entries.items())), timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS)
+    elif entries:
+        cache.set_many(entries, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS)

@@ -132,16 +132,27 @@ def _build_field(name: str) -> "Field[Any, Any]":
     return field
 
 
-@functools.cache
-def _boot_query() -> _Select:
-    """The boot lookup: interface, host, subnet and the open build (one at most: a constraint) of a MAC."""
+def _boot_select(where: str) -> _Select:
+    """The boot lookup: interfaces with their host, subnet and the host's open build (one at most: a constraint)."""
     return _select(
         [(Interface, "i"), (Host, "h"), (Subnet, "s")],
         [("b", _build_field(name)) for name in _BUILD_FIELDS],
         f"FROM {Interface._meta.db_table} i JOIN {Host._meta.db_table} h ON h.id = i.host_id "
         f"LEFT JOIN {Subnet._meta.db_table} s ON s.id = i.subnet_id "
-        f"LEFT JOIN {Build._meta.db_table} b ON b.host_id = h.id AND b.state IN (%s, %s) WHERE i.mac = %s",
+        f"LEFT JOIN {Build._meta.db_table} b ON b.host_id = h.id AND b.state IN (%s, %s) {where}",
     )
+
+
+@functools.cache
+def _boot_query() -> _Select:
+    """The boot lookup of one MAC."""
+    return _boot_select("WHERE i.mac = %s")
+
+
+@functools.cache
+def _boot_range_query() -> _Select:
+    """The boot lookups of the interfaces in a range of ids."""
+    return _boot_select("WHERE i.id > %s AND i.id <= %s")
 
 
 @functools.cache
@@ -188,9 +199,22 @@ def _python_value(field: "Field[Any, Any]", value: Any) -> Any:
 def interface_for_boot(*, mac: str) -> BootLookup | None:
     """The interface with this MAC, its host and subnet and the host's open build, in one query (or None)."""
     rows = _boot_query().rows([BuildState.PENDING.value, BuildState.RUNNING.value, mac])
-    if not rows:
-        return None
-    (interface, host, subnet), (build_id, token, activity, version_id, bootloader_started, first_boot) = rows[0]
+    return _boot_lookup(rows[0]) if rows else None
+
+
+def interface_ids_after(*, after: int, limit: int) -> list[tuple[int, str]]:
+    """The next `limit` interfaces' ids and MACs after id `after`, in id order (a walk over every interface)."""
+    return list(Interface.objects.filter(pk__gt=after).order_by("pk").values_list("pk", "mac")[:limit])
+
+
+def interfaces_for_boot(*, after: int, last: int) -> list[BootLookup]:
+    """The boot lookups of the interfaces with ids in (`after`, `last`], in one query."""
+    rows = _boot_range_query().rows([BuildState.PENDING.value, BuildState.RUNNING.value, after, last])
+    return [_boot_lookup(row) for row in rows]
+
+
+def _boot_lookup(row: tuple[list[Model | None], list[Any]]) -> BootLookup:
+    (interface, host, subnet), (build_id, token, activity, version_id, bootloader_started, first_boot) = row
     assert isinstance(interface, Interface) and isinstance(host, Host)
     interface.host = host
     interface.subnet = subnet  # type: ignore[assignment]

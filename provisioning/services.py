@@ -184,17 +184,27 @@ def _token_idle() -> timedelta:
 
 
 @functools.cache
-def _column_update_sql(model: type[models.Model], name: str) -> str:
-    """`UPDATE <table> SET <column> = %s WHERE <pk> = %s`, written once from the model's metadata."""
+def _column_update_sql(model: type[models.Model], name: str, lazy: bool) -> str:
+    """`UPDATE <table> SET <column> = %s WHERE <pk> = %s`, written once from the model's metadata. `lazy` (PostgreSQL,
+    a statement that is its own transaction): its commit does not wait for the disk (`synchronous_commit` off for
+    that transaction alone): a crash may lose the last fraction of a second of these timestamps, never anything else,
+    and a boot storm of first boots is not a storm of disk flushes."""
     table, pk, field = model._meta.db_table, model._meta.pk, model._meta.get_field(name)
     assert pk is not None and isinstance(field, models.Field)
-    return f'UPDATE {table} SET "{field.column}" = %s WHERE "{pk.column}" = %s'  # noqa: S608
+    # Names come from the models' metadata; the values are parameters.
+    update = f'UPDATE {table} SET "{field.column}" = %s'  # noqa: S608
+    where = f'WHERE "{pk.column}" = %s'
+    if lazy:
+        return f"WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)) {update} FROM lazy {where}"  # noqa: S608
+    return f"{update} {where}"
 
 
 def _timestamp_write(model: type[models.Model], name: str, pk: int, now: datetime) -> None:
-    """One timestamp column of one row, in one prepared statement (the boot path's coalesced writes)."""
+    """One timestamp column of one row, in one statement (the boot path's coalesced writes)."""
     with connection.cursor() as cursor:
-        cursor.execute(_column_update_sql(model, name), [connection.ops.adapt_datetimefield_value(now), pk])
+        lazy = connection.vendor == "postgresql" and not connection.in_atomic_block
+        sql = _column_update_sql(model, name, lazy)
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(now), pk])
 
 
 def boot_seen(*, host_id: int, last_seen: datetime | None, now: datetime) -> datetime | None:
@@ -208,7 +218,7 @@ def boot_seen(*, host_id: int, last_seen: datetime | None, now: datetime) -> dat
     return last_seen
 
 
-def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str]) -> None:
+def discovered_host_record(*, mac: str, now: datetime, details: Mapping[str, str | None]) -> None:
     """Remember an unknown MAC that PXE-booted (first and last seen), coalescing writes like `boot_seen`."""
     interval = timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL)
     known = DiscoveredHost.objects.filter(mac=mac).values_list("last_seen", flat=True).first()
@@ -250,19 +260,31 @@ def build_token_for_boot(
     idle = _token_idle()
     if build_id is None:
         build = host_enter_build(host=host)
-        Build.objects.filter(pk=build.pk, first_boot__isnull=True).update(first_boot=now)
+        build_first_boot_record(build_id=build.pk, now=now)
         return str(build.token), now + idle / 2
     first = {} if first_boot else {"first_boot": now}
-    if token and last_activity and now - last_activity < idle / 2:
+    if token and (until := build_token_until(last_activity=last_activity, now=now)):
         if first:
-            Build.objects.filter(pk=build_id).update(**first)
-        return token, last_activity + idle / 2
+            build_first_boot_record(build_id=build_id, now=now)
+        return token, until
     if token and last_activity and now - last_activity < idle:
         Build.objects.filter(pk=build_id).update(last_activity=now, **first)
         return token, now + idle / 2
     fresh = build_token_new()  # a fresh start: the new token binds to whichever installer uses it first
     Build.objects.filter(pk=build_id).update(token=fresh, last_activity=now, client_address=None, **first)
     return fresh, now + idle / 2
+
+
+def build_token_until(*, last_activity: datetime | None, now: datetime) -> datetime | None:
+    """Until when an open build's token may be handed to a boot as it is (None: it is due to be touched or renewed,
+    which `build_token_for_boot` does)."""
+    half = _token_idle() / 2
+    return last_activity + half if last_activity and now - last_activity < half else None
+
+
+def build_first_boot_record(*, build_id: int, now: datetime) -> None:
+    """Record a build's first PXE boot, unless one was recorded already."""
+    Build.objects.filter(pk=build_id, first_boot__isnull=True).update(first_boot=now)
 
 
 class InstallerRefused(Exception):

@@ -1,5 +1,5 @@
-"""Celery tasks: the etcd mirror (over `provisioning.mirror.sync`), registry look-ups and power control (over the
-services)."""
+"""Celery tasks: the etcd mirror (over `provisioning.mirror.sync`), registry look-ups, power control (over the
+services) and boot scripts rendered ahead."""
 
 import logging
 
@@ -84,3 +84,16 @@ def power_refresh() -> int:
     from provisioning.services import power_refresh as refresh
 
     return refresh()
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def boot_scripts_render_ahead() -> int:
+    """Beat: keep every known host's next boot script rendered in the shared cache, for the portal's public URL (the
+    address a script carries; without DOCK2BOX_PUBLIC_URL a script's portal is known only when a host asks)."""
+    from django.utils import timezone
+
+    from provisioning.bootscripts import scripts_render_ahead
+
+    if not settings.DOCK2BOX_PUBLIC_URL:
+        return 0
+    return scripts_render_ahead(portal=settings.DOCK2BOX_PUBLIC_URL, now=timezone.now())

@@ -5,7 +5,6 @@ says what is wrong and boots from the local disk. The installer's config and eve
 token that is unknown, expired or whose host left build mode.
 """
 
-import dataclasses
 import ipaddress
 import logging
 import re
@@ -24,16 +23,15 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 from dock2box.actors import acting_as
 from dock2box.jsonbody import parse_json
 from dock2box.validators import normalise_mac
-from provisioning import bootcache, selectors, services
+from provisioning import bootscripts, selectors, services
+from provisioning.bootscripts import PICK_MAX_AGE, PICK_SALT
 from provisioning.catalogue import catalogue_get
 from provisioning.configs import host_config_render
 from provisioning.metrics import BOOT_REQUESTS
 from provisioning.rendering import ipxe
-from provisioning.resolve import HostSettings, boot_file_urls, host_settings, install_problem
+from provisioning.resolve import host_settings, install_problem
 
 logger = logging.getLogger("dock2box.boot")
-PICK_SALT = "dock2box.menu-install"
-PICK_MAX_AGE = 900  # seconds a menu's version entries stay usable
 _DETAIL_RE = re.compile(r"^[A-Za-z0-9 ._:/+-]{1,100}\Z")
 MAX_EVENT_BODY = 64 * 1024
 
@@ -106,89 +104,9 @@ def _host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> Http
         logger.info("boot mac=%s outcome=error reason=bad-mac", shown or "-")
         reason = f"'{shown}' is not a MAC address" if raw_mac else "the request named no MAC address"
         return _script(ipxe.notice_script(message=reason, platform=platform if platform in ("pcbios", "efi") else ""))
+    details = {name: _detail(request.GET.get(name)) for name in ("uuid", "serial", "asset", "buildarch")}
     boot = _boot_request(request, mac, ip_param)
-    portal, now = portal_url(request), timezone.now()
-    key = bootcache.boot_entry_key(portal=portal, request=boot)
-    stamp, entry = bootcache.boot_entry_get(key, mac)
-    if entry is not None:  # nothing changed since this host's script was rendered
-        seen = services.boot_seen(host_id=entry.host_id, last_seen=entry.last_seen, now=now)
-        if seen != entry.last_seen:
-            bootcache.boot_entry_put(key, dataclasses.replace(entry, last_seen=seen))
-        _boot_log(mac, entry.fqdn, boot.platform, entry.outcome, entry.notice)
-        return _script(entry.script)
-    catalogue = catalogue_get()
-    lookup = selectors.interface_for_boot(mac=mac)
-    if lookup is None:
-        details = {name: _detail(request.GET.get(name)) for name in ("uuid", "serial", "asset", "buildarch")}
-        services.discovered_host_record(
-            mac=mac, now=now, details={**details, "ip": boot.ip or None, "platform": boot.platform}
-        )
-        _boot_log(mac, "-", boot.platform, "unknown", "")
-        return _script(ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=None, install=None))
-
-    host = lookup.interface.host
-    seen = services.boot_seen(host_id=host.pk, last_seen=host.last_seen, now=now)
-    settings = host_settings(
-        host=host, interface=lookup.interface, catalogue=catalogue, version_id=lookup.build_version_id
-    )
-    install, notice, until = None, "", None
-    if host.build and lookup.build_id is not None and lookup.build_bootloader_started is not None:
-        # Its installer began writing the bootloader and never said `done` (the portal was away): never wipe the
-        # freshly installed disk again.
-        services.build_close_unconfirmed(build_id=lookup.build_id, now=now)
-        notice = "the install wrote its bootloader but did not report done: booting the disk"
-    elif host.build and (problem := install_problem(settings)):
-        notice = f"in build mode, but {problem}: booting the disk"
-    elif host.build:
-        token, until = services.build_token_for_boot(
-            host=host, build_id=lookup.build_id, token=lookup.build_token, last_activity=lookup.build_activity,
-            first_boot=lookup.build_first_boot, now=now,
-        )  # fmt: skip
-        install = _install_lines(portal, settings, token)
-    outcome = "build" if install else "known"
-    _boot_log(mac, host.fqdn, boot.platform, outcome, notice)
-    pick_url = _pick_url(portal, boot) if django_settings.DOCK2BOX_MENU_INSTALL else None
-    script = ipxe.menu_script(
-        portal=portal,
-        request=boot,
-        catalogue=catalogue,
-        settings=settings,
-        install=install,
-        pick_url=pick_url,
-        notice=notice,
-    )
-    if stamp is not None and stamp[0] == catalogue.generation:  # read before all the data it shows
-        bootcache.boot_entry_put(
-            key, bootcache.BootEntry(stamp, script, outcome, host.pk, host.fqdn, notice, seen, until)
-        )
-    return _script(script)
-
-
-def _boot_log(mac: str, fqdn: str, platform: str, outcome: str, notice: str) -> None:
-    BOOT_REQUESTS.labels(outcome).inc()
-    logger.info(
-        "boot mac=%s host=%s platform=%s outcome=%s%s",
-        mac, fqdn, platform or "-", outcome, f" notice={notice!r}" if notice else "",
-    )  # fmt: skip
-
-
-def _pick_url(portal: str, boot: ipxe.BootRequest) -> Callable[[str, str], str]:
-    """Signed, short-lived URLs for the menu's versions: only a menu the portal served can pick an install."""
-
-    def url(image: str, version: str) -> str:
-        _, stamp, signature = TimestampSigner(salt=PICK_SALT).sign(f"{boot.mac}|{image}|{version}").rsplit(":", 2)
-        platform = f"&platform={boot.platform}" if boot.platform else ""
-        return (f"{portal}/ipxe/install?mac={boot.mac}&image={image}&version={version}{platform}"
-                f"&stamp={stamp}&sig={signature}")  # fmt: skip
-
-    return url
-
-
-def _install_lines(portal: str, settings: HostSettings, token: str) -> list[str]:
-    files = boot_file_urls(settings=settings, portal=portal)
-    if files is None:  # install_problem() was asked first
-        raise RuntimeError(f"{settings.host.fqdn}: no boot environment")
-    return ipxe.install_lines(portal=portal, settings=settings, token=token, kernel_url=files[0], initrd_url=files[1])
+    return _script(bootscripts.host_script(portal=portal_url(request), boot=boot, now=timezone.now(), details=details))
 
 
 @require_GET
@@ -243,7 +161,9 @@ def install_chosen(request: HttpRequest) -> HttpResponse:
     with acting_as(f"boot menu ({client_address(request)})"):
         build = services.build_install_chosen(host=interface.host, version_id=version.pk)
     logger.info("boot mac=%s host=%s outcome=build version=%s", mac, interface.host.fqdn, settings.image_label)
-    return _script(ipxe.install_script(install=_install_lines(portal, settings, str(build.token)), platform=platform))
+    return _script(
+        ipxe.install_script(install=bootscripts.install_lines(portal, settings, str(build.token)), platform=platform)
+    )
 
 
 def client_address(request: HttpRequest) -> str:

@@ -51,6 +51,11 @@ def script(client, url: str) -> str:
     return text
 
 
+def kind(sql: str) -> str:
+    """A statement's kind: UPDATE for the boot path's timestamp writes too (`WITH ... UPDATE` on PostgreSQL)."""
+    return "UPDATE" if re.search(r"\bUPDATE\b", sql) else sql.split()[0]
+
+
 def token_of(text: str) -> str:
     return re.search(r"d2b\.config=\S+/config/([A-Za-z0-9_-]+)", text).group(1)
 
@@ -528,8 +533,84 @@ def test_from_the_cache_last_seen_is_still_written_once_per_interval(client, ser
     with CaptureQueriesContext(connection) as queries:
         script(client, url)
         script(client, url)
-    assert [query["sql"].split()[0] for query in queries] == ["UPDATE"]  # from the cache, the write alone
+    assert [kind(query["sql"]) for query in queries] == ["UPDATE"]  # from the cache, the write alone
     assert Host.objects.get(pk=served_world.idle_host.pk).last_seen > first
+
+
+def test_scripts_rendered_ahead_are_the_long_ways_and_their_first_answer_writes_what_a_boot_writes(
+    client, served_world, settings
+):
+    from provisioning.tasks import boot_scripts_render_ahead
+
+    settings.DOCK2BOX_PUBLIC_URL = ""
+    assert boot_scripts_render_ahead() == 0  # a script's portal is not known before a host asks
+    settings.DOCK2BOX_PUBLIC_URL = "http://portal.example.com:8000"
+    assert boot_scripts_render_ahead() == 4  # two hosts, two platforms; eth1 shows the address it boots with
+    urls = [f"/ipxe?mac={mac}&platform=pcbios&ip=10.0.0.{n}" for mac, n in [(IDLE_MAC, 12), (BUILD_MAC, 11)]]
+    with CaptureQueriesContext(connection) as queries:
+        ahead = [script(client, url) for url in urls]
+    writes = [kind(query["sql"]) for query in queries]
+    assert writes == ["UPDATE"] * 3  # last seen of each host, the build's first boot; no read
+    assert Build.objects.get(pk=served_world.build.pk).first_boot is not None
+    assert Host.objects.get(pk=served_world.idle_host.pk).last_seen is not None
+    with CaptureQueriesContext(connection) as queries:
+        assert [script(client, url) for url in urls] == ahead
+    assert len(queries) == 0
+    urls += [url.replace("pcbios", "efi") for url in urls]
+    ahead += [script(client, url) for url in urls[2:]]
+    settings.DOCK2BOX_BOOT_CACHE_SECONDS = 0
+    assert [script(client, url) for url in urls] == ahead  # what the long way renders
+
+
+def test_rendering_ahead_leaves_to_the_boot_what_only_a_boot_may_do(client, served_world):
+    from provisioning.bootscripts import scripts_render_ahead
+
+    portal = "http://portal.example.com:8000"
+    Build.objects.filter(pk=served_world.build.pk).update(bootloader_started=timezone.now())
+    assert scripts_render_ahead(portal=portal, now=timezone.now()) == 2  # the build past its bootloader: not ahead
+    assert "choose --default local" in script(client, f"/ipxe?mac={BUILD_MAC}&platform=pcbios")
+    assert Build.objects.get(pk=served_world.build.pk).state == "unconfirmed"  # closed by the boot, not ahead
+    services.host_enter_build(host=served_world.idle_host)
+    later = timezone.now() + timedelta(seconds=1)
+    assert scripts_render_ahead(portal=portal, now=later) == 4  # build.ams1 left build mode; idle.ams1 entered it
+    Build.objects.filter(host=served_world.idle_host).update(last_activity=timezone.now() - timedelta(days=1))
+    assert scripts_render_ahead(portal=portal, now=later) == 2  # its token is due to be renewed: by the boot
+
+
+def test_a_change_after_rendering_ahead_is_on_the_next_boot(client, served_world):
+    from provisioning.bootscripts import scripts_render_ahead
+
+    url = f"/ipxe?mac={BUILD_MAC}&platform=pcbios&ip=10.0.0.11"
+    scripts_render_ahead(portal="http://portal.example.com:8000", now=timezone.now())
+    token = token_of(script(client, url))
+    assert client.post(f"/config/{token}/events", {"stage": "done"}, "application/json").status_code == 201
+    assert "choose --default local" in script(client, url)
+    services.host_enter_build(host=served_world.idle_host)
+    assert "choose --default install" in script(client, f"/ipxe?mac={IDLE_MAC}&platform=pcbios&ip=10.0.0.12")
+
+
+def test_a_cached_script_showing_the_request_address_is_not_given_to_another_address(client, served_world):
+    dhcp = "/ipxe?mac=52:54:00:00:01:01&platform=pcbios&ip="  # build.ams1's eth1 has no address of its own
+    assert "ip: 10.0.0.50" in script(client, dhcp + "10.0.0.50")
+    assert "ip: 10.0.0.51" in script(client, dhcp + "10.0.0.51")
+    idle = f"/ipxe?mac={IDLE_MAC}&platform=pcbios&ip="
+    first = script(client, idle + "10.0.0.50")
+    with CaptureQueriesContext(connection) as queries:
+        assert script(client, idle + "10.0.0.51") == first  # shows its own address, 10.0.0.12, whatever it boots with
+    assert len(queries) == 0
+
+
+def test_the_boot_paths_timestamp_writes_do_not_wait_for_the_disk_unless_inside_a_transaction(served_world):
+    from django.db import transaction
+
+    now = timezone.now()
+    with CaptureQueriesContext(connection) as queries:
+        services.boot_seen(host_id=served_world.idle_host.pk, last_seen=None, now=now)
+        with transaction.atomic():  # other writes may share its commit: that one waits, as they must
+            services.boot_seen(host_id=served_world.idle_host.pk, last_seen=None, now=now)
+    lazy = ["synchronous_commit" in query["sql"] for query in queries if kind(query["sql"]) == "UPDATE"]
+    assert lazy == [connection.vendor == "postgresql", False]
+    assert Host.objects.get(pk=served_world.idle_host.pk).last_seen == now
 
 
 def test_inside_a_transaction_nothing_is_cached(client, world):
