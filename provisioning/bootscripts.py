@@ -72,6 +72,14 @@ def host_script(*, portal: str, boot: ipxe.BootRequest, now: datetime, details: 
     return script
 
 
+def cached_script(*, portal: str, boot: ipxe.BootRequest, now: datetime) -> str | None:
+    """The short way alone (the boot front's): the script from a good entry, writing what the long way would; None
+    where the long way must answer."""
+    key = bootcache.boot_entry_key(portal=portal, mac=boot.mac, platform=boot.platform)
+    _, entry = bootcache.boot_entry_get(key, boot)
+    return None if entry is None else _cached_answer(key, entry, boot, now)
+
+
 def _cached_answer(key: str, entry: bootcache.BootEntry, boot: ipxe.BootRequest, now: datetime) -> str:
     """Answer from an entry, writing what the long way would have: last seen when due, a first boot ahead's."""
     seen = services.boot_seen(host_id=entry.host_id, last_seen=entry.last_seen, now=now)

@@ -613,6 +613,76 @@ def test_the_boot_paths_timestamp_writes_do_not_wait_for_the_disk_unless_inside_
     assert Host.objects.get(pk=served_world.idle_host.pk).last_seen == now
 
 
+def wsgi_get(app, path: str, host: str = "testserver") -> tuple[str, dict[str, str], bytes]:
+    """A GET through a WSGI application as gunicorn calls it: status, headers, body."""
+    import io
+
+    route, _, query = path.partition("?")
+    environ = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": route, "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000", "HTTP_HOST": host, "REMOTE_ADDR": "10.0.0.12", "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO(),
+    }  # fmt: skip
+    answer = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        answer.update(status=status, headers=dict(headers))
+
+    chunks = app(environ, start_response)
+    body = b"".join(chunks)
+    getattr(chunks, "close", lambda: None)()
+    return answer["status"], answer["headers"], body
+
+
+class RecordingDjango:
+    """Django's WSGI handler, recording which paths reached it."""
+
+    def __init__(self) -> None:
+        from django.core.handlers.wsgi import WSGIHandler
+
+        self.handler, self.paths = WSGIHandler(), []
+
+    def __call__(self, environ, start_response):
+        self.paths.append(environ["PATH_INFO"] + "?" + environ["QUERY_STRING"])
+        return self.handler(environ, start_response)
+
+
+def test_the_boot_front_answers_as_django_does_and_leaves_it_all_else(served_world, settings):
+    from provisioning.bootscripts import scripts_render_ahead
+    from provisioning.views import BootFront
+
+    django = RecordingDjango()
+    front = BootFront(django)
+    scripts_render_ahead(portal=settings.DOCK2BOX_PUBLIC_URL, now=timezone.now())
+    hit = f"/ipxe?mac={IDLE_MAC}&platform=pcbios&ip=10.0.0.12"
+    with CaptureQueriesContext(connection) as queries:
+        answers = [wsgi_get(front, path) for path in (hit, "/boot.ipxe", hit)]
+    assert django.paths == [] and [kind(query["sql"]) for query in queries] == ["UPDATE"]  # last seen, once
+    assert Host.objects.get(pk=served_world.idle_host.pk).last_seen is not None
+    for path, answer in zip([hit, "/boot.ipxe"], answers, strict=False):
+        status, headers, body = wsgi_get(django, path)
+        assert answer == (status, headers, body), path  # the same bytes and headers as Django's stack gives
+    assert answers[0][1]["X-Frame-Options"] == "DENY" and answers[0][2].startswith(b"#!ipxe")
+
+    django.paths.clear()
+    passed = [
+        f"/ipxe?mac={UNKNOWN_MAC}",  # no entry: the long way
+        f"/ipxe?mac={IDLE_MAC}&platform=efi&ip=10.0.0.12&uuid=x",  # rendered ahead: answered
+        "/ipxe?mac=not-a-mac",  # Django's view says what is wrong
+        "/ipxe/install?mac=x",  # not the front's
+        "/api/v2/hosts/",
+    ]
+    for path in passed:
+        wsgi_get(front, path)
+    status, _, _ = wsgi_get(front, hit, host="evil.example.com")  # a Host Django refuses: Django refuses it
+    assert status.startswith("400")
+    settings.DOCK2BOX_PUBLIC_URL = ""  # the portal's address comes from each request: Django's
+    wsgi_get(front, "/boot.ipxe")
+    assert [path.split("?")[0] for path in django.paths] == [
+        "/ipxe", "/ipxe", "/ipxe/install", "/api/v2/hosts/", "/ipxe", "/boot.ipxe"
+    ]  # fmt: skip
+
+
 def test_inside_a_transaction_nothing_is_cached(client, world):
     script(client, f"/ipxe?mac={IDLE_MAC}")
     with CaptureQueriesContext(connection) as queries:
