@@ -15,13 +15,16 @@ The loop is ours (`BootTftpServer.listen`), tftpy's sessions and packets inside 
 proportion to the transfers in flight for every packet (a select over every socket, a search for the packet's
 session, a timeout check of every session, log lines formatted whether logged or not), which halves its throughput
 with 50 PXE ROMs at once (docs/benchmarks.md). Ours waits with the selector of the platform (epoll), finds the session
-by its socket and checks timeouts a few times a second.
+by its socket and checks timeouts a few times a second. tftpy reads the request and negotiates its options; once the
+first packet is out, a download's data phase is ours too (`Download`): every DAT packet of a served file is built once
+per block size and sent as it is for each ACK, where tftpy reads the file and builds a packet per block.
 """
 
 import contextlib
 import logging
 import selectors
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -32,6 +35,7 @@ import tftpy
 from tftpy.TftpContexts import TftpContextServer
 from tftpy.TftpPacketTypes import TftpPacketERR
 from tftpy.TftpShared import MAX_BLKSIZE, TftpException, TftpTimeout, TftpTimeoutExpectACK
+from tftpy.TftpStates import TftpStateExpectACK
 
 from provisioning.metrics import TFTP_TRANSFERS
 from provisioning.rendering.ipxe import stage0_script
@@ -61,18 +65,72 @@ class GuardedContext(TftpContextServer):  # type: ignore[misc]
         except Exception as error:
             TFTP_TRANSFERS.labels("malformed").inc()
             logger.warning("tftp client=%s:%s outcome=malformed reason=%s", self.host, self.port, error)
-            packet = TftpPacketERR()
-            packet.errorcode = ILLEGAL_OPERATION
-            with contextlib.suppress(OSError):  # a client that is gone ends its session all the same
-                self.sock.sendto(packet.encode().buffer, (self.host, self.tidport or self.port))
+            error_send(self.sock, (self.host, self.tidport or self.port))
             raise TftpException(f"malformed exchange: {type(error).__name__}: {error}") from error
 
 
+def error_send(sock: socket.socket, client: tuple[str, int]) -> None:
+    """Tell a client its exchange ends (illegal operation); one that is gone ends its session all the same."""
+    packet = TftpPacketERR()
+    packet.errorcode = ILLEGAL_OPERATION
+    with contextlib.suppress(OSError):
+        sock.sendto(packet.encode().buffer, client)
+
+
 SWEEP_SECONDS = 0.2  # how often sessions are checked for a client that went quiet
+OPCODE_ACK, OPCODE_ERROR = b"\x00\x04", b"\x00\x05"
+
+
+class Refused(TftpException):  # type: ignore[misc]
+    """A packet that has no place in the exchange: the client gets an error and the session ends."""
+
+
+class Download:
+    """A download's data phase (RFC 1350 with RFC 2348's block size): the client's ACK of block n is answered with
+    block n + 1, once; duplicate ACKs are not answered (no Sorcerer's Apprentice), a quiet client gets the last block
+    again after the session's timeout."""
+
+    def __init__(self, packets: list[bytes], acked_next: int) -> None:
+        self.packets = packets  # DAT packets of blocks 1..N (the last shorter than a block, maybe empty)
+        self.waiting = acked_next  # the block whose ACK comes next: 0 after an OACK, 1 after the first DAT
+
+    def answer(self, datagram: bytes) -> bytes | bool | None:
+        """The packet to send for `datagram`, None for nothing (a duplicate ACK: wait for the one expected or the
+        timeout), True when the last block was acknowledged. Raises `Refused` for anything but an ACK, and
+        TftpException when the client sent an error."""
+        if datagram[:2] == OPCODE_ERROR:
+            raise TftpException("the client sent an error")
+        if datagram[:2] != OPCODE_ACK or len(datagram) != 4:
+            raise Refused(f"not an ACK: {datagram[:8]!r}")
+        if struct.unpack("!H", datagram[2:])[0] != self.waiting & 0xFFFF:
+            return None
+        if self.waiting == len(self.packets):
+            return True
+        self.waiting += 1
+        return self.packets[self.waiting - 1]
+
+    def last(self) -> bytes | None:
+        """The last block sent, for a client that went quiet (None before the first: tftpy resends its OACK)."""
+        return self.packets[self.waiting - 1] if self.waiting else None
+
+
+def dat_packets(data: bytes, blksize: int) -> list[bytes]:
+    """Every DAT packet of a file: blocks numbered from 1 (modulo 2^16), the last shorter than `blksize` (empty when
+    the size is a multiple of it)."""
+    return [
+        struct.pack("!HH", 3, number & 0xFFFF) + data[start : start + blksize]
+        for number, start in enumerate(range(0, len(data) + 1, blksize), start=1)
+    ]
 
 
 class BootTftpServer(tftpy.TftpServer):  # type: ignore[misc]
     """tftpy's server with a loop whose cost per packet does not grow with the transfers in flight."""
+
+    PACKET_SETS = 16  # (file, block size) pairs whose packets are kept: clients choose block sizes
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.packet_sets: dict[tuple[str, int], list[bytes]] = {}
 
     def listen(
         self, listenip: str, listenport: int, timeout: float = 1, retries: int = 3, *, reuse_port: bool = False
@@ -121,11 +179,50 @@ class BootTftpServer(tftpy.TftpServer):  # type: ignore[misc]
         session.key = key
         self.sessions[key] = session
         ready.register(session.sock, selectors.EVENT_READ, session)
+        session.download = None
         self._run(ready, session, session.start, buffer)
+        if self.sessions.get(key) is session and isinstance(session.state, TftpStateExpectACK) and session.fileobj:
+            session.download = Download(self._packets(session), session.next_block)
+
+    def _packets(self, session: GuardedContext) -> list[bytes]:
+        """The DAT packets of the session's file at its block size, built once per pair while few."""
+        pair = (session.file_to_transfer, session.getBlocksize())
+        packets = self.packet_sets.get(pair)
+        if packets is None:
+            session.fileobj.seek(0)
+            packets = dat_packets(session.fileobj.read(), pair[1])
+            if len(self.packet_sets) < self.PACKET_SETS:
+                self.packet_sets[pair] = packets
+        return packets
 
     def _step(self, ready: selectors.BaseSelector, session: GuardedContext) -> None:
-        session.timeout_expectACK = False
-        self._run(ready, session, session.cycle)
+        if session.download is None:
+            session.timeout_expectACK = False
+            self._run(ready, session, session.cycle)
+            return
+        try:
+            datagram, peer = session.sock.recvfrom(MAX_BLKSIZE)
+        except OSError as error:  # an ICMP error for our last packet: the client is gone
+            logger.debug("tftp session %s ended: %s", session.key, error)
+            self._finish(ready, session)
+            return
+        try:
+            if peer != (session.host, session.tidport or session.port):
+                return  # not this session's client: ignored, as RFC 1350 lets a server do
+            packet = session.download.answer(datagram)
+            if packet is True:
+                self._finish(ready, session)
+            elif packet is not None:
+                session.sock.sendto(packet, peer)  # (a block too big for a datagram: refused below)
+                session.last_update = time.time()
+        except (Refused, OSError) as error:
+            TFTP_TRANSFERS.labels("malformed").inc()
+            logger.warning("tftp client=%s:%s outcome=malformed reason=%s", session.host, session.port, error)
+            error_send(session.sock, (session.host, session.tidport or session.port))
+            self._finish(ready, session)
+        except TftpException as error:  # the client ended it
+            logger.debug("tftp session %s ended: %s", session.key, error)
+            self._finish(ready, session)
 
     def _run(self, ready: selectors.BaseSelector, session: GuardedContext, step: Any, *args: Any) -> None:
         try:
@@ -149,6 +246,10 @@ class BootTftpServer(tftpy.TftpServer):  # type: ignore[misc]
             session.retry_count += 1
             if session.retry_count >= session.retries:
                 self._finish(ready, session)
+            elif session.download is not None and (last := session.download.last()) is not None:
+                with contextlib.suppress(OSError):
+                    session.sock.sendto(last, (session.host, session.tidport or session.port))
+                session.last_update = now
             else:
                 session.state.resendLast()
 

@@ -164,3 +164,57 @@ def test_fifty_parallel_fetches_all_correct(tftp_port, tmp_path):
     with ThreadPoolExecutor(50) as pool:
         assert all(pool.map(one, range(50)))
     still_serving(tftp_port, tmp_path)
+
+
+def test_dat_packets_number_the_blocks_and_end_with_a_short_one():
+    from provisioning.tftp import dat_packets
+
+    for size, blocks in [(0, 1), (1, 1), (511, 1), (512, 2), (1000, 2), (1024, 3)]:
+        packets = dat_packets(b"x" * size, 512)
+        assert len(packets) == blocks, size
+        assert [int.from_bytes(packet[2:4]) for packet in packets] == list(range(1, blocks + 1))
+        assert b"".join(packet[4:] for packet in packets) == b"x" * size
+        assert len(packets[-1]) - 4 < 512  # the last block says the file ended
+    numbers = [int.from_bytes(packet[2:4]) for packet in dat_packets(b"x" * (8 * 65537), 8)]
+    assert numbers[65534:65537] == [65535, 0, 1]  # block numbers roll over
+
+
+def test_a_download_answers_each_expected_ack_once_and_refuses_anything_else():
+    from tftpy.TftpShared import TftpException
+
+    from provisioning.tftp import Download, Refused, dat_packets
+
+    packets = dat_packets(b"x" * 1000, 512)
+    download = Download(packets, 0)  # after an OACK
+    assert download.last() is None
+    assert download.answer(b"\x00\x04\x00\x00") == packets[0]
+    assert download.answer(b"\x00\x04\x00\x00") is None  # a duplicate: no second answer (Sorcerer's Apprentice)
+    assert download.last() == packets[0]
+    assert download.answer(b"\x00\x04\x00\x01") == packets[1]
+    assert download.answer(b"\x00\x04\x00\x02") is True
+    for packet in [b"\x00\x04\x00", b"\x00\x03\x00\x01data", b"\x00\x01file\x00octet\x00"]:
+        with pytest.raises(Refused):
+            Download(packets, 1).answer(packet)
+    with pytest.raises(TftpException):
+        Download(packets, 1).answer(b"\x00\x05\x00\x00gone\x00")
+    long = Download(dat_packets(b"x" * (8 * 65537), 8), 65535)
+    assert long.answer(b"\x00\x04\xff\xff")[2:4] == b"\x00\x00"  # block 65536, numbered 0
+    assert long.answer(b"\x00\x04\x00\x00")[2:4] == b"\x00\x01"
+
+
+def test_a_quiet_client_gets_the_last_block_again_and_a_duplicate_ack_gets_nothing(tftp_port):
+    expected = (IPXE / "undionly.kpxe").read_bytes()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(b"\x00\x01undionly.kpxe\x00octet\x00", ("127.0.0.1", tftp_port))
+        first, session = sock.recvfrom(1000)
+        assert first == b"\x00\x03\x00\x01" + expected[:512]
+        assert sock.recvfrom(1000)[0] == first  # no ACK: after the timeout (1 s), the same block again
+        sock.sendto(b"\x00\x04\x00\x01", session)
+        second = sock.recvfrom(1000)[0]
+        assert second == b"\x00\x03\x00\x02" + expected[512:1024]
+        sock.sendto(b"\x00\x04\x00\x01", session)  # a duplicate ACK
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recvfrom(1000)
+        sock.sendto(b"\x00\x05\x00\x00done\x00", session)  # the client gives up: the session ends
