@@ -178,6 +178,9 @@ DOCK2BOX_BUILD_TOKEN_IDLE = env.int("DOCK2BOX_BUILD_TOKEN_IDLE", default=6 * 360
 DOCK2BOX_FIRST_BOOT_TIMEOUT = env.int("DOCK2BOX_FIRST_BOOT_TIMEOUT", default=20 * 60)
 # A host's "last seen" is written at most once per this many seconds (boot storms are not write storms).
 DOCK2BOX_LAST_SEEN_INTERVAL = env.int("DOCK2BOX_LAST_SEEN_INTERVAL", default=60)
+# The boot path's timestamp writes (last seen, a build's use) wait up to this many seconds in their process and go
+# out together in one statement (provisioning/timestamps.py); 0 writes each at once.
+DOCK2BOX_TIMESTAMP_FLUSH = env.float("DOCK2BOX_TIMESTAMP_FLUSH", default=0.25)
 # How often a process asks the shared cache whether the data changed (another process's change is seen within it).
 DOCK2BOX_GENERATION_CHECK = env.float("DOCK2BOX_GENERATION_CHECK", default=0.5)
 # Per-host boot scripts are answered from the shared cache while nothing changed, for at most this many seconds

@@ -1,7 +1,6 @@
 """Writes of boot defaults, PXE menus and builds. Build mode changes only through here."""
 
 import contextlib
-import functools
 import logging
 import secrets
 import time
@@ -13,7 +12,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -33,6 +32,7 @@ from provisioning.configs import host_image_version, host_install_problem
 from provisioning.metrics import POWER_ACTIONS
 from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 from provisioning.selectors import InstallerBuild, build_for_token
+from provisioning.timestamps import timestamp_write
 
 logger = logging.getLogger("dock2box.builds")
 T = TypeVar("T")
@@ -183,37 +183,13 @@ def _token_idle() -> timedelta:
     return timedelta(seconds=settings.DOCK2BOX_BUILD_TOKEN_IDLE)
 
 
-@functools.cache
-def _column_update_sql(model: type[models.Model], name: str, lazy: bool) -> str:
-    """`UPDATE <table> SET <column> = %s WHERE <pk> = %s`, written once from the model's metadata. `lazy` (PostgreSQL,
-    a statement that is its own transaction): its commit does not wait for the disk (`synchronous_commit` off for
-    that transaction alone): a crash may lose the last fraction of a second of these timestamps, never anything else,
-    and a boot storm of first boots is not a storm of disk flushes."""
-    table, pk, field = model._meta.db_table, model._meta.pk, model._meta.get_field(name)
-    assert pk is not None and isinstance(field, models.Field)
-    # Names come from the models' metadata; the values are parameters.
-    update = f'UPDATE {table} SET "{field.column}" = %s'  # noqa: S608
-    where = f'WHERE "{pk.column}" = %s'
-    if lazy:
-        return f"WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)) {update} FROM lazy {where}"  # noqa: S608
-    return f"{update} {where}"
-
-
-def _timestamp_write(model: type[models.Model], name: str, pk: int, now: datetime) -> None:
-    """One timestamp column of one row, in one statement (the boot path's coalesced writes)."""
-    with connection.cursor() as cursor:
-        lazy = connection.vendor == "postgresql" and not connection.in_atomic_block
-        sql = _column_update_sql(model, name, lazy)
-        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(now), pk])
-
-
 def boot_seen(*, host_id: int, last_seen: datetime | None, now: datetime) -> datetime | None:
     """Record a PXE boot of a known host whose "last seen" is `last_seen`: at most one write per interval, so a boot
     storm is not a write storm. The statement is written once from the model's metadata (a storm of new hosts makes
     one per boot). Returns the host's "last seen" after it."""
     interval = timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL)
     if last_seen is None or now - last_seen >= interval:
-        _timestamp_write(Host, "last_seen", host_id, now)
+        timestamp_write(Host, "last_seen", host_id, now)
         return now
     return last_seen
 
@@ -284,7 +260,7 @@ def build_token_until(*, last_activity: datetime | None, now: datetime) -> datet
 
 def build_first_boot_record(*, build_id: int, now: datetime) -> None:
     """Record a build's first PXE boot, unless one was recorded already."""
-    Build.objects.filter(pk=build_id, first_boot__isnull=True).update(first_boot=now)
+    timestamp_write(Build, "first_boot", build_id, now, only_unset=True)
 
 
 class InstallerRefused(Exception):
@@ -335,7 +311,7 @@ def build_for_installer(*, token: str, now: datetime, client: str, fetch: bool) 
         # Coalesced like the last-seen write: the idle expiry (hours) and the stalled mark (minutes) do not need a
         # write per request, and an installer retrying its fetch in a loop is not a write loop.
         build.last_activity = now
-        _timestamp_write(Build, "last_activity", build.pk, now)
+        timestamp_write(Build, "last_activity", build.pk, now)
     return found
 
 

@@ -35,6 +35,12 @@ def token_client(user) -> APIClient:
 
 
 @pytest.fixture(autouse=True)
+def _timestamps_at_once(settings):
+    """In-process tests see the boot path's timestamp writes at once (test_boot.py tests them gathered)."""
+    settings.DOCK2BOX_TIMESTAMP_FLUSH = 0
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with an empty cache, so no boot catalogue survives from another test's data."""
     from django.core.cache import cache

@@ -683,6 +683,27 @@ def test_the_boot_front_answers_as_django_does_and_leaves_it_all_else(served_wor
     ]  # fmt: skip
 
 
+def test_the_boot_paths_timestamp_writes_go_out_together_within_the_flush_time(client, served_world, settings):
+    from provisioning.timestamps import timestamps_write_waiting
+
+    settings.DOCK2BOX_TIMESTAMP_FLUSH = 0.2
+    hosts = [served_world.idle_host.pk, served_world.build_host.pk]
+    with CaptureQueriesContext(connection) as queries:
+        for host_id in hosts:
+            services.boot_seen(host_id=host_id, last_seen=None, now=timezone.now())
+        services.build_first_boot_record(build_id=served_world.build.pk, now=timezone.now())
+    assert [kind(query["sql"]) for query in queries if kind(query["sql"]) == "UPDATE"] == []  # waiting
+    deadline = time.monotonic() + 5
+    while Host.objects.filter(pk__in=hosts, last_seen__isnull=True).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Host.objects.filter(pk__in=hosts, last_seen__isnull=True).exists()  # written by the process's thread
+    assert Build.objects.get(pk=served_world.build.pk).first_boot is not None
+    first = Build.objects.get(pk=served_world.build.pk).first_boot
+    services.build_first_boot_record(build_id=served_world.build.pk, now=timezone.now())
+    timestamps_write_waiting()
+    assert Build.objects.get(pk=served_world.build.pk).first_boot == first  # a first boot is written once
+
+
 def test_inside_a_transaction_nothing_is_cached(client, world):
     script(client, f"/ipxe?mac={IDLE_MAC}")
     with CaptureQueriesContext(connection) as queries:

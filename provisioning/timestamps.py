@@ -1,0 +1,104 @@
+"""The boot path's timestamp writes: a host's last seen, a build's use and its first boot.
+
+Each is one column of one row, written at most once per interval per row, and none is worth a disk flush: on
+PostgreSQL a write outside a transaction commits without waiting for the disk (`synchronous_commit` off for that
+statement alone) and waits in its process for up to `DOCK2BOX_TIMESTAMP_FLUSH` seconds, gathered with the others into
+one statement per column (a rack's first boots make a handful of statements, not a thousand). A crash of PostgreSQL,
+or a web process killed, may lose the last fraction of a second of them; nothing else. Inside a transaction (other
+writes share its commit) and on SQLite a write is made at once, in the transaction.
+"""
+
+import atexit
+import functools
+import logging
+import os
+import threading
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.db import close_old_connections, connection, models
+
+logger = logging.getLogger("dock2box.boot")
+Column = tuple[type[models.Model], str, bool]  # model, field name, only where it is not set yet
+
+
+def timestamp_write(model: type[models.Model], name: str, pk: int, now: datetime, *, only_unset: bool = False) -> None:
+    """Set `name` of row `pk` to `now` (`only_unset`: unless it is set), now or with the next gathered statement."""
+    lazy = connection.vendor == "postgresql" and not connection.in_atomic_block
+    if lazy and settings.DOCK2BOX_TIMESTAMP_FLUSH > 0:
+        _gathered.add((model, name, only_unset), pk, now)
+        return
+    at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql((model, name, only_unset), 1, connection.vendor, lazy), [at, pk])
+
+
+@functools.cache
+def _update_sql(column: Column, rows: int, vendor: str, lazy: bool) -> str:
+    """`UPDATE` of one column to each row's own time, with `rows` pairs of time and id as parameters (PostgreSQL; one
+    pair elsewhere), written from the model's metadata; `lazy`: its commit does not wait for the disk."""
+    model, name, only_unset = column
+    table, pk, field = model._meta.db_table, model._meta.pk, model._meta.get_field(name)
+    assert pk is not None and isinstance(field, models.Field)
+    # Names come from the models' metadata; the values are parameters.
+    unset = f' AND {table}."{field.column}" IS NULL' if only_unset else ""
+    if vendor != "postgresql":
+        return f'UPDATE {table} SET "{field.column}" = %s WHERE "{pk.column}" = %s{unset}'  # noqa: S608
+    values = ", ".join(["(%s::timestamptz, %s)"] * rows)
+    lazy_cte, lazy_from = (
+        ("WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)) ", "lazy, ") if lazy else ("", "")
+    )
+    return (
+        f'{lazy_cte}UPDATE {table} SET "{field.column}" = v.at FROM {lazy_from}(VALUES {values}) AS v(at, id) '  # noqa: S608
+        f'WHERE {table}."{pk.column}" = v.id{unset}'
+    )
+
+
+class _Gathered:
+    """This process's writes waiting for the next statement, the latest per row; a thread of the process writes them
+    every `DOCK2BOX_TIMESTAMP_FLUSH` seconds, and the process at its exit."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rows: dict[Column, dict[int, datetime]] = {}
+        self.writer_pid = 0  # the process whose thread writes (a forked web worker starts its own)
+
+    def add(self, column: Column, pk: int, now: datetime) -> None:
+        with self.lock:
+            self.rows.setdefault(column, {})[pk] = now
+            if self.writer_pid != os.getpid():
+                self.writer_pid = os.getpid()
+                threading.Thread(target=self._write_forever, name="dock2box-timestamps", daemon=True).start()
+
+    def _write_forever(self) -> None:
+        while True:
+            time.sleep(settings.DOCK2BOX_TIMESTAMP_FLUSH)
+            if not self.write():
+                connection.close()  # this thread's, while there is nothing to write
+
+    def write(self) -> bool:
+        """Write what waits, one statement per column (a failure is logged: these are worth no retry); False when
+        nothing waited."""
+        with self.lock:
+            waiting, self.rows = self.rows, {}
+        if not waiting:
+            return False
+        close_old_connections()  # this thread's connection, if PostgreSQL went away since
+        for column, rows in waiting.items():
+            params = [value for pk, at in rows.items() for value in (connection.ops.adapt_datetimefield_value(at), pk)]
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(_update_sql(column, len(rows), connection.vendor, True), params)
+            except Exception:
+                logger.warning("could not write %d %s times", len(rows), column[1], exc_info=True)
+        return True
+
+
+_gathered = _Gathered()
+atexit.register(_gathered.write)
+
+
+def timestamps_write_waiting() -> None:
+    """Write this process's waiting timestamps now (tests; a process's exit does it by itself)."""
+    _gathered.write()
