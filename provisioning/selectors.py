@@ -1,13 +1,14 @@
 """Reads of menus, defaults and builds."""
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Count, F, Field, Func, Min, Model, OuterRef, QuerySet, Subquery
 from django.db.models.fields.files import FieldFile
 from django.db.models.functions import Left
@@ -95,7 +96,7 @@ class _Select:
     def rows(self, params: list[Any]) -> list[tuple[list[Model | None], list[Any]]]:
         """Each row as its models' instances (None for a LEFT JOIN that found nothing) and its extra values."""
         with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
+            self._execute(cursor, params)
             fetched = cursor.fetchall()
         result = []
         for row in fetched:
@@ -106,6 +107,30 @@ class _Select:
                 instances.append(model.from_db(connection.alias, names, chunk) if chunk[0] is not None else None)
             result.append((instances, values))
         return result
+
+    def _execute(self, cursor: Any, params: list[Any]) -> None:
+        """On PostgreSQL, outside a transaction: as a statement prepared once per session, which PostgreSQL plans once
+        (planning these joins costs it several times running them); else as it is."""
+        session = connection.connection
+        if connection.vendor != "postgresql" or connection.in_atomic_block or session is None:
+            cursor.execute(self.sql, params)
+            return
+        name = "dock2box_" + hashlib.blake2b(self.sql.encode(), digest_size=8).hexdigest()
+        prepared = session.__dict__.setdefault("dock2box_prepared", set())
+        execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})"
+        try:
+            if name in prepared:
+                cursor.execute(execute, params)
+            else:  # prepared and run in one round trip
+                first, *rest = self.sql.split("%s")
+                numbered = first + "".join(f"${number}{part}" for number, part in enumerate(rest, start=1))
+                cursor.execute(f"PREPARE {name} AS {numbered}; {execute}", params)
+                cursor.nextset()
+                prepared.add(name)
+        except DatabaseError:  # (autocommit: nothing else is lost) the session lost or half-made them: anew
+            prepared.clear()
+            cursor.execute("DEALLOCATE ALL")
+            cursor.execute(self.sql, params)
 
 
 def _select(models: list[tuple[type[Model], str]], extra: list[tuple[str, "Field[Any, Any]"]], tail: str) -> _Select:

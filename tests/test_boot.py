@@ -704,6 +704,23 @@ def test_the_boot_paths_timestamp_writes_go_out_together_within_the_flush_time(c
     assert Build.objects.get(pk=served_world.build.pk).first_boot == first  # a first boot is written once
 
 
+def test_the_boot_lookup_is_a_statement_prepared_once_per_session_and_made_anew_when_lost(served_world):
+    from provisioning import selectors
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    fqdn = selectors.interface_for_boot(mac=IDLE_MAC).interface.host.fqdn
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors.interface_for_boot(mac=IDLE_MAC).interface.host.fqdn == fqdn
+    assert [query["sql"].split()[0] for query in queries] == ["EXECUTE"]
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # the session forgot it (a pooler, a DISCARD)
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors.interface_for_boot(mac=IDLE_MAC).interface.host.fqdn == fqdn  # as it is
+        assert selectors.interface_for_boot(mac=BUILD_MAC).interface.host.fqdn == "build.ams1.example.com"
+    assert [query["sql"].split()[0] for query in queries][-1] == "PREPARE"  # prepared again
+
+
 def test_inside_a_transaction_nothing_is_cached(client, world):
     script(client, f"/ipxe?mac={IDLE_MAC}")
     with CaptureQueriesContext(connection) as queries:
