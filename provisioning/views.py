@@ -372,6 +372,8 @@ class BootFront:
         if not portal or not plain:
             return None
         if django_settings.USE_X_FORWARDED_HOST or django_settings.SECURE_PROXY_SSL_HEADER:
+            return None  # what Django makes of the request's address and scheme: Django's to say
+        if django_settings.SECURE_SSL_REDIRECT:
             return None
         domain, _ = split_domain_port(environ.get("HTTP_HOST", ""))
         if not domain or not validate_host(domain, django_settings.ALLOWED_HOSTS):
