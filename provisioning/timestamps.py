@@ -72,10 +72,14 @@ class _Gathered:
                 threading.Thread(target=self._write_forever, name="dock2box-timestamps", daemon=True).start()
 
     def _write_forever(self) -> None:
-        while True:
+        while settings.DOCK2BOX_TIMESTAMP_FLUSH > 0:
             time.sleep(settings.DOCK2BOX_TIMESTAMP_FLUSH)
             if not self.write():
                 connection.close()  # this thread's, while there is nothing to write
+        with self.lock:  # writes made at once from now on (a setting changed under a test): the next wait starts one
+            self.writer_pid = 0
+        self.write()
+        connection.close()
 
     def write(self) -> bool:
         """Write what waits, one statement per column (a failure is logged: these are worth no retry); False when
