@@ -34,7 +34,7 @@ def timestamp_write(model: type[models.Model], name: str, pk: int, now: datetime
         cursor.execute(_update_sql((model, name, only_unset), 1, connection.vendor, lazy), [at, pk])
 
 
-@functools.cache
+@functools.lru_cache(maxsize=32)  # one per batch size seen: bounded, a storm makes many sizes
 def _update_sql(column: Column, rows: int, vendor: str, lazy: bool) -> str:
     """`UPDATE` of one column to each row's own time, with `rows` pairs of time and id as parameters (PostgreSQL; one
     pair elsewhere), written from the model's metadata; `lazy`: its commit does not wait for the disk."""
