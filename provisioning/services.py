@@ -185,8 +185,8 @@ def _token_idle() -> timedelta:
 
 def boot_seen(*, host_id: int, last_seen: datetime | None, now: datetime) -> datetime | None:
     """Record a PXE boot of a known host whose "last seen" is `last_seen`: at most one write per interval, so a boot
-    storm is not a write storm. The statement is written once from the model's metadata (a storm of new hosts makes
-    one per boot). Returns the host's "last seen" after it."""
+    storm is not a write storm (and those of many hosts go out together: `provisioning.timestamps`). Returns the
+    host's "last seen" after it."""
     interval = timedelta(seconds=settings.DOCK2BOX_LAST_SEEN_INTERVAL)
     if last_seen is None or now - last_seen >= interval:
         timestamp_write(Host, "last_seen", host_id, now)
