@@ -85,7 +85,7 @@ from datetime import UTC, datetime
 from django.utils import timezone
 from hosts.models import Host, Interface, Site, Subnet
 from images.models import Image, ImageVersion
-from provisioning import services
+from provisioning.catalogue.services import boot_defaults_update
 from provisioning.models import Build, PxeMenu, PxeMenuItem
 site = Site.objects.create(name="bench1", domain="bench.example.com", file_uri="http://files.bench.example.com",
                            registry="registry.bench.example.com:5000", dns_servers="10.100.0.2")
@@ -98,7 +98,7 @@ for number in range(4):
         ImageVersion.objects.create(image=image, version=f"v{{day}}", timestamp=datetime(2026, 1, day, tzinfo=UTC))
 menu = PxeMenu.objects.create(name="main", title="Bench")
 PxeMenuItem.objects.create(menu=menu, key="shell", label="iPXE shell", commands="shell")
-services.boot_defaults_update(data={{"pxe_menu": menu, "boot_version": boot_version}})
+boot_defaults_update(data={{"pxe_menu": menu, "boot_version": boot_version}})
 image = Image.objects.get(name="image-1")
 hosts = Host.objects.bulk_create(
     [Host(fqdn=f"node{{n:05d}}.bench.example.com", site=site, image=image, build=n % 10 == 0) for n in range({hosts})]
@@ -158,7 +158,7 @@ def render_ahead(url: str) -> tuple[int, float]:
     """What the worker's beat does every 4/5 of DOCK2BOX_BOOT_CACHE_SECONDS, once: every known host's script rendered
     ahead into the shared cache. Returns how many and the seconds it took."""
     started = time.monotonic()
-    code = "from provisioning.tasks import boot_scripts_render_ahead as ahead; print(ahead())"
+    code = "from provisioning.boot.tasks import boot_scripts_render_ahead as ahead; print(ahead())"
     out = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code], check=True, capture_output=True, text=True, cwd=ROOT,
         env={**ENV, "DOCK2BOX_PUBLIC_URL": url},

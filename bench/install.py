@@ -28,6 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "installer"))
+from hosts.services import image_version_resolve_from_registry  # noqa: E402
+from provisioning.builds.services import host_enter_build  # noqa: E402
+from provisioning.catalogue.services import boot_defaults_update  # noqa: E402
 from tests.services import free_port, wait_until  # noqa: E402 (after the path is set)
 
 WORK = Path(tempfile.mkdtemp(prefix="d2b-bench-install-"))
@@ -131,7 +134,6 @@ def debian_case(bootenv, site, subnet, registry) -> dict[str, float]:  # type: i
 
     from hosts import services as host_services
     from images import services as image_services
-    from provisioning import services
     from tests.debian_images import Containers, debian_images
 
     built = debian_images(Containers(WORK / "containers", registry.address), "12", ROOT / "var/cache/debian-roots")
@@ -142,14 +144,14 @@ def debian_case(bootenv, site, subnet, registry) -> dict[str, float]:  # type: i
         data={"name": "web", "type": "docker", "repository": repository, "kopts": "console=ttyS0"}
     )
     version = image_services.image_version_create(data={"image": image, "version": tag, "timestamp": timezone.now()})
-    version = services.image_version_resolve_from_registry(version_id=version.pk)
+    version = image_version_resolve_from_registry(version_id=version.pk)
     site.registry = f"10.0.2.2:{registry.port}"
     site.save()
     host = host_services.host_create(
         data={"fqdn": "web.bench.example.com", "site": site, "image": image},
         interfaces=[{"name": "eth0", "mac": MAC, "ip": "10.0.2.15", "subnet": subnet}],
     )
-    services.host_enter_build(host=host)
+    host_enter_build(host=host)
     disk = WORK / "disk-debian.img"
     with disk.open("wb") as handle:
         handle.truncate(4 << 30)
@@ -208,7 +210,6 @@ def main() -> None:
     from hosts.models import Site, Subnet
     from images import services as image_services
     from installer.build import build
-    from provisioning import services
     from tests.host_image import MARKER, host_root, tar_directory
 
     call_command("migrate", verbosity=0)
@@ -218,7 +219,7 @@ def main() -> None:
         image_name="d2b-bootenv", version=bootenv.version, kernel=bootenv.kernel, initrd=bootenv.initrd
     )
     image_services.image_update(image=boot.image, data={"kopts": "console=ttyS0"})
-    services.boot_defaults_update(data={"boot_version": boot, "menu_timeout": MENU_TIMEOUT})
+    boot_defaults_update(data={"boot_version": boot, "menu_timeout": MENU_TIMEOUT})
     site = Site.objects.create(name="bench", domain="bench.example.com")
     subnet = Subnet.objects.create(site=site, network="10.0.2.0/24", gateway="10.0.2.2")
 
@@ -252,7 +253,7 @@ def main() -> None:
                 data={"fqdn": f"bench{size}.bench.example.com", "site": site, "image": image},
                 interfaces=[{"name": "eth0", "mac": MAC, "ip": "10.0.2.15", "subnet": subnet}],
             )
-            services.host_enter_build(host=host)
+            host_enter_build(host=host)
             disk = WORK / f"disk-{size}.img"
             with disk.open("wb") as handle:
                 handle.truncate(2 << 30)

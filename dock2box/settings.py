@@ -96,7 +96,7 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "dock2box.wsgi.application"
 # Wrapped around Django's WSGI handler (dock2box/wsgi.py), outermost first: the boot path's answers from the cache.
-WSGI_FRONTS = ["provisioning.views.BootFront"]
+WSGI_FRONTS = ["provisioning.boot.front.BootFront"]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'dock2box.sqlite3'}")}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Count, Prefetch, QuerySet
 
+from hosts.addressing import most_specific_subnet
 from hosts.choices import HostStatus
 from hosts.models import Bmc, Host, Interface, Site, Subnet
 
@@ -61,17 +62,8 @@ def subnet_for_address(
 ) -> Subnet | None:
     """The subnet holding an address: the most specific one, the given site's first. The one rule for it, used by an
     interface's validation, the boot catalogue (with its cached `subnets`) and registering a discovered host."""
-    try:
-        ip = ipaddress.ip_address(str(address))
-    except ValueError:
-        return None
-    holding = [
-        (subnet, network)
-        for subnet in (Subnet.objects.select_related("site") if subnets is None else subnets)
-        if (network := subnet.ip_network) is not None and ip in network
-    ]
-    best = min(holding, key=lambda pair: (pair[0].site_id != site_id, -pair[1].prefixlen), default=None)
-    return best[0] if best else None
+    known = Subnet.objects.select_related("site") if subnets is None else subnets
+    return most_specific_subnet(address=address, subnets=known, site_id=site_id)
 
 
 def subnet_free_addresses(*, subnet: Subnet) -> Iterator[str]:

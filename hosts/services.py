@@ -12,10 +12,12 @@ from django.db import transaction
 
 from dock2box.changes import document, record_change
 from dock2box.services import history_record, model_delete, model_update
+from hosts.addressing import subnet_key
 from hosts.csv_io import CsvProblem, HostRows, hosts_csv_parse
-from hosts.models import Bmc, Host, Interface, Site, Subnet, subnet_key
+from hosts.models import Bmc, Host, Interface, Site, Subnet
 from hosts.selectors import site_list
-from images.models import LATEST
+from images import services as image_services
+from images.models import LATEST, ImageVersion
 from images.selectors import image_list, image_version_named
 
 SITE_FIELDS = [
@@ -359,3 +361,22 @@ def _csv_errors(rows: HostRows, error: ValidationError) -> list[ValidationError]
             else:
                 found.extend(_line_error(rows.line, field, message) for message in item.messages)
     return found
+
+
+def image_version_resolve_from_registry(*, version_id: int) -> ImageVersion:
+    """Resolve a docker image version in its registry: the image's own, else the registry of a site that installs
+    it by default, else of any site; with the credentials of the site that names that registry."""
+    version = ImageVersion.objects.select_related("image").get(pk=version_id)
+    registry = version.image.registry
+    if not registry:
+        site = Site.objects.filter(image=version.image).exclude(registry="").first() or (
+            Site.objects.exclude(registry="").order_by("name").first()
+        )
+        registry = site.registry if site else ""
+    credentials = Site.objects.filter(registry=registry).exclude(registry_username="").first()
+    return image_services.image_version_resolve(
+        version=version,
+        registry=registry,
+        username=credentials.registry_username if credentials else "",
+        password=credentials.registry_password if credentials else "",
+    )

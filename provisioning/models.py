@@ -10,8 +10,8 @@ from django.db import models
 from dock2box.fields import MACAddressField
 from dock2box.validators import validate_domain, validate_safe_text
 from images.models import boot_version_errors, boot_version_field
+from provisioning.builds.templating import template_compile
 from provisioning.choices import BuildStage, BuildState, MenuTheme, TemplateKind
-from provisioning.rendering.templating import template_compile
 
 validate_menu_key = RegexValidator(
     r"^[a-z][a-z0-9_-]{0,49}\Z", "Use lower-case letters, digits, '_' and '-', starting with a letter."

@@ -2,20 +2,24 @@
 
 from django.urls import path, re_path
 
-from provisioning import metrics, views
+from provisioning import metrics
+from provisioning.boot.views import boot_ipxe, host_ipxe, install_chosen
+from provisioning.builds.views import booted, build_events, host_config
+from provisioning.compat.pxe import pxe_compat
+from provisioning.storage.views import stored_file
 
 urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
-    path("boot.ipxe", views.boot_ipxe, name="boot-ipxe"),
-    path("ipxe", views.host_ipxe, name="host-ipxe"),
-    path("ipxe/install", views.install_chosen, name="install-chosen"),
-    path("pxe/<str:mac>", views.pxe_compat, name="pxe-compat"),
-    path("config/<str:token>", views.host_config, name="host-config"),
-    path("config/<str:token>/events", views.build_events, name="build-events"),
-    path("booted/<str:token>", views.booted, name="booted"),
+    path("boot.ipxe", boot_ipxe, name="boot-ipxe"),
+    path("ipxe", host_ipxe, name="host-ipxe"),
+    path("ipxe/install", install_chosen, name="install-chosen"),
+    path("pxe/<str:mac>", pxe_compat, name="pxe-compat"),
+    path("config/<str:token>", host_config, name="host-config"),
+    path("config/<str:token>/events", build_events, name="build-events"),
+    path("booted/<str:token>", booted, name="booted"),
     re_path(
         r"^files/(?P<area>boot|images)/(?P<image>[^/]+)/(?P<version>[^/]+)/(?P<kind>[^/]+)$",
-        views.stored_file,
+        stored_file,
         name="stored-file",
     ),
 ]

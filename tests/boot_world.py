@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 from hosts.models import Host, Site
 from images.models import Image
-from provisioning import services
+from provisioning.builds.services import host_enter_build
+from provisioning.catalogue.services import boot_defaults_update
 from provisioning.models import Build, PxeMenu
 from tests import factories
 
@@ -51,12 +52,12 @@ def make_world() -> World:
     factories.ImageVersionFactory(image=tarball, version="1", timestamp=datetime(2026, 3, 1, tzinfo=UTC), size=1024)
     menu = factories.PxeMenuFactory(name="main", title="Dock2Box test")
     factories.PxeMenuItemFactory(menu=menu, key="shell", label="iPXE shell", commands="shell", position=1)
-    services.boot_defaults_update(data={"pxe_menu": menu, "boot_version": boot, "menu_timeout": 20})
+    boot_defaults_update(data={"pxe_menu": menu, "boot_version": boot, "menu_timeout": 20})
     build_host = factories.HostFactory(fqdn="build.ams1.example.com", site=site, image=debian, kopts="nomodeset")
     factories.InterfaceFactory(host=build_host, name="eth0", mac=BUILD_MAC, ip="10.0.0.11", subnet=subnet)
     factories.InterfaceFactory(host=build_host, name="eth1", mac="52:54:00:00:01:01", dhcp=True, primary=False)
     idle_host = factories.HostFactory(fqdn="idle.ams1.example.com", site=site, image=tarball)
     factories.InterfaceFactory(host=idle_host, name="eth0", mac=IDLE_MAC, ip="10.0.0.12", subnet=subnet)
-    build = services.host_enter_build(host=build_host)
+    build = host_enter_build(host=build_host)
     build_host.refresh_from_db()
     return World(site=site, debian=debian, menu=menu, build_host=build_host, idle_host=idle_host, build=build)

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from images import services as image_services
 from installer.build import build
-from provisioning import services as provisioning_services
+from provisioning.catalogue.services import boot_defaults_update
 from tests import factories
 from tests.debian_images import Containers, DebianImages, debian_images
 from tests.registry import Registry
@@ -97,7 +97,7 @@ def portal(live_server, transactional_db, settings, bootenv, admin_user):
         image_name="d2b-bootenv", version=bootenv.version, kernel=bootenv.kernel, initrd=bootenv.initrd
     )
     image_services.image_update(image=boot.image, data={"kopts": "console=ttyS0"})
-    provisioning_services.boot_defaults_update(data={"boot_version": boot, "menu_timeout": 2})  # then: the disk
+    boot_defaults_update(data={"boot_version": boot, "menu_timeout": 2})  # then: the disk
     site = factories.SiteFactory(name="lab1", domain="lab.example.com", dns_servers="10.0.2.3")
     subnet = factories.SubnetFactory(site=site, network="10.0.2.0/24", gateway="10.0.2.2")
     api = APIClient()

@@ -256,7 +256,7 @@ def test_discovered_hosts_are_registered_as_hosts(admin_client, db):
 
 
 def test_deleting_an_open_build_in_the_admin_takes_its_host_out_of_build_mode(admin_client, db):
-    from provisioning.services import host_enter_build
+    from provisioning.builds.services import host_enter_build
 
     host = factories.InstallableHostFactory()
     build = host_enter_build(host=host)

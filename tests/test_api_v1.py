@@ -8,8 +8,8 @@ from rest_framework.test import APIClient
 
 from dock2box.models import OutboxEntry
 from hosts.models import Host
+from provisioning.compat.schemas import SCHEMAS
 from provisioning.models import Build
-from provisioning.v1.schemas import SCHEMAS
 from tests.conftest import grant
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,15 @@ from django.utils import timezone
 from hosts import services as host_services
 from hosts.models import Host, Interface
 from images import services as image_services
-from provisioning import services
+from provisioning.builds.selectors import interface_for_boot
+from provisioning.builds.services import build_first_boot_record, host_enter_build
+from provisioning.catalogue.services import (
+    boot_defaults_update,
+    boot_template_create,
+    pxe_menu_item_create,
+    pxe_menu_update,
+)
+from provisioning.discovery.services import boot_seen
 from provisioning.models import Build, BuildEvent, DiscoveredHost
 from tests import factories
 from tests.boot_world import BUILD_MAC, IDLE_MAC, UNKNOWN_MAC, make_world
@@ -139,7 +147,7 @@ def test_an_internal_error_still_gets_a_script(client, world, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr("provisioning.selectors.interface_for_boot", broken)
+    monkeypatch.setattr("provisioning.boot.scripts.interface_for_boot", broken)
     text = script(client, f"/ipxe?mac={BUILD_MAC}")
     assert "internal error" in text
     assert "sanboot" in text
@@ -231,7 +239,7 @@ def test_a_host_rebooting_before_its_bootloader_installs_again(client, world):
             lambda world: [image_services.image_version_delete(version=v) for v in world.debian.versions.all()],
             "image debian-12 has no version",
         ),
-        (lambda world: services.boot_defaults_update(data={"boot_version": None}), "no boot environment is set"),
+        (lambda world: boot_defaults_update(data={"boot_version": None}), "no boot environment is set"),
     ],
     ids=["no-image", "no-version", "no-bootenv"],
 )
@@ -292,7 +300,7 @@ def test_use_of_a_running_build_is_written_at_most_once_per_interval(client, wor
 
 
 def test_a_token_of_a_host_that_left_build_mode_is_refused(client, world):
-    from provisioning.services import host_cancel_build
+    from provisioning.builds.services import host_cancel_build
 
     token = token_of(script(client, f"/ipxe?mac={BUILD_MAC}"))
     host_cancel_build(host=world.build_host)
@@ -363,7 +371,7 @@ def test_a_forged_or_old_pick_is_refused(client, world, settings):
 def test_an_unknown_host_cannot_pick_an_install(client, world, settings):
     from django.core.signing import TimestampSigner
 
-    from provisioning.views import PICK_SALT
+    from provisioning.boot.scripts import PICK_SALT
 
     settings.DOCK2BOX_MENU_INSTALL = True
     assert "/ipxe/install" not in script(client, f"/ipxe?mac={UNKNOWN_MAC}&platform=pcbios")
@@ -472,7 +480,7 @@ def test_one_hosts_install_keeps_the_other_hosts_cached_scripts_and_the_catalogu
 
 def test_a_change_beyond_hosts_renders_every_script_again(client, served_world):
     assert "Dock2Box test" in script(client, f"/ipxe?mac={IDLE_MAC}")
-    services.pxe_menu_update(menu=served_world.menu, data={"title": "Renamed menu"})
+    pxe_menu_update(menu=served_world.menu, data={"title": "Renamed menu"})
     assert "Renamed menu" in script(client, f"/ipxe?mac={IDLE_MAC}")
 
 
@@ -502,7 +510,7 @@ def test_a_change_through_the_services_is_on_the_next_boot_and_one_around_them_w
     settings.DOCK2BOX_BOOT_CACHE_SECONDS = 1
     url = f"/ipxe?mac={IDLE_MAC}"
     assert "choose --default local" in script(client, url)
-    services.host_enter_build(host=served_world.idle_host)
+    host_enter_build(host=served_world.idle_host)
     assert "choose --default install" in script(client, url)
     Host.objects.filter(pk=served_world.idle_host.pk).update(fqdn="renamed.ams1.example.com")  # SQL by hand
     assert "renamed" not in script(client, url)
@@ -540,7 +548,7 @@ def test_from_the_cache_last_seen_is_still_written_once_per_interval(client, ser
 def test_scripts_rendered_ahead_are_the_long_ways_and_their_first_answer_writes_what_a_boot_writes(
     client, served_world, settings
 ):
-    from provisioning.tasks import boot_scripts_render_ahead
+    from provisioning.boot.tasks import boot_scripts_render_ahead
 
     settings.DOCK2BOX_PUBLIC_URL = ""
     assert boot_scripts_render_ahead() == 0  # a script's portal is not known before a host asks
@@ -563,14 +571,14 @@ def test_scripts_rendered_ahead_are_the_long_ways_and_their_first_answer_writes_
 
 
 def test_rendering_ahead_leaves_to_the_boot_what_only_a_boot_may_do(client, served_world):
-    from provisioning.bootscripts import scripts_render_ahead
+    from provisioning.boot.scripts import scripts_render_ahead
 
     portal = "http://portal.example.com:8000"
     Build.objects.filter(pk=served_world.build.pk).update(bootloader_started=timezone.now())
     assert scripts_render_ahead(portal=portal, now=timezone.now()) == 2  # the build past its bootloader: not ahead
     assert "choose --default local" in script(client, f"/ipxe?mac={BUILD_MAC}&platform=pcbios")
     assert Build.objects.get(pk=served_world.build.pk).state == "unconfirmed"  # closed by the boot, not ahead
-    services.host_enter_build(host=served_world.idle_host)
+    host_enter_build(host=served_world.idle_host)
     later = timezone.now() + timedelta(seconds=1)
     assert scripts_render_ahead(portal=portal, now=later) == 4  # build.ams1 left build mode; idle.ams1 entered it
     Build.objects.filter(host=served_world.idle_host).update(last_activity=timezone.now() - timedelta(days=1))
@@ -578,14 +586,14 @@ def test_rendering_ahead_leaves_to_the_boot_what_only_a_boot_may_do(client, serv
 
 
 def test_a_change_after_rendering_ahead_is_on_the_next_boot(client, served_world):
-    from provisioning.bootscripts import scripts_render_ahead
+    from provisioning.boot.scripts import scripts_render_ahead
 
     url = f"/ipxe?mac={BUILD_MAC}&platform=pcbios&ip=10.0.0.11"
     scripts_render_ahead(portal="http://portal.example.com:8000", now=timezone.now())
     token = token_of(script(client, url))
     assert client.post(f"/config/{token}/events", {"stage": "done"}, "application/json").status_code == 201
     assert "choose --default local" in script(client, url)
-    services.host_enter_build(host=served_world.idle_host)
+    host_enter_build(host=served_world.idle_host)
     assert "choose --default install" in script(client, f"/ipxe?mac={IDLE_MAC}&platform=pcbios&ip=10.0.0.12")
 
 
@@ -605,9 +613,9 @@ def test_the_boot_paths_timestamp_writes_do_not_wait_for_the_disk_unless_inside_
 
     now = timezone.now()
     with CaptureQueriesContext(connection) as queries:
-        services.boot_seen(host_id=served_world.idle_host.pk, last_seen=None, now=now)
+        boot_seen(host_id=served_world.idle_host.pk, last_seen=None, now=now)
         with transaction.atomic():  # other writes may share its commit: that one waits, as they must
-            services.boot_seen(host_id=served_world.idle_host.pk, last_seen=None, now=now)
+            boot_seen(host_id=served_world.idle_host.pk, last_seen=None, now=now)
     lazy = ["synchronous_commit" in query["sql"] for query in queries if kind(query["sql"]) == "UPDATE"]
     assert lazy == [connection.vendor == "postgresql", False]
     assert Host.objects.get(pk=served_world.idle_host.pk).last_seen == now
@@ -648,8 +656,8 @@ class RecordingDjango:
 
 
 def test_the_boot_front_answers_as_django_does_and_leaves_it_all_else(served_world, settings):
-    from provisioning.bootscripts import scripts_render_ahead
-    from provisioning.views import BootFront
+    from provisioning.boot.front import BootFront
+    from provisioning.boot.scripts import scripts_render_ahead
 
     django = RecordingDjango()
     front = BootFront(django)
@@ -684,14 +692,14 @@ def test_the_boot_front_answers_as_django_does_and_leaves_it_all_else(served_wor
 
 
 def test_the_boot_paths_timestamp_writes_go_out_together_within_the_flush_time(client, served_world, settings):
-    from provisioning.timestamps import timestamps_write_waiting
+    from dock2box.timestamps import timestamps_write_waiting
 
     settings.DOCK2BOX_TIMESTAMP_FLUSH = 0.2
     hosts = [served_world.idle_host.pk, served_world.build_host.pk]
     with CaptureQueriesContext(connection) as queries:
         for host_id in hosts:
-            services.boot_seen(host_id=host_id, last_seen=None, now=timezone.now())
-        services.build_first_boot_record(build_id=served_world.build.pk, now=timezone.now())
+            boot_seen(host_id=host_id, last_seen=None, now=timezone.now())
+        build_first_boot_record(build_id=served_world.build.pk, now=timezone.now())
     assert [kind(query["sql"]) for query in queries if kind(query["sql"]) == "UPDATE"] == []  # waiting
     deadline = time.monotonic() + 5
     while Host.objects.filter(pk__in=hosts, last_seen__isnull=True).exists() and time.monotonic() < deadline:
@@ -699,25 +707,24 @@ def test_the_boot_paths_timestamp_writes_go_out_together_within_the_flush_time(c
     assert not Host.objects.filter(pk__in=hosts, last_seen__isnull=True).exists()  # written by the process's thread
     assert Build.objects.get(pk=served_world.build.pk).first_boot is not None
     first = Build.objects.get(pk=served_world.build.pk).first_boot
-    services.build_first_boot_record(build_id=served_world.build.pk, now=timezone.now())
+    build_first_boot_record(build_id=served_world.build.pk, now=timezone.now())
     timestamps_write_waiting()
     assert Build.objects.get(pk=served_world.build.pk).first_boot == first  # a first boot is written once
 
 
 def test_the_boot_lookup_is_a_statement_prepared_once_per_session_and_made_anew_when_lost(served_world):
-    from provisioning import selectors
 
     if connection.vendor != "postgresql":
         pytest.skip("prepared statements are PostgreSQL's")
-    fqdn = selectors.interface_for_boot(mac=IDLE_MAC).interface.host.fqdn
+    fqdn = interface_for_boot(mac=IDLE_MAC).interface.host.fqdn
     with CaptureQueriesContext(connection) as queries:
-        assert selectors.interface_for_boot(mac=IDLE_MAC).interface.host.fqdn == fqdn
+        assert interface_for_boot(mac=IDLE_MAC).interface.host.fqdn == fqdn
     assert [query["sql"].split()[0] for query in queries] == ["EXECUTE"]
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")  # the session forgot it (a pooler, a DISCARD)
     with CaptureQueriesContext(connection) as queries:
-        assert selectors.interface_for_boot(mac=IDLE_MAC).interface.host.fqdn == fqdn  # as it is
-        assert selectors.interface_for_boot(mac=BUILD_MAC).interface.host.fqdn == "build.ams1.example.com"
+        assert interface_for_boot(mac=IDLE_MAC).interface.host.fqdn == fqdn  # as it is
+        assert interface_for_boot(mac=BUILD_MAC).interface.host.fqdn == "build.ams1.example.com"
     assert [query["sql"].split()[0] for query in queries][-1] == "PREPARE"  # prepared again
 
 
@@ -803,20 +810,20 @@ def test_kickstart_template_chosen_host_then_image_then_site_then_default(
 
     assert kickstart()[1] == "templates/config/kickstart.ks (stock)"
     with django_capture_on_commit_callbacks(execute=True):
-        services.boot_template_create(data={"name": "all", "kind": "kickstart", "content": "default {{ fqdn }}"})
+        boot_template_create(data={"name": "all", "kind": "kickstart", "content": "default {{ fqdn }}"})
     assert kickstart() == ("default build.ams1.example.com", "all (default)")
     with django_capture_on_commit_callbacks(execute=True):
-        services.boot_template_create(
+        boot_template_create(
             data={"name": "site", "kind": "kickstart", "site": world.site, "content": "site {{ site }}"}
         )
     assert kickstart() == ("site ams1", "site (site ams1)")
     with django_capture_on_commit_callbacks(execute=True):
-        services.boot_template_create(
+        boot_template_create(
             data={"name": "image", "kind": "kickstart", "image": world.debian, "content": "image {{ image }}"}
         )
     assert kickstart() == ("image debian-12", "image (image debian-12)")
     with django_capture_on_commit_callbacks(execute=True):
-        services.boot_template_create(
+        boot_template_create(
             data={"name": "host", "kind": "kickstart", "host": world.build_host, "content": "host {{ hostname }}"}
         )
     assert kickstart() == ("host build", "host (host build.ams1.example.com)")
@@ -893,9 +900,9 @@ def assert_no_injected_option(text: str) -> None:
 
 def test_a_value_starting_with_a_dash_is_never_an_ipxe_option(client, world, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        services.pxe_menu_update(menu=world.menu, data={"title": "--delete"})
-        services.pxe_menu_item_create(data={"menu": world.menu, "key": "dash", "label": "--gap x", "commands": "shell"})
-        services.boot_defaults_update(data={"menu_name": "--name x", "submenu_name": "-k"})
+        pxe_menu_update(menu=world.menu, data={"title": "--delete"})
+        pxe_menu_item_create(data={"menu": world.menu, "key": "dash", "label": "--gap x", "commands": "shell"})
+        boot_defaults_update(data={"menu_name": "--name x", "submenu_name": "-k"})
     for url in [f"/ipxe?mac={BUILD_MAC}", f"/ipxe?mac={IDLE_MAC}&platform=efi", f"/ipxe?mac={UNKNOWN_MAC}"]:
         text = script(client, url)
         assert_no_injected_option(text)
@@ -950,7 +957,7 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(client, worl
 def test_the_boot_lookup_reads_what_the_orm_reads(world):
     """The one-statement lookup maps its row to the same values as the ORM (it uses only public API: a cursor, the
     models' metadata, Model.from_db); if a Django upgrade changes what a driver returns, this says where."""
-    from provisioning.selectors import build_for_token, host_interfaces, interface_for_boot
+    from provisioning.builds.selectors import build_for_token, host_interfaces, interface_for_boot
 
     world.build_host.uuid = "12345678-1234-5678-1234-567812345678"
     world.build_host.last_seen = timezone.now()
@@ -1002,6 +1009,6 @@ def test_a_change_is_seen_at_once_here_and_within_the_check_interval_elsewhere(
     time.sleep(0.35)
     assert generation() == "changed-by-another-process"
     with django_capture_on_commit_callbacks(execute=True):
-        services.pxe_menu_update(menu=world.menu, data={"title": "Renamed"})
+        pxe_menu_update(menu=world.menu, data={"title": "Renamed"})
     assert generation() not in (first, "changed-by-another-process")  # this process's own change: at once
     assert "Renamed" in script(client, f"/ipxe?mac={IDLE_MAC}")

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from images.models import ImageVersion
-from provisioning.services import boot_defaults_get
+from provisioning.catalogue.services import boot_defaults_get
 
 pytestmark = pytest.mark.slow
 

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from hosts.models import Host
+from provisioning.builds.services import build_event_record, host_enter_build
 
 # The browser binary itself: /usr/bin/chromium is a wrapper script that prints a harmless warning.
 CHROMIUM = "/usr/lib/chromium/chromium"
@@ -70,15 +71,14 @@ def test_the_overview_and_a_host_with_a_running_build_at_1366_by_768(live_server
     docs/screenshots/ are taken here."""
     from django.utils import timezone
 
-    from provisioning import services
     from tests import factories
 
     now = timezone.now()
     host = factories.InstallableHostFactory(fqdn="web01.example.com")
-    build = services.host_enter_build(host=host)
+    build = host_enter_build(host=host)
     Host.objects.filter(pk=host.pk).update(status="building")
     type(build).objects.filter(pk=build.pk).update(state="running", started=now, last_activity=now)
-    services.build_event_record(build=build, stage="image", progress=40, message="layer 2 of 5: 80 of 200 MB", now=now)
+    build_event_record(build=build, stage="image", progress=40, message="layer 2 of 5: 80 of 200 MB", now=now)
     idle = factories.InstallableHostFactory(fqdn="web02.example.com")
 
     page = browser_page

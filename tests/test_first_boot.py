@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from hosts.models import Host
-from provisioning import services
+from provisioning.builds.services import host_cancel_build, host_enter_build
 from provisioning.models import Build
 from tests.boot_world import BUILD_MAC, make_world
 
@@ -107,14 +107,14 @@ def test_a_failed_or_cancelled_build_voids_the_credential(client, world):
     client.post(f"/config/{token}/events", {"stage": "failed", "message": "disk"}, "application/json")
     assert client.post(path, REPORT, "application/json").status_code == 403
 
-    build = services.host_enter_build(host=Host.objects.get(pk=world.build_host.pk))
-    services.host_cancel_build(host=build.host)
+    build = host_enter_build(host=Host.objects.get(pk=world.build_host.pk))
+    host_cancel_build(host=build.host)
     assert Build.objects.get(pk=build.pk).report_token is None
 
 
 def test_a_new_build_voids_the_previous_installs_credential(client, world):
     _, path = install(client)
-    services.host_enter_build(host=Host.objects.get(pk=world.build_host.pk))
+    host_enter_build(host=Host.objects.get(pk=world.build_host.pk))
     assert client.post(path, REPORT, "application/json").status_code == 403
     assert Host.objects.get(pk=world.build_host.pk).build
 

@@ -62,7 +62,7 @@ def test_an_engine_image_becomes_a_flattened_file_image(engine, db, settings, tm
 
 
 def test_the_host_config_points_at_the_stored_tarball(engine, db, settings, tmp_path, client):
-    from provisioning.services import host_enter_build
+    from provisioning.builds.services import host_enter_build
 
     settings.MEDIA_ROOT, settings.DOCK2BOX_PUBLIC_URL = tmp_path / "media", "http://portal.example.com"
     call_command("image_import", "test/base:v1", "--name", "base", "--image-version", "1", stdout=StringIO())

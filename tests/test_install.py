@@ -22,7 +22,8 @@ from dock2box.models import History
 from hosts.models import Host
 from images import services as image_services
 from installer.build import build
-from provisioning import services
+from provisioning.builds.services import build_event_record
+from provisioning.catalogue.services import boot_defaults_update
 from provisioning.models import BuildEvent
 from tests.host_image import MARKER, host_root, tar_directory
 from tests.qemu import Machine
@@ -171,14 +172,14 @@ def test_a_lost_done_never_reinstalls_the_host(portal, image_root, tmp_path, mon
     url, api, _site, subnet = portal
     add_file_image(image_root)
     host = create_host(api, subnet, "test-file", kopts="d2b.report_wait=6")
-    record = services.build_event_record
+    record = build_event_record
 
     def away_for_done(*, build, stage, **kwargs):
         if stage == "done":
             raise ConnectionError("the portal is restarting")
         return record(build=build, stage=stage, **kwargs)
 
-    monkeypatch.setattr(services, "build_event_record", away_for_done)
+    monkeypatch.setattr("provisioning.builds.views.build_event_record", away_for_done)
     disk, console = install(url, tmp_path)
     assert "done not delivered (portal error 500" in console and "done NOT delivered after" in console
     build = host.builds.get()
@@ -241,7 +242,7 @@ def test_the_generic_boot_environment_installs_on_an_intel_nic_and_a_sata_disk(
         image_name="d2b-bootenv-generic", version=built.version, kernel=built.kernel, initrd=built.initrd
     )
     image_services.image_update(image=boot.image, data={"kopts": "console=ttyS0"})
-    services.boot_defaults_update(data={"boot_version": boot})
+    boot_defaults_update(data={"boot_version": boot})
     add_file_image(image_root)
     host = create_host(api, subnet, "test-file")
     disk, console = install(url, tmp_path, nic="e1000", sata=True)

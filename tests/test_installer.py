@@ -15,7 +15,7 @@ from d2b_installer import bootloader, network
 from d2b_installer.image import Progress, ReadAhead, lay_file
 from d2b_installer.portal import Portal, kernel_arguments, parse_env
 from images.registry import RegistryError, Verified
-from provisioning.rendering.config import config_env
+from provisioning.builds.render import config_env
 from tests.services import free_port
 
 NASTY = 'it\'s $(reboot) `id` \\ "quoted"\nsecond line; rm -rf /'

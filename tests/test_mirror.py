@@ -12,7 +12,8 @@ from hosts import services as host_services
 from hosts.models import Host, Interface, Site, Subnet
 from images import services as image_services
 from images.models import Image
-from provisioning import services
+from provisioning.builds.services import host_enter_build
+from provisioning.catalogue.services import boot_defaults_update
 from provisioning.mirror import sync
 from provisioning.mirror.projection import KINDS
 from tests import factories
@@ -139,10 +140,10 @@ def test_renames_and_build_mode_reach_the_documents_that_show_them(store):
     host_services.subnet_create(data={"network": "10.192.60.0/23", "site": site, "gateway": "10.192.61.254"})
     host_services.site_update(site=site, data={"file_uri": "http://files.example.com"})  # the image's tarball
     boot = image_services.image_create(data={"name": "d2b-boot", "type": "boot"})
-    services.boot_defaults_update(data={"boot_version": image_services.image_version_create(
+    boot_defaults_update(data={"boot_version": image_services.image_version_create(
         data={"image": boot, "version": "1", "timestamp": datetime(2016, 1, 1, tzinfo=UTC)}
     )})  # fmt: skip
-    services.host_enter_build(host=host)
+    host_enter_build(host=host)
     drain()
     keys = stored(store)
     assert keys == expected()

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hosts.models import Host
-from provisioning import services
+from provisioning.builds.services import build_event_record
 from provisioning.models import DiscoveredHost
 from tests import factories
 
@@ -41,9 +41,9 @@ def links(html: str) -> dict[str, str]:
 def a_world(now):
     """Hosts in every state, a running build with progress, a failed one with its reason, a stalled one."""
     running = factories.BuildFactory(state="running", started=now, last_activity=now)
-    services.build_event_record(build=running, stage="image", progress=40, message="layer 2 of 5", now=now)
+    build_event_record(build=running, stage="image", progress=40, message="layer 2 of 5", now=now)
     failed = factories.BuildFactory(state="failed", started=now, finished=now, last_activity=now)
-    services.build_event_record(build=failed, stage="failed", progress=None, message="disk too small", now=now)
+    build_event_record(build=failed, stage="failed", progress=None, message="disk too small", now=now)
     old = now - timedelta(hours=2)
     stalled = factories.BuildFactory(state="running", started=old, last_activity=old)
     Host.objects.filter(pk__in=[running.host_id, stalled.host_id]).update(status="building", build=True)
@@ -91,7 +91,7 @@ def test_the_overview_costs_the_same_queries_for_one_host_and_for_many(admin_cli
         front_page(admin_client)
     for _ in range(30):
         build = factories.BuildFactory(state="running", started=now, last_activity=now - timedelta(hours=1))
-        services.build_event_record(build=build, stage="image", progress=10, message="layer 1", now=now)
+        build_event_record(build=build, stage="image", progress=10, message="layer 1", now=now)
         factories.BuildFactory(state="failed", started=now, finished=now, last_activity=now)
         factories.BmcFactory(host=build.host)
     with CaptureQueriesContext(connection) as many:

@@ -19,8 +19,9 @@ from rest_framework.test import APIClient
 
 from dock2box.models import History
 from hosts.models import Bmc, Host
-from provisioning import services
+from provisioning.builds.services import host_enter_build
 from provisioning.models import Build
+from provisioning.power.services import power_refresh
 from tests import factories
 from tests.services import IpmiSim, free_port, wait_until
 from tests.test_concurrency import at_once, request
@@ -172,7 +173,7 @@ def test_a_failing_bmc_is_recorded_and_build_mode_is_left_as_it_was(api, machine
 def test_a_host_in_build_mode_stays_in_it_when_its_bmc_fails(api, machine_off, fast_retries):
     host = factories.InstallableHostFactory()
     with_bmc(host, machine_off, password="wrong")
-    services.host_enter_build(host=host)
+    host_enter_build(host=host)
     assert api.post(f"/api/v2/hosts/{host.pk}/power/", {"action": "reinstall"}, format="json").status_code == 202
     host.refresh_from_db()
     assert host.build and Build.objects.get(host=host).state == "pending"
@@ -216,7 +217,7 @@ def test_the_refresh_asks_every_bmc_and_shows_a_silent_one_as_unreachable(machin
     settings.DOCK2BOX_POWER_CONCURRENCY = 4
     answering = with_bmc(factories.HostFactory(), machine_off)
     silent = with_bmc(factories.HostFactory(), machine_off, port=free_port(socket.SOCK_DGRAM))
-    assert services.power_refresh() == 2
+    assert power_refresh() == 2
     answering.refresh_from_db()
     silent.refresh_from_db()
     assert (answering.power_state, silent.power_state) == ("off", "unreachable")
@@ -273,7 +274,7 @@ def test_a_worker_that_died_mid_action_does_not_block_the_host_forever(api, mach
 
 def test_power_state_reads_happen_in_parallel_threads_without_the_database(machine_off):
     """The refresh's threads only talk to BMCs: every one answers, however many run at once."""
-    from provisioning.bmc import BmcAccess, power_get
+    from provisioning.power.ipmi import BmcAccess, power_get
 
     access = BmcAccess(address="127.0.0.1", port=machine_off.port, username=machine_off.USER,
                        password=machine_off.PASSWORD)  # fmt: skip

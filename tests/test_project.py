@@ -104,6 +104,86 @@ def test_imports_point_one_way(app, never):
                 assert name.split(".")[0] not in never, f"{path.relative_to(ROOT)} imports {name}"
 
 
+PRODUCT = ["dock2box", "images", "hosts", "provisioning"]
+
+
+def _product_modules() -> dict[str, Path]:
+    modules = {}
+    for app in PRODUCT:
+        for path in (ROOT / app).rglob("*.py"):
+            if "migrations" not in path.parts:
+                parts = path.relative_to(ROOT).with_suffix("").parts
+                modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imported(node, modules: dict[str, Path]) -> list[str]:
+    """The product modules an import statement loads: `from a.b import c` is module `a.b.c` when there is one."""
+    import ast
+
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names if alias.name in modules]
+    if isinstance(node, ast.ImportFrom) and node.module:
+        found = [f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in modules]
+        return found or ([node.module] if node.module in modules else [])
+    return []
+
+
+def test_no_module_imports_itself_back():
+    """No import circle between the product's modules, counting imports inside functions and for type checking
+    (an import hidden in a function is a circle all the same): Tarjan's strongly connected components."""
+    import ast
+
+    modules = _product_modules()
+    edges = {
+        name: {target for node in ast.walk(ast.parse(path.read_text())) for target in _imported(node, modules)} - {name}
+        for name, path in modules.items()
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(name: str) -> None:
+        index[name] = low[name] = len(index)
+        stack.append(name)
+        for target in edges[name]:
+            if target not in index:
+                visit(target)
+                low[name] = min(low[name], low[target])
+            elif target in stack:
+                low[name] = min(low[name], index[target])
+        if low[name] == index[name]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == name:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for name in sorted(modules):
+        if name not in index:
+            visit(name)
+    assert circles == []
+
+
+def test_no_product_file_or_function_is_too_long_to_read():
+    """A module over 400 lines is split into rooms, a function over 60 lines into named steps."""
+    import ast
+
+    long = []
+    for path in [*_product_modules().values(), *(ROOT / "installer").rglob("*.py")]:
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(ROOT)}: {node.name} {node.end_lineno - node.lineno + 1} lines")
+    assert long == []
+
+
 def test_the_shared_cache_keeps_one_redis_client_per_pool():
     """Django's backend built a client per operation; ours reuses it, and still reads and writes real Redis."""
     from dock2box.cache import SharedRedisCache

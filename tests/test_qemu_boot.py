@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from hosts.models import Host
-from provisioning import services
+from provisioning.catalogue.services import boot_defaults_update
 from tests import factories
 from tests.qemu import Machine
 from tests.services import free_port, manage, stop, wait_until
@@ -31,7 +31,7 @@ def portal(live_server, transactional_db, settings):
     url = f"http://10.0.2.2:{urlsplit(live_server.url).port}"
     settings.DOCK2BOX_PUBLIC_URL = url
     settings.ALLOWED_HOSTS = ["*"]
-    services.boot_defaults_update(data={"menu_timeout": 30, "menu_name": "--delete Dock2Box lab"})  # never an option
+    boot_defaults_update(data={"menu_timeout": 30, "menu_name": "--delete Dock2Box lab"})  # never an option
     site = factories.SiteFactory(name="lab1", domain="lab.example.com")
     subnet = factories.SubnetFactory(site=site, network="10.0.2.0/24", gateway="10.0.2.2")
     host = factories.HostFactory(fqdn="qemu01.lab.example.com", site=site)

@@ -7,8 +7,8 @@ import threading
 import pytest
 from rest_framework.test import APIClient
 
+from hosts.services import image_version_resolve_from_registry
 from images.registry import RegistryClient, RegistryError
-from provisioning.services import image_version_resolve_from_registry
 from tests import factories
 from tests.conftest import grant
 from tests.registry import Registry, oci_layout

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rest_framework.authtoken.models import Token
 
-from provisioning import services
+from provisioning.builds.services import host_enter_build
 from provisioning.models import BootTemplate, DiscoveredHost
 from tests import factories
 from tests.services import free_port
@@ -27,7 +27,7 @@ def inventory(transactional_db, settings):
     site = factories.SiteFactory(name="ams1", domain="ams1.example.com", registry=closed)
     subnet = factories.SubnetFactory(site=site, network="10.9.0.0/24", gateway="10.9.0.1", reserved="10.9.0.2-10.9.0.9")
     building = factories.InstallableHostFactory(site=site, interface__ip="10.9.0.11", interface__subnet=subnet)
-    services.host_enter_build(host=building)
+    host_enter_build(host=building)
     factories.InstallableHostFactory(site=site)
     menu = factories.PxeMenuFactory(name="main")
     factories.PxeMenuItemFactory(menu=menu, key="shell")

@@ -13,6 +13,7 @@ from dock2box.validators import (
     validate_username,
 )
 from hosts.models import Site
+from provisioning.catalogue.services import boot_template_create
 from tests import factories
 from tests.conftest import grant
 
@@ -228,7 +229,6 @@ TEMPLATES = {
 @pytest.fixture
 def hostile_build(db, client, settings, django_capture_on_commit_callbacks):
     from hosts.services import site_update
-    from provisioning import services
     from tests.boot_world import BUILD_MAC, make_world
 
     settings.DOCK2BOX_PUBLIC_URL = "http://portal.example.com"
@@ -237,7 +237,7 @@ def hostile_build(db, client, settings, django_capture_on_commit_callbacks):
         site_update(site=world.site, data={"registry_password": HOSTILE_PASSWORD, "root_password_hash": "!" + SHA512,
                                            "ssh_authorized_keys": HOSTILE_KEY})  # fmt: skip
         for kind, content in TEMPLATES.items():
-            services.boot_template_create(data={"name": kind, "kind": kind, "content": content})
+            boot_template_create(data={"name": kind, "kind": kind, "content": content})
     text = client.get(f"/ipxe?mac={BUILD_MAC}").content.decode()
     return text.split("/config/", 1)[1].split()[0]
 

@@ -15,9 +15,9 @@ from pykickstart.version import makeVersion
 
 from hosts.services import site_update
 from images.services import image_update
-from provisioning import services
-from provisioning.configs import host_config_render
-from provisioning.rendering.templating import debconf_line
+from provisioning.builds.configs import host_config_render
+from provisioning.builds.templating import debconf_line
+from provisioning.catalogue.services import boot_template_create
 from tests import factories
 from tests.boot_world import BUILD_MAC, IDLE_MAC, make_world
 from tests.conftest import grant
@@ -228,7 +228,7 @@ def test_a_preseed_answer_with_a_line_break_stops_the_render(client, world, toke
         debconf_line("x\nd-i preseed/late_command string reboot")
     with django_capture_on_commit_callbacks(execute=True):  # the boot path's catalogue learns of it on commit
         image_update(image=world.debian, data={"main_script": "echo one\necho two"})
-        services.boot_template_create(
+        boot_template_create(
             data={"name": "p", "kind": "preseed", "content": "d-i x/y string {{ main_script|debconf }}\n"}
         )
     response = client.get(f"/config/{token}?format=preseed")
@@ -243,7 +243,7 @@ def test_the_preview_says_which_template_applies_and_from_where(
     page = admin_client.get(reverse("admin:hosts_host_change", args=[host.pk])).content.decode()
     assert "kickstart</a>: template templates/config/kickstart.ks (stock)" in page
     with django_capture_on_commit_callbacks(execute=True):
-        services.boot_template_create(data={"name": "rack", "kind": "cloud-init", "site": world.site, "content": "#x"})
+        boot_template_create(data={"name": "rack", "kind": "cloud-init", "site": world.site, "content": "#x"})
     page = admin_client.get(reverse("admin:hosts_host_change", args=[host.pk])).content.decode()
     assert "cloud-init</a>: template rack (site ams1)" in page
     grant(user, "hosts.view_host")
@@ -268,7 +268,7 @@ def test_the_documented_examples_render_and_pass_the_same_checks(
     assert len(examples) == 3
     with django_capture_on_commit_callbacks(execute=True):
         for kind, content in examples.items():
-            services.boot_template_create(data={"name": f"doc-{kind}", "kind": kind, "content": content.lstrip("\n")})
+            boot_template_create(data={"name": f"doc-{kind}", "kind": kind, "content": content.lstrip("\n")})
     kickstart_parsed(client.get(f"/config/{token}?format=kickstart").content.decode(), tmp_path)
     (tmp_path / "preseed.cfg").write_bytes(client.get(f"/config/{token}?format=preseed").content)
     subprocess.run(["debconf-set-selections", "--checkonly", str(tmp_path / "preseed.cfg")], check=True)

@@ -167,7 +167,7 @@ def test_fifty_parallel_fetches_all_correct(tftp_port, tmp_path):
 
 
 def test_dat_packets_number_the_blocks_and_end_with_a_short_one():
-    from provisioning.tftp import dat_packets
+    from provisioning.boot.tftp import dat_packets
 
     for size, blocks in [(0, 1), (1, 1), (511, 1), (512, 2), (1000, 2), (1024, 3)]:
         packets = dat_packets(b"x" * size, 512)
@@ -182,7 +182,7 @@ def test_dat_packets_number_the_blocks_and_end_with_a_short_one():
 def test_a_download_answers_each_expected_ack_once_and_refuses_anything_else():
     from tftpy.TftpShared import TftpException
 
-    from provisioning.tftp import Download, Refused, dat_packets
+    from provisioning.boot.tftp import Download, Refused, dat_packets
 
     packets = dat_packets(b"x" * 1000, 512)
     download = Download(packets, 0)  # after an OACK

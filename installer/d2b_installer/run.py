@@ -49,19 +49,8 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
     portal.event("config", 100, f"config for {config['FQDN']}: {config['IMAGE']} {config['IMAGE_VERSION']}")
 
     stage[0] = "disk"
-    target = disk.choose_disk(arguments.get("d2b.disk", ""))
-    portal.event("disk", 0, f"partitioning {target}")
     size = int(config.get("IMAGE_SIZE") or 0)
-    layout = disk.prepare(
-        disk=target,
-        gpt=config.get("GPT") == "true",
-        uefi=config.get("UEFI") == "true",
-        lvm=config.get("VOLMGT") == "lvm",
-        hostname=config["HOSTNAME"],
-        needed_mib=2 * size // MiB,
-    )
-    root = disk.mount(layout)
-    portal.event("disk", 100, f"{target}: {', '.join(f'{fs.mountpoint} {fs.device}' for fs in layout.filesystems)}")
+    layout, root = _partition(portal, config, arguments.get("d2b.disk", ""), needed_mib=2 * size // MiB)
 
     stage[0] = "image"
     portal.event("image", 0, f"laying {config['IMAGE_TYPE']} image {config['IMAGE']}:{config['IMAGE_VERSION']}")
@@ -101,6 +90,24 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
     if not portal.deliver("done", 100, f"installed in {time.monotonic() - started:.0f} s", within=wait):
         log("done was not heard; rebooting anyway: the portal sends this host to its disk and marks it unconfirmed")
     return config
+
+
+def _partition(portal: Portal, config: dict[str, str], hint: str, *, needed_mib: int) -> tuple[disk.Layout, Path]:
+    """The install disk chosen (`d2b.disk`, else the first), partitioned, formatted as the config says and mounted:
+    its layout and the root mount point."""
+    target = disk.choose_disk(hint)
+    portal.event("disk", 0, f"partitioning {target}")
+    layout = disk.prepare(
+        disk=target,
+        gpt=config.get("GPT") == "true",
+        uefi=config.get("UEFI") == "true",
+        lvm=config.get("VOLMGT") == "lvm",
+        hostname=config["HOSTNAME"],
+        needed_mib=needed_mib,
+    )
+    root = disk.mount(layout)
+    portal.event("disk", 100, f"{target}: {', '.join(f'{fs.mountpoint} {fs.device}' for fs in layout.filesystems)}")
+    return layout, root
 
 
 def report_wait(arguments: dict[str, str]) -> float:

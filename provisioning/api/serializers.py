@@ -5,7 +5,16 @@ from rest_framework import serializers
 from hosts.choices import PowerAction
 from hosts.models import Host, Site
 from images.models import Image
-from provisioning import selectors, services
+from provisioning.catalogue.selectors import pxe_menu_items
+from provisioning.catalogue.services import (
+    boot_defaults_update,
+    boot_template_create,
+    boot_template_update,
+    pxe_menu_create,
+    pxe_menu_item_create,
+    pxe_menu_item_update,
+    pxe_menu_update,
+)
 from provisioning.models import BootDefaults, BootTemplate, Build, BuildEvent, DiscoveredHost, PxeMenu, PxeMenuItem
 
 
@@ -18,10 +27,10 @@ class PxeMenuItemSerializer(serializers.ModelSerializer):
         extra_kwargs = {"url": {"view_name": "pxemenuitem-detail"}}
 
     def create(self, validated_data: dict[str, Any]) -> PxeMenuItem:
-        return services.pxe_menu_item_create(data=validated_data)
+        return pxe_menu_item_create(data=validated_data)
 
     def update(self, instance: PxeMenuItem, validated_data: dict[str, Any]) -> PxeMenuItem:
-        return services.pxe_menu_item_update(item=instance, data=validated_data)
+        return pxe_menu_item_update(item=instance, data=validated_data)
 
 
 class PxeMenuSerializer(serializers.ModelSerializer):
@@ -39,13 +48,13 @@ class PxeMenuSerializer(serializers.ModelSerializer):
         super().__init__(*args, **kwargs)
         # The default item is looked up among this menu's own items (keys repeat across menus).
         menu = self.instance if isinstance(self.instance, PxeMenu) else None
-        self.fields["default_item"].queryset = selectors.pxe_menu_items(menu=menu)  # type: ignore[attr-defined]
+        self.fields["default_item"].queryset = pxe_menu_items(menu=menu)  # type: ignore[attr-defined]
 
     def create(self, validated_data: dict[str, Any]) -> PxeMenu:
-        return services.pxe_menu_create(data=validated_data)
+        return pxe_menu_create(data=validated_data)
 
     def update(self, instance: PxeMenu, validated_data: dict[str, Any]) -> PxeMenu:
-        return services.pxe_menu_update(menu=instance, data=validated_data)
+        return pxe_menu_update(menu=instance, data=validated_data)
 
 
 class BootDefaultsSerializer(serializers.ModelSerializer):
@@ -61,7 +70,7 @@ class BootDefaultsSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def update(self, instance: BootDefaults, validated_data: dict[str, Any]) -> BootDefaults:
-        return services.boot_defaults_update(data=validated_data)
+        return boot_defaults_update(data=validated_data)
 
 
 class BuildEventSerializer(serializers.ModelSerializer):
@@ -121,10 +130,10 @@ class BootTemplateSerializer(serializers.ModelSerializer):
         validators: list[Any] = []
 
     def create(self, validated_data: dict[str, Any]) -> BootTemplate:
-        return services.boot_template_create(data=validated_data)
+        return boot_template_create(data=validated_data)
 
     def update(self, instance: BootTemplate, validated_data: dict[str, Any]) -> BootTemplate:
-        return services.boot_template_update(template=instance, data=validated_data)
+        return boot_template_update(template=instance, data=validated_data)
 
 
 class MirrorStatusSerializer(serializers.Serializer):

@@ -11,12 +11,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from dock2box.api.permissions import ModelPermissions
+from dock2box.http import portal_url
 from hosts.api.serializers import BmcSerializer
 from hosts.models import Host
 from hosts.selectors import bmc_list, host_list
+from hosts.tasks import image_version_resolve
 from images.registry import RegistryError
 from images.selectors import image_version_list
-from provisioning import selectors, services
 from provisioning.api.serializers import (
     BootDefaultsSerializer,
     BootTemplateSerializer,
@@ -30,45 +31,57 @@ from provisioning.api.serializers import (
     PxeMenuItemSerializer,
     PxeMenuSerializer,
 )
-from provisioning.configs import FORMATS, host_config_render
+from provisioning.builds.configs import FORMATS, host_config_render
+from provisioning.builds.selectors import build_events, build_list
+from provisioning.builds.services import host_cancel_build, host_enter_build
+from provisioning.catalogue.selectors import (
+    boot_defaults,
+    boot_defaults_list,
+    boot_template_list,
+    pxe_menu_item_list,
+    pxe_menu_list,
+)
+from provisioning.catalogue.services import boot_template_delete, pxe_menu_delete, pxe_menu_item_delete
+from provisioning.discovery.selectors import discovered_host_list
+from provisioning.discovery.services import discovered_host_delete
 from provisioning.filtersets import BuildFilterSet, DiscoveredHostFilterSet, PxeMenuItemFilterSet
+from provisioning.mirror.selectors import mirror_state_list, mirror_status
 from provisioning.models import BootDefaults, BootTemplate, DiscoveredHost, PxeMenu, PxeMenuItem
-from provisioning.tasks import image_version_resolve
-from provisioning.views import portal_url
+from provisioning.power.services import power_request
 
 
 class PxeMenuViewSet(viewsets.ModelViewSet):
     """PXE menus; their items are edited at /api/v2/pxe-menu-items/."""
 
-    queryset = selectors.pxe_menu_list()
+    queryset = pxe_menu_list()
     serializer_class = PxeMenuSerializer
     filterset_fields = ["name", "theme"]
     ordering_fields = ["name"]
 
     def perform_destroy(self, instance: PxeMenu) -> None:
-        services.pxe_menu_delete(menu=instance)
+        pxe_menu_delete(menu=instance)
 
 
 class PxeMenuItemViewSet(viewsets.ModelViewSet):
     """Items of PXE menus: a label and the iPXE commands it runs."""
 
-    queryset = selectors.pxe_menu_item_list()
+    queryset = pxe_menu_item_list()
     serializer_class = PxeMenuItemSerializer
     filterset_class = PxeMenuItemFilterSet
     ordering_fields = ["menu__name", "position", "key"]
 
     def perform_destroy(self, instance: PxeMenuItem) -> None:
-        services.pxe_menu_item_delete(item=instance)
+        pxe_menu_item_delete(item=instance)
 
 
 class BootDefaultsView(generics.RetrieveUpdateAPIView):
     """The global boot defaults (a single document)."""
 
-    queryset = selectors.boot_defaults_list()
+    queryset = boot_defaults_list()
     serializer_class = BootDefaultsSerializer
 
     def get_object(self) -> BootDefaults:
-        defaults = selectors.boot_defaults()
+        defaults = boot_defaults()
         self.check_object_permissions(self.request, defaults)
         return defaults
 
@@ -76,7 +89,7 @@ class BootDefaultsView(generics.RetrieveUpdateAPIView):
 class BuildViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Install attempts of hosts and their progress events (read-only)."""
 
-    queryset = selectors.build_list()
+    queryset = build_list()
     serializer_class = BuildSerializer
     filterset_class = BuildFilterSet
     ordering_fields = ["created", "state"]
@@ -85,7 +98,7 @@ class BuildViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @action(detail=True, filter_backends=[])
     def events(self, request: Request, pk: str | None = None) -> Response:
         """The build's progress events, oldest first, a page at a time."""
-        page = self.paginate_queryset(selectors.build_events(build=self.get_object()))
+        page = self.paginate_queryset(build_events(build=self.get_object()))
         return self.get_paginated_response(BuildEventSerializer(page, many=True).data)
 
 
@@ -102,8 +115,8 @@ class HostEnterBuildView(generics.GenericAPIView):
 
     @extend_schema(request=None, responses=BuildSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        build = services.host_enter_build(host=self.get_object())
-        shown = selectors.build_list().get(pk=build.pk)
+        build = host_enter_build(host=self.get_object())
+        shown = build_list().get(pk=build.pk)
         return Response(BuildSerializer(shown, context=self.get_serializer_context()).data)
 
 
@@ -119,10 +132,10 @@ class HostCancelBuildView(generics.GenericAPIView):
         responses={200: BuildSerializer, 204: OpenApiResponse(description="The host had no open build.")},
     )
     def post(self, request: Request, pk: int) -> Response:
-        build = services.host_cancel_build(host=self.get_object())
+        build = host_cancel_build(host=self.get_object())
         if build is None:
             return Response(status=204)
-        shown = selectors.build_list().get(pk=build.pk)
+        shown = build_list().get(pk=build.pk)
         return Response(BuildSerializer(shown, context=self.get_serializer_context()).data)
 
 
@@ -151,7 +164,7 @@ class HostPowerView(generics.GenericAPIView):
         host = self.get_object()
         asked = self.get_serializer(data=request.data)
         asked.is_valid(raise_exception=True)
-        services.power_request(host=host, action=asked.validated_data["action"])
+        power_request(host=host, action=asked.validated_data["action"])
         return Response(self._shown(host), status=202)
 
 
@@ -176,7 +189,7 @@ class PowerBulkView(generics.GenericAPIView):
                 refused[name] = "No such host."
                 continue
             try:
-                services.power_request(host=hosts[name], action=asked.validated_data["action"])
+                power_request(host=hosts[name], action=asked.validated_data["action"])
                 queued.append(name)
             except ValidationError as error:
                 refused[name] = " ".join(error.messages)
@@ -186,25 +199,25 @@ class PowerBulkView(generics.GenericAPIView):
 class DiscoveredHostViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     """MACs that PXE-booted unknown (read and delete; they are recorded by the boot endpoints)."""
 
-    queryset = selectors.discovered_host_list()
+    queryset = discovered_host_list()
     serializer_class = DiscoveredHostSerializer
     filterset_class = DiscoveredHostFilterSet
     ordering_fields = ["last_seen", "first_seen", "mac"]
 
     def perform_destroy(self, instance: DiscoveredHost) -> None:
-        services.discovered_host_delete(discovered=instance)
+        discovered_host_delete(discovered=instance)
 
 
 class BootTemplateViewSet(viewsets.ModelViewSet):
     """Kickstart, preseed and cloud-init templates, chosen host → image → site → default."""
 
-    queryset = selectors.boot_template_list()
+    queryset = boot_template_list()
     serializer_class = BootTemplateSerializer
     filterset_fields = ["kind", "name"]
     ordering_fields = ["name", "kind"]
 
     def perform_destroy(self, instance: BootTemplate) -> None:
-        services.boot_template_delete(template=instance)
+        boot_template_delete(template=instance)
 
 
 class HostConfigPreviewView(generics.GenericAPIView):
@@ -228,11 +241,11 @@ class HostConfigPreviewView(generics.GenericAPIView):
 class MirrorStatusView(generics.GenericAPIView):
     """The etcd mirror: on or off, the outbox backlog and lag, the last successful sync and the last error."""
 
-    queryset = selectors.mirror_state_list()
+    queryset = mirror_state_list()
 
     @extend_schema(responses=MirrorStatusSerializer)
     def get(self, request: Request) -> Response:
-        status = selectors.mirror_status()
+        status = mirror_status()
         return Response(MirrorStatusSerializer({**status.__dict__, "lag_seconds": status.lag_seconds}).data)
 
 

@@ -15,12 +15,20 @@ from django.db import transaction
 
 from dock2box.validators import normalise_mac
 from hosts import services as host_services
-from hosts.models import Host, Site, Subnet, subnet_network
+from hosts.addressing import subnet_network
+from hosts.models import Host, Site, Subnet
 from images import services as image_services
 from images.choices import ImageType
 from images.models import LATEST, NEWEST_FIRST, Image, ImageVersion
 from images.selectors import image_version_named
-from provisioning import services
+from provisioning.builds.services import host_cancel_build, host_enter_build
+from provisioning.catalogue.services import (
+    boot_defaults_update,
+    pxe_menu_create,
+    pxe_menu_item_create,
+    pxe_menu_item_update,
+    pxe_menu_update,
+)
 from provisioning.models import PxeMenu
 
 TRUE, FALSE = {"true", "yes", "1"}, {"false", "no", "0", ""}
@@ -222,18 +230,18 @@ def _default(document: dict[str, Any]) -> None:
     if not document:
         return
     items = document.get("menu_items") or {}
-    menu = PxeMenu.objects.filter(name="default").first() or services.pxe_menu_create(data={"name": "default"})
+    menu = PxeMenu.objects.filter(name="default").first() or pxe_menu_create(data={"name": "default"})
     for position, (key, item) in enumerate(sorted(items.items()), 1):
         fields = {"menu": menu, "key": key, "label": _text(item.get("name")), "commands": _text(item.get("command")),
                   "position": position}  # fmt: skip
         stored = menu.items.filter(key=key).first()
         if stored:
-            services.pxe_menu_item_update(item=stored, data=fields)
+            pxe_menu_item_update(item=stored, data=fields)
         else:
-            services.pxe_menu_item_create(data=fields)
+            pxe_menu_item_create(data=fields)
     default_key = _text(document.get("menu_default"))
     default_item = menu.items.filter(key=default_key).first()
-    services.pxe_menu_update(menu=menu, data={"default_item": default_item})
+    pxe_menu_update(menu=menu, data={"default_item": default_item})
     numbers = {name: _text(document.get(name)) for name in ("menu_timeout", "submenu_timeout")}
     for name, value in numbers.items():
         if value and not value.isdigit():
@@ -248,7 +256,7 @@ def _default(document: dict[str, Any]) -> None:
     for name in ("menu_name", "submenu_name"):
         if _text(document.get(name)):
             data[name] = _text(document.get(name))
-    services.boot_defaults_update(data=data)
+    boot_defaults_update(data=data)
 
 
 def host_put(fqdn: str, document: dict[str, Any], path: str, boot_names: set[str]) -> None:
@@ -283,9 +291,9 @@ def host_put(fqdn: str, document: dict[str, Any], path: str, boot_names: set[str
     else:
         host = host_services.host_create(data=data, interfaces=interfaces)
     if _flag(document.get("build"), f"{path}/build"):
-        services.host_enter_build(host=host)
+        host_enter_build(host=host)
     elif existing and existing.build:
-        services.host_cancel_build(host=host)
+        host_cancel_build(host=host)
 
 
 def _mac(value: Any) -> str:

@@ -17,7 +17,8 @@ from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from dock2box.models import OutboxEntry
-from hosts.models import Host, Interface, Site, Subnet, subnet_key, subnet_network
+from hosts.addressing import subnet_key, subnet_network
+from hosts.models import Host, Interface, Site, Subnet
 from images.models import NEWEST_FIRST, Image, ImageVersion
 from provisioning.mirror import projection
 from provisioning.mirror.store import DocumentChange, EtcdUnavailable, Store, stores_for

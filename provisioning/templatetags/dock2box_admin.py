@@ -4,7 +4,7 @@ from typing import Any
 
 from django import template
 
-from provisioning import selectors
+from provisioning.selectors import overview
 
 register = template.Library()
 
@@ -15,4 +15,4 @@ def dock2box_overview(context: dict[str, Any]) -> dict[str, Any]:
     request = context["request"]
     if not request.user.has_perm("hosts.view_host"):
         return {"overview": None}
-    return {"overview": selectors.overview()}
+    return {"overview": overview()}

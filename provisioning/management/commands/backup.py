@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.backup import BackupError, backup
+from provisioning.storage.backup import BackupError, backup
 
 
 class Command(BaseCommand):

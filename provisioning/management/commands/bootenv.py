@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from images import services as image_services
 from installer.build import KERNELS, build
-from provisioning import services
+from provisioning.catalogue.services import boot_defaults_update
 
 
 class Command(BaseCommand):
@@ -27,6 +27,6 @@ class Command(BaseCommand):
             image_name=options["image"], version=built.version, kernel=built.kernel, initrd=built.initrd
         )
         if options["default"]:
-            services.boot_defaults_update(data={"boot_version": version})
+            boot_defaults_update(data={"boot_version": version})
         self.stdout.write(f"Boot environment {options['image']} {version.version}: {version.size} bytes"
                           f"{' (the default)' if options['default'] else ''}")  # fmt: skip

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from hosts.models import Interface, Subnet
-from provisioning.rendering.dhcp import dnsmasq_config, isc_config
+from provisioning.boot.dhcp import dnsmasq_config, isc_config
 
 
 class Command(BaseCommand):

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from dock2box.actors import acting_as
 from hosts.choices import PowerAction
 from hosts.selectors import bmc_list, host_list
-from provisioning import services
+from provisioning.power.services import power_request
 
 
 class Command(BaseCommand):
@@ -34,7 +34,7 @@ class Command(BaseCommand):
                 try:
                     if name not in found:
                         raise CommandError("no such host")
-                    services.power_request(host=found[name], action=action)
+                    power_request(host=found[name], action=action)
                     queued.append(found[name].pk)
                 except (ValidationError, CommandError) as error:
                     failed = True

@@ -6,9 +6,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.backup import BackupError, restore
 from provisioning.mirror import sync
 from provisioning.mirror.store import EtcdUnavailable
+from provisioning.storage.backup import BackupError, restore
 
 
 class Command(BaseCommand):

@@ -9,7 +9,9 @@ from django.db import transaction
 from hosts import services as host_services
 from hosts.models import Site
 from images import services as image_services
-from provisioning import services
+from images.models import Image
+from provisioning.builds.services import host_enter_build
+from provisioning.catalogue.services import boot_defaults_update, pxe_menu_create, pxe_menu_item_create
 
 DEMO_SITE = "demo1"
 
@@ -22,6 +24,13 @@ class Command(BaseCommand):
         if Site.objects.filter(name=DEMO_SITE).exists():
             self.stdout.write(f"Demo data is there already (site {DEMO_SITE}).")
             return
+        debian, centos = self._images()
+        self._site_and_hosts(debian, centos)
+        self.stdout.write(self.style.SUCCESS(f"Demo data created: site {DEMO_SITE}, 3 images, 4 hosts."))
+
+    @staticmethod
+    def _images() -> tuple[Image, Image]:
+        """The boot environment (the boot defaults' with the demo menu), a docker and a file image."""
         stamp = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
         boot = image_services.image_create(
             data={"name": "d2b-bootenv", "type": "boot", "description": "Boot environment"}
@@ -47,15 +56,19 @@ class Command(BaseCommand):
         )
         image_services.image_version_create(data={"image": centos, "version": "1", "timestamp": stamp})
 
-        menu = services.pxe_menu_create(data={"name": "default", "title": "Dock2Box demo"})
-        services.pxe_menu_item_create(
+        menu = pxe_menu_create(data={"name": "default", "title": "Dock2Box demo"})
+        pxe_menu_item_create(
             data={"menu": menu, "key": "retry", "label": "Retry PXE boot", "position": 1, "commands": "autoboot"}
         )
-        services.pxe_menu_item_create(
+        pxe_menu_item_create(
             data={"menu": menu, "key": "shell", "label": "iPXE shell", "position": 2, "commands": "shell"}
         )
-        services.boot_defaults_update(data={"pxe_menu": menu, "boot_version": boot_version, "domain": "example.com"})
+        boot_defaults_update(data={"pxe_menu": menu, "boot_version": boot_version, "domain": "example.com"})
+        return debian, centos
 
+    @staticmethod
+    def _site_and_hosts(debian: Image, centos: Image) -> None:
+        """The demo site with two subnets and four hosts, the first in build mode."""
         site = host_services.site_create(
             data={
                 "name": DEMO_SITE,
@@ -87,5 +100,4 @@ class Command(BaseCommand):
                 ],
             )
             if number == 1:
-                services.host_enter_build(host=host)
-        self.stdout.write(self.style.SUCCESS(f"Demo data created: site {DEMO_SITE}, 3 images, 4 hosts."))
+                host_enter_build(host=host)

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.tftp import BootFileServer
+from provisioning.boot.tftp import BootFileServer
 
 
 class Command(BaseCommand):

@@ -1,0 +1,344 @@
+"""The TFTP server: iPXE binaries and a generated first-stage script, nothing else.
+
+tftpy serves files from its root directory before it asks us, so its root is an empty private directory and every
+download goes through `BootFiles.open`: a fixed set of names, each a real file (tftpy ends the server after an
+in-memory file, upstream issue #155). Uploads are refused. Names outside the set, `../` and absolute paths get a
+TFTP error and a log line.
+
+tftpy lets anything but its own TftpException escape its server loop (a non-ASCII file name, an option value that is
+not a number, a block size too big to send), and the loop's way out closes every transfer in flight. Every session
+is therefore a `GuardedContext`, which turns such an error into a TFTP error packet to that client and a
+TftpException: the loop then ends that one exchange and keeps serving the others. The loop is still restarted if it
+ever fails for another reason.
+
+The loop is ours (`BootTftpServer.listen`), tftpy's sessions and packets inside it: tftpy's own loop does work in
+proportion to the transfers in flight for every packet (a select over every socket, a search for the packet's
+session, a timeout check of every session, log lines formatted whether logged or not), which halves its throughput
+with 50 PXE ROMs at once (docs/benchmarks.md). Ours waits with the selector of the platform (epoll), finds the session
+by its socket and checks timeouts a few times a second. tftpy reads the request and negotiates its options; once the
+first packet is out, a download's data phase is ours too (`Download`): every DAT packet of a served file is built once
+per block size and sent as it is for each ACK, where tftpy reads the file and builds a packet per block.
+"""
+
+import contextlib
+import logging
+import selectors
+import socket
+import struct
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import tftpy
+from tftpy.TftpContexts import TftpContextServer
+from tftpy.TftpPacketTypes import TftpPacketERR
+from tftpy.TftpShared import MAX_BLKSIZE, TftpException, TftpTimeout, TftpTimeoutExpectACK
+from tftpy.TftpStates import TftpStateExpectACK
+
+from provisioning.boot.render.ipxe import stage0_script
+from provisioning.metrics import TFTP_TRANSFERS
+
+logger = logging.getLogger("dock2box.tftp")
+BINARIES = ["undionly.kpxe", "ipxe.efi", "snponly.efi"]
+STAGE0 = "stage0.ipxe"
+
+
+ILLEGAL_OPERATION = 4  # RFC 1350 error code
+
+
+class GuardedContext(TftpContextServer):
+    """A tftpy server session in which a malformed packet ends only this session, with an error to its client."""
+
+    def start(self, buffer: bytes) -> None:
+        self._guarded(super().start, buffer)
+
+    def cycle(self) -> None:
+        self._guarded(super().cycle)
+
+    def _guarded(self, step: Any, *args: Any) -> None:
+        try:
+            step(*args)
+        except TftpException:
+            raise
+        except Exception as error:
+            TFTP_TRANSFERS.labels("malformed").inc()
+            logger.warning("tftp client=%s:%s outcome=malformed reason=%s", self.host, self.port, error)
+            error_send(self.sock, (self.host, self.tidport or self.port))
+            raise TftpException(f"malformed exchange: {type(error).__name__}: {error}") from error
+
+
+def error_send(sock: socket.socket, client: tuple[str, int]) -> None:
+    """Tell a client its exchange ends (illegal operation); one that is gone ends its session all the same."""
+    packet = TftpPacketERR()
+    packet.errorcode = ILLEGAL_OPERATION
+    with contextlib.suppress(OSError):
+        sock.sendto(packet.encode().buffer, client)
+
+
+SWEEP_SECONDS = 0.2  # how often sessions are checked for a client that went quiet
+OPCODE_ACK, OPCODE_ERROR = b"\x00\x04", b"\x00\x05"
+
+
+class Refused(TftpException):
+    """A packet that has no place in the exchange: the client gets an error and the session ends."""
+
+
+class Download:
+    """A download's data phase (RFC 1350 with RFC 2348's block size): the client's ACK of block n is answered with
+    block n + 1, once; duplicate ACKs are not answered (no Sorcerer's Apprentice), a quiet client gets the last block
+    again after the session's timeout."""
+
+    def __init__(self, packets: list[bytes], acked_next: int) -> None:
+        self.packets = packets  # DAT packets of blocks 1..N (the last shorter than a block, maybe empty)
+        self.waiting = acked_next  # the block whose ACK comes next: 0 after an OACK, 1 after the first DAT
+
+    def answer(self, datagram: bytes) -> bytes | bool | None:
+        """The packet to send for `datagram`, None for nothing (a duplicate ACK: wait for the one expected or the
+        timeout), True when the last block was acknowledged. Raises `Refused` for anything but an ACK, and
+        TftpException when the client sent an error."""
+        if datagram[:2] == OPCODE_ERROR:
+            raise TftpException("the client sent an error")
+        if datagram[:2] != OPCODE_ACK or len(datagram) != 4:
+            raise Refused(f"not an ACK: {datagram[:8]!r}")
+        if struct.unpack("!H", datagram[2:])[0] != self.waiting & 0xFFFF:
+            return None
+        if self.waiting == len(self.packets):
+            return True
+        self.waiting += 1
+        return self.packets[self.waiting - 1]
+
+    def last(self) -> bytes | None:
+        """The last block sent, for a client that went quiet (None before the first: tftpy resends its OACK)."""
+        return self.packets[self.waiting - 1] if self.waiting else None
+
+
+def dat_packets(data: bytes, blksize: int) -> list[bytes]:
+    """Every DAT packet of a file: blocks numbered from 1 (modulo 2^16), the last shorter than `blksize` (empty when
+    the size is a multiple of it)."""
+    return [
+        struct.pack("!HH", 3, number & 0xFFFF) + data[start : start + blksize]
+        for number, start in enumerate(range(0, len(data) + 1, blksize), start=1)
+    ]
+
+
+class BootTftpServer(tftpy.TftpServer):
+    """tftpy's server with a loop whose cost per packet does not grow with the transfers in flight."""
+
+    PACKET_SETS = 16  # (file, block size) pairs whose packets are kept: clients choose block sizes
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.packet_sets: dict[tuple[str, int], list[bytes]] = {}
+        self.shutdown_immediately: bool = False
+
+    def listen(
+        self, listenip: str, listenport: int, timeout: float = 1, retries: int = 3, *, reuse_port: bool = False
+    ) -> None:
+        """Serve on `listenip`:`listenport` until `stop(now=True)`; `timeout` is a session's wait for its client.
+        `reuse_port`: several processes listen on the port, and the kernel spreads the requests among them."""
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if reuse_port:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.sock.bind((listenip, listenport))
+        self.sock.setblocking(False)
+        self.listenport = self.sock.getsockname()[1]
+        ready = selectors.DefaultSelector()
+        ready.register(self.sock, selectors.EVENT_READ)
+        self.is_running.set()
+        next_sweep = time.monotonic() + SWEEP_SECONDS
+        try:
+            while not self.shutdown_immediately:
+                for key, _ in ready.select(SWEEP_SECONDS):
+                    if key.fileobj is self.sock:
+                        self._begin(ready, timeout, retries)
+                    else:
+                        self._step(ready, key.data)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_SECONDS
+                    for session in list(self.sessions.values()):
+                        self._check(ready, session, time.time())
+        finally:
+            for session in list(self.sessions.values()):
+                self._finish(ready, session)
+            ready.close()
+            self.sock.close()
+            self.is_running.clear()
+            self.shutdown_immediately = False
+
+    def _begin(self, ready: selectors.BaseSelector, timeout: float, retries: int) -> None:
+        """A request on the server's port: a new session on its own socket (a repeat of one in flight is dropped)."""
+        try:
+            buffer, (address, port) = self.sock.recvfrom(MAX_BLKSIZE)
+        except OSError:  # an ICMP error for an earlier datagram, or nothing after all
+            return
+        key = f"{address}:{port}"
+        if key in self.sessions:
+            return
+        session = GuardedContext(address, port, timeout, self.root, self.dyn_file_func, self.upload_open, retries)
+        session.key = key
+        self.sessions[key] = session
+        ready.register(session.sock, selectors.EVENT_READ, session)
+        session.download = None
+        self._run(ready, session, session.start, buffer)
+        if self.sessions.get(key) is session and isinstance(session.state, TftpStateExpectACK) and session.fileobj:
+            session.download = Download(self._packets(session), session.next_block)
+
+    def _packets(self, session: GuardedContext) -> list[bytes]:
+        """The DAT packets of the session's file at its block size, built once per pair while few."""
+        pair = (session.file_to_transfer, session.getBlocksize())
+        packets = self.packet_sets.get(pair)
+        if packets is None:
+            session.fileobj.seek(0)
+            packets = dat_packets(session.fileobj.read(), pair[1])
+            if len(self.packet_sets) < self.PACKET_SETS:
+                self.packet_sets[pair] = packets
+        return packets
+
+    def _step(self, ready: selectors.BaseSelector, session: GuardedContext) -> None:
+        if session.download is None:
+            session.timeout_expectACK = False
+            self._run(ready, session, session.cycle)
+            return
+        try:
+            datagram, peer = session.sock.recvfrom(MAX_BLKSIZE)
+        except OSError as error:  # an ICMP error for our last packet: the client is gone
+            logger.debug("tftp session %s ended: %s", session.key, error)
+            self._finish(ready, session)
+            return
+        try:
+            if peer != (session.host, session.tidport or session.port):
+                return  # not this session's client: ignored, as RFC 1350 lets a server do
+            packet = session.download.answer(datagram)
+            if packet is True:
+                self._finish(ready, session)
+            elif packet is not None:
+                session.sock.sendto(packet, peer)  # (a block too big for a datagram: refused below)
+                session.last_update = time.time()
+        except (Refused, OSError) as error:
+            TFTP_TRANSFERS.labels("malformed").inc()
+            logger.warning("tftp client=%s:%s outcome=malformed reason=%s", session.host, session.port, error)
+            error_send(session.sock, (session.host, session.tidport or session.port))
+            self._finish(ready, session)
+        except TftpException as error:  # the client ended it
+            logger.debug("tftp session %s ended: %s", session.key, error)
+            self._finish(ready, session)
+
+    def _run(self, ready: selectors.BaseSelector, session: GuardedContext, step: Any, *args: Any) -> None:
+        try:
+            step(*args)
+        except TftpTimeoutExpectACK:  # an out-of-order ACK: resend at once, as a timeout would
+            session.timeout_expectACK = True
+            self._check(ready, session, time.time())
+            return
+        except TftpException as error:
+            logger.debug("tftp session %s ended: %s", session.key, error)
+            self._finish(ready, session)
+            return
+        if session.state is None:  # the last block was acknowledged
+            self._finish(ready, session)
+
+    def _check(self, ready: selectors.BaseSelector, session: GuardedContext, now: float) -> None:
+        """Resend the last packet of a session whose client went quiet, or give up after its retries."""
+        try:
+            session.checkTimeout(now)
+        except TftpTimeout:
+            session.retry_count += 1
+            if session.retry_count >= session.retries:
+                self._finish(ready, session)
+            elif session.download is not None and (last := session.download.last()) is not None:
+                with contextlib.suppress(OSError):
+                    session.sock.sendto(last, (session.host, session.tidport or session.port))
+                session.last_update = now
+            else:
+                session.state.resendLast()
+
+    def _finish(self, ready: selectors.BaseSelector, session: GuardedContext) -> None:
+        if self.sessions.pop(session.key, None) is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            ready.unregister(session.sock)
+        session.end()
+
+
+class BootFiles:
+    """The served set: name → a file on disk."""
+
+    def __init__(self, *, ipxe_dir: Path, portal: str, workdir: Path) -> None:
+        self.root = workdir / "empty-root"
+        self.root.mkdir(parents=True, exist_ok=True)
+        stage0 = workdir / STAGE0
+        stage0.write_text(stage0_script(portal=portal))
+        self.files: dict[str, Path] = {STAGE0: stage0}
+        # The binaries are found once, by fixed name (Debian links ipxe.efi to /boot): a request never names a path.
+        for name in BINARIES:
+            path = (ipxe_dir / name).resolve()
+            if path.is_file():
+                self.files[name] = path
+            else:
+                logger.warning("tftp: %s not found in %s; it will not be served", name, ipxe_dir)
+
+    def open(self, name: str, raddress: str = "", rport: int = 0, **kwargs: Any) -> IO[bytes] | None:
+        path = self.files.get(name.lstrip("/"))
+        if path is None:
+            TFTP_TRANSFERS.labels("refused").inc()
+            logger.warning("tftp file=%r client=%s:%s outcome=refused", name[:200], raddress, rport)
+            return None
+        TFTP_TRANSFERS.labels("served").inc()
+        logger.info("tftp file=%s client=%s:%s outcome=served", name.lstrip("/"), raddress, rport)
+        return path.open("rb")
+
+    def refuse_upload(self, path: str, context: Any) -> None:
+        logger.warning("tftp upload=%r client=%s outcome=refused", str(path)[:200], getattr(context, "host", "?"))
+        return None
+
+
+class BootFileServer:
+    """A tftpy server over `BootFiles` that keeps serving whatever a client sends."""
+
+    def __init__(self, *, ipxe_dir: Path, portal: str, workdir: Path | None = None) -> None:
+        self._workdir = tempfile.TemporaryDirectory(prefix="dock2box-tftp-") if workdir is None else None
+        base = Path(self._workdir.name) if self._workdir else workdir
+        assert base is not None
+        self.files = BootFiles(ipxe_dir=ipxe_dir, portal=portal, workdir=base)
+        self._stopping = threading.Event()
+        self.server: tftpy.TftpServer | None = None
+        self.port = 0
+
+    def serve(self, *, bind: str, port: int, ready: threading.Event | None = None, reuse_port: bool = False) -> None:
+        """Serve until `stop()`; if the loop fails, log it and listen again (see `BootTftpServer.listen`)."""
+        while not self._stopping.is_set():
+            self.server = BootTftpServer(
+                str(self.files.root), dyn_file_func=self.files.open, upload_open=self.files.refuse_upload
+            )
+            watcher = threading.Thread(target=self._announce, args=(ready,), daemon=True)
+            watcher.start()
+            try:
+                self.server.listen(bind, port, timeout=1, reuse_port=reuse_port)
+            except Exception:
+                logger.exception("tftp: the server loop failed; listening again")
+                self._close_sockets()
+
+    def _announce(self, ready: threading.Event | None) -> None:
+        server = self.server
+        if server is not None and server.is_running.wait(10):
+            self.port = server.listenport
+            logger.info("tftp: serving %s on port %s", ", ".join(sorted(self.files.files)), self.port)
+            if ready is not None:
+                ready.set()
+
+    def _close_sockets(self) -> None:
+        server = self.server
+        if server is None:
+            return
+        for session in list(server.sessions.values()):
+            session.end()
+        server.sessions.clear()
+        if getattr(server, "sock", None) is not None:
+            server.sock.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.server is not None:
+            self.server.stop(now=True)

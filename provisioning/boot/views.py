@@ -1,0 +1,144 @@
+"""Boot endpoints: what a booting host asks for. Interfaces only: parse, call, render.
+
+A booting host never gets a 4xx or 5xx from the iPXE endpoints: whatever goes wrong, it gets a valid script that
+says what is wrong and boots from the local disk.
+"""
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from functools import wraps
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
+from django.core.signing import BadSignature, TimestampSigner
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_safe
+
+from dock2box.actors import acting_as
+from dock2box.http import client_address, ip_or_empty, portal_url
+from dock2box.validators import normalise_mac
+from provisioning.boot import scripts as bootscripts
+from provisioning.boot.render import ipxe
+from provisioning.boot.scripts import PICK_MAX_AGE, PICK_SALT
+from provisioning.builds.selectors import interface_for_boot
+from provisioning.builds.services import build_install_chosen
+from provisioning.catalogue.resolve import host_settings, install_problem
+from provisioning.catalogue.selectors import catalogue_get
+from provisioning.metrics import BOOT_REQUESTS
+
+logger = logging.getLogger("dock2box.boot")
+
+
+_DETAIL_RE = re.compile(r"^[A-Za-z0-9 ._:/+-]{1,100}\Z")
+
+
+def _script(text: str) -> HttpResponse:
+    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def never_fails(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Whatever happens inside, a booting host gets a valid script (and the error goes to the log)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Exception:
+            BOOT_REQUESTS.labels("error").inc()
+            logger.exception("boot request failed: %s", request.get_full_path()[:300])
+            return _script(ipxe.notice_script(message="the portal had an internal error; see its log"))
+
+    return wrapper
+
+
+def _detail(value: str | None) -> str:
+    """A free-text identity value (serial, uuid, asset) kept only when it is plain."""
+    return value if value and _DETAIL_RE.match(value) else ""
+
+
+def boot_request(query: Mapping[str, str], mac: str, ip_param: str = "ip") -> ipxe.BootRequest:
+    platform = query.get("platform", "")
+    return ipxe.BootRequest(
+        mac=mac,
+        ip=ip_or_empty(query.get(ip_param)),
+        netmask=ip_or_empty(query.get("netmask")),
+        gateway=ip_or_empty(query.get("gateway")),
+        platform=platform if platform in ("pcbios", "efi") else "",
+    )
+
+
+@require_safe
+@never_fails
+def boot_ipxe(request: HttpRequest) -> HttpResponse:
+    """`/boot.ipxe`: the generic first script, chaining to the per-host one. HEAD too: a UEFI firmware's HTTP boot
+    asks HEAD of the boot file before it fetches it."""
+    logger.info("boot script=boot.ipxe client=%s", request.META.get("REMOTE_ADDR", "-"))
+    return _script(ipxe.boot_script(portal=portal_url(request)))
+
+
+def host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> HttpResponse:
+    platform = request.GET.get("platform", "")
+    try:
+        mac = normalise_mac(raw_mac or "")
+    except ValidationError:
+        shown = re.sub(r"[^0-9A-Za-z:.-]", "?", (raw_mac or "")[:40])
+        BOOT_REQUESTS.labels("error").inc()
+        logger.info("boot mac=%s outcome=error reason=bad-mac", shown or "-")
+        reason = f"'{shown}' is not a MAC address" if raw_mac else "the request named no MAC address"
+        return _script(ipxe.notice_script(message=reason, platform=platform if platform in ("pcbios", "efi") else ""))
+    details = {name: _detail(request.GET.get(name)) for name in ("uuid", "serial", "asset", "buildarch")}
+    boot = boot_request(request.GET, mac, ip_param)
+    return _script(bootscripts.host_script(portal=portal_url(request), boot=boot, now=timezone.now(), details=details))
+
+
+@require_GET
+@never_fails
+def host_ipxe(request: HttpRequest) -> HttpResponse:
+    """`/ipxe?mac=...`: the per-host menu."""
+    with acting_as("boot path"):
+        return host_menu(request, request.GET.get("mac"), "ip")
+
+
+@require_GET
+@never_fails
+def install_chosen(request: HttpRequest) -> HttpResponse:
+    """`/ipxe/install?mac=&version=`: a version picked by hand in the menu."""
+    platform = request.GET.get("platform", "")
+    platform = platform if platform in ("pcbios", "efi") else ""
+    try:
+        mac = normalise_mac(request.GET.get("mac", ""))
+    except ValidationError:
+        return _script(ipxe.notice_script(message="the install request named no valid MAC", platform=platform))
+    if not django_settings.DOCK2BOX_MENU_INSTALL:
+        return _script(ipxe.notice_script(message="installing from the menu is off", platform=platform))
+    image_name, version_name = request.GET.get("image", ""), request.GET.get("version", "")
+    signed = f"{mac}|{image_name}|{version_name}:{request.GET.get('stamp', '')}:{request.GET.get('sig', '')}"
+    try:
+        TimestampSigner(salt=PICK_SALT).unsign(signed, max_age=PICK_MAX_AGE)
+    except BadSignature:
+        return _script(
+            ipxe.notice_script(message="this menu is old or not the portal's; boot again", platform=platform)
+        )
+    catalogue = catalogue_get()
+    image = catalogue.images.get(image_name)
+    versions = image.version_list if image is not None else []  # type: ignore[attr-defined]
+    version = next((item for item in versions if item.version == version_name), None)
+    lookup = interface_for_boot(mac=mac)
+    if lookup is None or version is None:
+        message = "register this MAC as a host before installing it" if lookup is None else "that version is gone"
+        return _script(ipxe.notice_script(message=message, platform=platform))
+    interface, portal = lookup.interface, portal_url(request)
+    settings = host_settings(host=interface.host, interface=interface, catalogue=catalogue, version_id=version.pk)
+    problem = install_problem(settings)
+    if problem:
+        return _script(ipxe.notice_script(message=f"cannot install: {problem}", platform=platform))
+    with acting_as(f"boot menu ({client_address(request)})"):
+        build = build_install_chosen(host=interface.host, version_id=version.pk)
+    logger.info("boot mac=%s host=%s outcome=build version=%s", mac, interface.host.fqdn, settings.image_label)
+    return _script(
+        ipxe.install_script(install=bootscripts.install_lines(portal, settings, str(build.token)), platform=platform)
+    )
