@@ -3,11 +3,13 @@
 `record_change` (1) marks cached views stale once the transaction commits and (2) when the etcd mirror is on, writes
 an outbox row per changed document in the same transaction, then wakes the mirror on commit.
 
-A change of hosts alone (documents `host/...` and `hwaddr/...`: a host, its interfaces, its builds) moves the
-generation of each of their MACs: only what was rendered for those MACs (their boot scripts) is stale. Any other
-change moves the data generation: every cached view is stale (the boot catalogue is rebuilt on the next boot, at once
-in this process, within `DOCK2BOX_GENERATION_CHECK` seconds in every other; every cached boot script is rendered
-again).
+What is stale is said by name. A change of hosts alone (documents `host/...` and `hwaddr/...`: a host, its interfaces,
+its builds) moves the generation of each of their MACs: only what was rendered for those MACs (their boot scripts) is
+stale. A change of any other document, or one said to touch everything (`everything=True`: data that no mirrored
+document holds but the boot catalogue does, such as installer config templates), moves the data generation: every
+cached view is stale (the boot catalogue is rebuilt on the next boot, at once in this process, within
+`DOCK2BOX_GENERATION_CHECK` seconds in every other; every cached boot script is rendered again). A write that names
+neither (a BMC, a forgotten discovered MAC) leaves the caches as they are: nothing cached shows it.
 Provisioning subscribes the mirror's drain with `on_commit_subscribe` (dock2box does not import provisioning).
 """
 
@@ -64,14 +66,16 @@ def document(kind: str, key: str = "") -> str:
     return f"{kind}/{key}" if key else kind
 
 
-def record_change(documents: Iterable[str] = ()) -> None:
-    """Record that `documents` changed (outbox rows now, in this transaction) and mark caches stale on commit."""
+def record_change(documents: Iterable[str] = (), *, everything: bool = False) -> None:
+    """Record that `documents` changed (outbox rows now, in this transaction) and mark what shows them stale on commit:
+    their MACs' boot scripts for documents of hosts alone, every cached view for any other document or `everything`."""
     from dock2box.models import OutboxEntry
 
     names = sorted(set(documents))
     if names and settings.DOCK2BOX_ETCD_URL:
         OutboxEntry.objects.bulk_create([OutboxEntry(document=name) for name in names])
-    transaction.on_commit(lambda: _after_commit(names))
+    if names or everything:
+        transaction.on_commit(lambda: _after_commit(names, everything=everything))
 
 
 def on_commit_subscribe(callback: Callable[[], None]) -> None:
@@ -79,11 +83,12 @@ def on_commit_subscribe(callback: Callable[[], None]) -> None:
     _subscribers.append(callback)
 
 
-def _after_commit(names: list[str]) -> None:
+def _after_commit(names: list[str], *, everything: bool) -> None:
     global _seen
-    if names and all(name.startswith(_HOST_DOCUMENTS) for name in names):
+    if not everything and all(name.startswith(_HOST_DOCUMENTS) for name in names):
         macs = [name.removeprefix("hwaddr/") for name in names if name.startswith("hwaddr/")]
-        cache.set_many({mac_generation_key(mac): uuid.uuid4().hex for mac in macs}, timeout=None)
+        if macs:
+            cache.set_many({mac_generation_key(mac): uuid.uuid4().hex for mac in macs}, timeout=None)
     else:
         value = uuid.uuid4().hex
         cache.set(GENERATION_KEY, value, timeout=None)

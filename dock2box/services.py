@@ -7,21 +7,20 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from dock2box.actors import actor_current
-from dock2box.changes import record_change
 from dock2box.models import History
 
 M = TypeVar("M", bound=models.Model)
 
 
 def model_save(instance: M) -> M:
-    """Validate the row with every model rule and constraint (`full_clean`), save it, mark caches stale.
+    """Validate the row with every model rule and constraint (`full_clean`) and save it.
 
-    Services record the mirrored documents they change themselves (`record_change`): they know old and new names.
+    Services say what they changed themselves (`record_change`): they know old and new names, and whether the change
+    touches one host's boot scripts or everything.
     """
     _refuse_nul(instance)
     instance.full_clean()
     instance.save()
-    record_change()
     return instance
 
 
@@ -38,11 +37,11 @@ def _refuse_nul(instance: models.Model) -> None:
 
 
 def model_delete(instance: models.Model, *, history: bool = False) -> None:
-    """Delete the row (and what cascades from it) and mark caches stale; with `history`, record who deleted it."""
+    """Delete the row (and what cascades from it); with `history`, record who deleted it. The service says what that
+    changed (`record_change`)."""
     if history:
         history_record(obj=instance, action="deleted")
     instance.delete()
-    record_change()
 
 
 def model_update(instance: M, *, data: Mapping[str, Any], fields: Iterable[str], history: bool = False) -> M:

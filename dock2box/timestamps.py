@@ -25,19 +25,19 @@ Column = tuple[type[models.Model], str, bool]  # model, field name, only where i
 
 def timestamp_write(model: type[models.Model], name: str, pk: int, now: datetime, *, only_unset: bool = False) -> None:
     """Set `name` of row `pk` to `now` (`only_unset`: unless it is set), now or with the next gathered statement."""
-    lazy = connection.vendor == "postgresql" and not connection.in_atomic_block
-    if lazy and settings.DOCK2BOX_TIMESTAMP_FLUSH > 0:
+    no_disk_wait = connection.vendor == "postgresql" and not connection.in_atomic_block
+    if no_disk_wait and settings.DOCK2BOX_TIMESTAMP_FLUSH > 0:
         _gathered.add((model, name, only_unset), pk, now)
         return
     at = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
-        cursor.execute(_update_sql((model, name, only_unset), 1, connection.vendor, lazy), [at, pk])
+        cursor.execute(_update_sql((model, name, only_unset), 1, connection.vendor, no_disk_wait), [at, pk])
 
 
 @functools.lru_cache(maxsize=32)  # one per batch size seen: bounded, a storm makes many sizes
-def _update_sql(column: Column, rows: int, vendor: str, lazy: bool) -> str:
+def _update_sql(column: Column, rows: int, vendor: str, no_disk_wait: bool) -> str:
     """`UPDATE` of one column to each row's own time, with `rows` pairs of time and id as parameters (PostgreSQL; one
-    pair elsewhere), written from the model's metadata; `lazy`: its commit does not wait for the disk."""
+    pair elsewhere), written from the model's metadata; `no_disk_wait`: its commit does not wait for the disk."""
     model, name, only_unset = column
     table, pk, field = model._meta.db_table, model._meta.pk, model._meta.get_field(name)
     assert pk is not None and isinstance(field, models.Field)
@@ -46,11 +46,13 @@ def _update_sql(column: Column, rows: int, vendor: str, lazy: bool) -> str:
     if vendor != "postgresql":
         return f'UPDATE {table} SET "{field.column}" = %s WHERE "{pk.column}" = %s{unset}'  # noqa: S608
     values = ", ".join(["(%s::timestamptz, %s)"] * rows)
-    lazy_cte, lazy_from = (
-        ("WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)) ", "lazy, ") if lazy else ("", "")
+    async_cte, async_from = (
+        ("WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)) ", "quick, ")
+        if no_disk_wait
+        else ("", "")
     )
     return (
-        f'{lazy_cte}UPDATE {table} SET "{field.column}" = v.at FROM {lazy_from}(VALUES {values}) AS v(at, id) '  # noqa: S608
+        f'{async_cte}UPDATE {table} SET "{field.column}" = v.at FROM {async_from}(VALUES {values}) AS v(at, id) '  # noqa: S608
         f'WHERE {table}."{pk.column}" = v.id{unset}'
     )
 

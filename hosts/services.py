@@ -142,10 +142,10 @@ def host_update(*, host: Host, data: Mapping[str, Any], interfaces: Sequence[Map
 
 @transaction.atomic
 def host_delete(*, host: Host) -> None:
-    """Delete a host with its interfaces and builds."""
+    """Delete a host with its interfaces, builds and the installer config templates scoped to it."""
     before = host_documents(host.pk)
     model_delete(host, history=True)
-    record_change(before)
+    record_change(before, everything=True)  # the boot catalogue holds the templates that went with it
 
 
 def host_set_interfaces(*, host: Host, interfaces: Sequence[Mapping[str, Any]]) -> list[Interface]:

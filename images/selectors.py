@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db.models import Count, QuerySet
 
-from images.models import NEWEST_FIRST, Image, ImageVersion
+from images.models import Image, ImageVersion
 from images.registry import registry_base_url
 
 
@@ -27,11 +27,6 @@ def image_version_list() -> QuerySet[ImageVersion]:
 def image_version_named(*, image: Image, name: str) -> ImageVersion | None:
     """The version of `image` called `name`, or None when it has none by that name."""
     return image.versions.filter(version=name).first()
-
-
-def image_version_latest(*, image: Image) -> ImageVersion | None:
-    """The newest version of an image ('latest'), or None when it has none."""
-    return image.versions.order_by(*NEWEST_FIRST).first()
 
 
 def registry_url(registry: str) -> str:

@@ -478,6 +478,24 @@ def test_one_hosts_install_keeps_the_other_hosts_cached_scripts_and_the_catalogu
     assert generation() == catalogue  # and no process rebuilds its catalogue for it
 
 
+def test_a_host_edit_moves_only_its_own_macs_scripts(client, served_world):
+    """A host's record changed through the services (the admin, both APIs, the CSV import): its scripts are rendered
+    again, every other host's stays cached and no process rebuilds its catalogue."""
+    from dock2box.changes import generation, generation_forget
+
+    idle, build = f"/ipxe?mac={IDLE_MAC}", f"/ipxe?mac={BUILD_MAC}"
+    cached = script(client, build)
+    assert "idle.ams1.example.com" in script(client, idle)
+    catalogue = generation()
+    host_services.host_update(host=served_world.idle_host, data={"fqdn": "quiet.ams1.example.com"})
+    assert "quiet.ams1.example.com" in script(client, idle)
+    with CaptureQueriesContext(connection) as queries:
+        assert script(client, build) == cached
+    assert len(queries) == 0
+    generation_forget()
+    assert generation() == catalogue
+
+
 def test_a_change_beyond_hosts_renders_every_script_again(client, served_world):
     assert "Dock2Box test" in script(client, f"/ipxe?mac={IDLE_MAC}")
     pxe_menu_update(menu=served_world.menu, data={"title": "Renamed menu"})

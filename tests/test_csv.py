@@ -113,3 +113,46 @@ def test_the_command_and_the_admin_export_and_the_command_imports(admin_client, 
     with pytest.raises(CommandError, match="Nothing was imported"):
         call_command("hosts_csv", "import", str(tmp_path / "bad.csv"))
     assert "line 2: mac:" in capsys.readouterr().err
+
+
+class CountingCache:
+    """The shared cache with its writes counted by key (the keys a write names)."""
+
+    def __init__(self, cache):
+        self.cache, self.written = cache, []
+
+    def __getattr__(self, name):
+        method = getattr(self.cache, name)
+        if name not in ("set", "set_many", "add", "delete", "delete_many", "touch"):
+            return method
+
+        def counted(first, *args, **kwargs):
+            self.written.append(sorted(first) if isinstance(first, dict | list) else [first])
+            return method(first, *args, **kwargs)
+
+        return counted
+
+
+@pytest.mark.parametrize("count", [10, 40])
+def test_an_import_of_n_hosts_moves_their_macs_generations_only(
+    user, token_client, lab, monkeypatch, django_capture_on_commit_callbacks, count
+):
+    """Each imported host makes its own MACs' scripts stale, not every cached view: the cache writes grow with the
+    hosts imported (at most one per host and change), and the data generation stays."""
+    from django.core.cache import cache
+
+    from dock2box import changes
+
+    grant(user, "hosts.view_host", "hosts.add_host", "hosts.change_host")
+    counting = CountingCache(cache)
+    monkeypatch.setattr(changes, "cache", counting)
+    rows = "".join(f"h{n}.lab.example.com,lab1,,,,,,,eth0,52:54:00:06:00:{n:02x},10.5.0.{20 + n},false,true\n"
+                   for n in range(count))  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_csv(token_client, HEADER + rows)
+    assert response.status_code == 200, response.content
+    assert Host.objects.count() == count
+    keys = [key for written in counting.written for key in written]
+    assert changes.GENERATION_KEY not in keys
+    assert len(counting.written) <= 2 * count  # the host, then its interfaces: one write each
+    assert {key.rsplit("/", 1)[1] for key in keys} == {f"52:54:00:06:00:{n:02x}" for n in range(count)}

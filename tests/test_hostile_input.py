@@ -75,7 +75,7 @@ def test_a_template_that_cannot_render_is_a_422_not_a_500(client, world, django_
 
     with django_capture_on_commit_callbacks(execute=True):
         BootTemplate.objects.create(name="old", kind="kickstart", content='{% include "/etc/passwd" %}')  # unchecked
-        record_change()
+        record_change(everything=True)
     response = client.get(f"/config/{token(client)}?format=kickstart")
     assert response.status_code == 422 and "does not render" in response.content.decode()
 

@@ -31,6 +31,7 @@ from dock2box.changes import GENERATION_KEY, mac_generation_key
 from provisioning.boot.render.ipxe import BootRequest
 
 Stamp = tuple[str, str]  # the data generation and the MAC's
+ENTRY_FORMAT = 2  # in every key: entries of an earlier `BootEntry` (other field names) are never read back
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,14 @@ class BootEntry:
     last_seen: datetime | None  # the host's, as written or read when this was stored
     until: datetime | None  # a build's token is touched from then: the long way again
     ip: str | None = None  # the request's address the script shows (None: it shows none)
-    first_boot: int | None = None  # a build whose first boot the next answer records (rendered ahead)
+    first_boot_build_id: int | None = None  # a build whose first boot the next answer records (rendered ahead)
 
 
 def boot_entry_key(*, portal: str, mac: str, platform: str) -> str:
     """The cache key of the script answering a boot of `mac` on `platform` from `portal` (everything the script
     depends on besides the data and the request's address, which an entry holds: the portal's address and whether
     menus offer installs)."""
-    text = "|".join((portal, mac, platform, str(settings.DOCK2BOX_MENU_INSTALL)))
+    text = "|".join((str(ENTRY_FORMAT), portal, mac, platform, str(settings.DOCK2BOX_MENU_INSTALL)))
     return "dock2box:boot:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -62,18 +63,19 @@ def boot_entry_get(key: str, request: BootRequest) -> tuple[Stamp | None, BootEn
         return None, None
     mac_key = mac_generation_key(request.mac)
     values = cache.get_many([GENERATION_KEY, mac_key, key])
-    current, host, entry = values.get(GENERATION_KEY), values.get(mac_key), values.get(key)
+    current, mac_generation, entry = values.get(GENERATION_KEY), values.get(mac_key), values.get(key)
     if current is None:
         return None, None
-    if host is None:
+    if mac_generation is None:
         # Asked for the first time (or not for a while): its generation starts before its data is read. It lapses
         # with the entries it stamps (a flood of made-up MACs leaves nothing lasting); a lapsed one starts anew, so
         # no entry stamped with the old value is used again.
         fresh = uuid.uuid4().hex
-        host = fresh if cache.add(mac_key, fresh, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS) else cache.get(mac_key)
-        if host is None:
+        added = cache.add(mac_key, fresh, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS)
+        mac_generation = fresh if added else cache.get(mac_key)
+        if mac_generation is None:
             return None, None
-    stamp = (str(current), str(host))
+    stamp = (str(current), str(mac_generation))
     if not isinstance(entry, BootEntry) or entry.stamp != stamp:
         return stamp, None
     if entry.until is not None and timezone.now() >= entry.until:

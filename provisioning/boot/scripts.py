@@ -91,10 +91,10 @@ def cached_script(*, portal: str, boot: ipxe.BootRequest, now: datetime) -> str 
 def _cached_answer(key: str, entry: bootcache.BootEntry, boot: ipxe.BootRequest, now: datetime) -> str:
     """Answer from an entry, writing what the long way would have: last seen when due, a first boot ahead's."""
     seen = boot_seen(host_id=entry.host_id, last_seen=entry.last_seen, now=now)
-    if entry.first_boot is not None:
-        build_first_boot_record(build_id=entry.first_boot, now=now)
-    if seen != entry.last_seen or entry.first_boot is not None:
-        bootcache.boot_entries_put({key: dataclasses.replace(entry, last_seen=seen, first_boot=None)})
+    if entry.first_boot_build_id is not None:
+        build_first_boot_record(build_id=entry.first_boot_build_id, now=now)
+    if seen != entry.last_seen or entry.first_boot_build_id is not None:
+        bootcache.boot_entries_put({key: dataclasses.replace(entry, last_seen=seen, first_boot_build_id=None)})
     boot_log(boot.mac, entry.fqdn, boot.platform, entry.outcome, entry.notice)
     return entry.script
 
@@ -130,14 +130,14 @@ def _entries_ahead(
     if not interface.ip or (host.build and lookup.build_bootloader_started is not None):
         return {}
     settings = host_settings(host=host, interface=interface, catalogue=catalogue, version_id=lookup.build_version_id)
-    token, notice, until, first_boot = None, "", None, None
+    token, notice, until, first_boot_build_id = None, "", None, None
     if host.build and (problem := install_problem(settings)):
         notice = f"in build mode, but {problem}: booting the disk"
     elif host.build:
         until = build_token_until(last_activity=lookup.build_activity, now=now)
         if lookup.build_id is None or not lookup.build_token or until is None:
             return {}
-        token, first_boot = lookup.build_token, None if lookup.build_first_boot else lookup.build_id
+        token, first_boot_build_id = lookup.build_token, None if lookup.build_first_boot else lookup.build_id
     entries = {}
     for platform in AHEAD_PLATFORMS:
         boot = ipxe.BootRequest(mac=interface.mac, ip=interface.ip, platform=platform)
@@ -145,7 +145,7 @@ def _entries_ahead(
         key = bootcache.boot_entry_key(portal=portal, mac=interface.mac, platform=platform)
         entries[key] = bootcache.BootEntry(
             stamp, script, "build" if token else "known", host.pk, host.fqdn, notice, host.last_seen, until, None,
-            first_boot,
+            first_boot_build_id,
         )  # fmt: skip
     return entries
 

@@ -120,16 +120,16 @@ def build_token_for_boot(
         build = host_enter_build(host=host)
         build_first_boot_record(build_id=build.pk, now=now)
         return str(build.token), now + idle / 2
-    first = {} if first_boot else {"first_boot": now}
+    first_boot_write = {} if first_boot else {"first_boot": now}  # the build's first PXE boot, unless recorded
     if token and (until := build_token_until(last_activity=last_activity, now=now)):
-        if first:
+        if first_boot_write:
             build_first_boot_record(build_id=build_id, now=now)
         return token, until
     if token and last_activity and now - last_activity < idle:
-        Build.objects.filter(pk=build_id).update(last_activity=now, **first)
+        Build.objects.filter(pk=build_id).update(last_activity=now, **first_boot_write)
         return token, now + idle / 2
     fresh = build_token_new()  # a fresh start: the new token binds to whichever installer uses it first
-    Build.objects.filter(pk=build_id).update(token=fresh, last_activity=now, client_address=None, **first)
+    Build.objects.filter(pk=build_id).update(token=fresh, last_activity=now, client_address=None, **first_boot_write)
     return fresh, now + idle / 2
 
 

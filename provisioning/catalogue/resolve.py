@@ -38,7 +38,7 @@ class HostSettings:
         return f"{self.image.name}:{self.version.version if self.version else 'no version'}"
 
 
-def _first(*values: object) -> object:
+def _first_given(*values: object) -> object:
     return next((value for value in values if value not in (None, "")), None)
 
 
@@ -59,14 +59,14 @@ def host_settings(
         if image is not None:
             pinned = catalogue.versions.get(host.image_version_id) if host.image_version_id else None
             version = pinned if pinned and not version_of_image_error(image, pinned) else catalogue.latest(image)
-    boot_version_id = _first(
+    boot_version_id = _first_given(
         host.boot_version_id,
         image.boot_version_id if image else None,
         site.boot_version_id if site else None,
         defaults.boot_version_id,
     )
     boot_version = catalogue.versions.get(boot_version_id) if isinstance(boot_version_id, int) else None
-    menu_id = _first(host.pxe_menu_id, site.pxe_menu_id if site else None, defaults.pxe_menu_id)
+    menu_id = _first_given(host.pxe_menu_id, site.pxe_menu_id if site else None, defaults.pxe_menu_id)
     subnet = interface.subnet if interface is not None and interface.subnet_id else None
     kopts = " ".join(
         text
@@ -83,17 +83,17 @@ def host_settings(
         version=version,
         boot_version=boot_version,
         menu=catalogue.menus.get(menu_id) if isinstance(menu_id, int) else None,
-        gpt=bool(_first(host.gpt, image.gpt if image else None)),
-        kexec=bool(_first(host.kexec, image.kexec if image else None)),
+        gpt=bool(_first_given(host.gpt, image.gpt if image else None)),
+        kexec=bool(_first_given(host.kexec, image.kexec if image else None)),
         uefi=bool(image.uefi) if image else False,
         debug=host.debug or bool(image and image.debug),
-        volmgt=str(_first(host.volmgt, image.volmgt if image else None) or ""),
+        volmgt=str(_first_given(host.volmgt, image.volmgt if image else None) or ""),
         kopts=kopts,
         domain=(site.domain if site and site.domain else defaults.domain),
         dns_servers=[server for server in dns.split(",") if server],
         ntp_servers=[server.strip() for server in (site.ntp_servers if site else "").split(",") if server.strip()],
         file_uri=site.file_uri if site else "",
-        registry=str(_first(image.registry if image else None, site.registry if site else None) or ""),
+        registry=str(_first_given(image.registry if image else None, site.registry if site else None) or ""),
     )
 
 

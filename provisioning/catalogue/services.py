@@ -88,16 +88,21 @@ TEMPLATE_FIELDS = ["name", "kind", "content", "host", "image", "site"]
 @transaction.atomic
 def boot_template_create(*, data: Mapping[str, Any]) -> BootTemplate:
     """Create a kickstart, preseed or cloud-init template."""
-    return model_update(BootTemplate(), data=data, fields=TEMPLATE_FIELDS, history=True)
+    saved = model_update(BootTemplate(), data=data, fields=TEMPLATE_FIELDS, history=True)
+    record_change(everything=True)  # templates are in the boot catalogue, in no mirrored document
+    return saved
 
 
 @transaction.atomic
 def boot_template_update(*, template: BootTemplate, data: Mapping[str, Any]) -> BootTemplate:
     """Change the given fields of a template."""
-    return model_update(template, data=data, fields=TEMPLATE_FIELDS, history=True)
+    saved = model_update(template, data=data, fields=TEMPLATE_FIELDS, history=True)
+    record_change(everything=True)
+    return saved
 
 
 @transaction.atomic
 def boot_template_delete(*, template: BootTemplate) -> None:
     """Delete a template."""
     model_delete(template, history=True)
+    record_change(everything=True)
