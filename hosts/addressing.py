@@ -77,3 +77,39 @@ def most_specific_subnet(*, address: object, subnets: Iterable[N], site_id: int 
     holding = [(subnet, network) for subnet in subnets if (network := subnet.ip_network) is not None and ip in network]
     best = min(holding, key=lambda pair: (pair[0].site_id != site_id, -pair[1].prefixlen), default=None)
     return best[0] if best else None
+
+
+def dns_servers(*sources: str) -> list[str]:
+    """The DNS servers a host on a subnet gets: the first of `sources` that names any (the subnet's own, then its
+    site's, then the host's site's), as a list. The one rule for the installer's config and the DHCP snippets."""
+    chosen = next((text for text in sources if text and text.strip(",").strip()), "")
+    return [server.strip() for server in chosen.split(",") if server.strip()]
+
+
+def usable_ranges(
+    network: IPNetwork,
+    *,
+    gateway: str | None,
+    reserved: Iterable[tuple[IPAddress, IPAddress]],
+    taken: Iterable[str] = (),
+) -> list[tuple[int, int]]:
+    """The addresses of `network` a host may hold, as contiguous (first, last) ranges of integers, in order: without
+    the network and broadcast addresses (IPv4 above /31) or the Subnet-Router anycast address (IPv6 above /127), the
+    gateway, the reserved ranges and the `taken` addresses. The one rule for free addresses and DHCP ranges; ranges
+    are stepped over, not walked (a huge reserved IPv6 range costs nothing)."""
+    first, last = int(network.network_address), int(network.broadcast_address)
+    if network.prefixlen < network.max_prefixlen - 1:
+        first += 1
+        last -= 1 if network.version == 4 else 0
+    holes = sorted(
+        [(int(start), int(end)) for start, end in reserved]
+        + [(int(ipaddress.ip_address(ip)),) * 2 for ip in [gateway, *taken] if ip]
+    )
+    ranges, start = [], first
+    for low, high in holes:
+        if low > start:
+            ranges.append((start, min(low - 1, last)))
+        start = max(start, high + 1)
+    if start <= last:
+        ranges.append((start, last))
+    return [(low, high) for low, high in ranges if low <= high]

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hosts.models import Host
+from hosts.models import Host, boot_order
 
 COLUMNS = [
     "fqdn", "site", "image", "version", "kopts", "labels", "serial", "asset_tag",
@@ -32,7 +32,7 @@ def hosts_csv(hosts: Iterable[Host]) -> str:
             host.image_version.version if host.image_version else "",
             host.kopts, host.labels, host.serial, host.asset_tag,
         ]  # fmt: skip
-        interfaces = sorted(host.interfaces.all(), key=lambda interface: (not interface.primary, interface.name))
+        interfaces = sorted(host.interfaces.all(), key=boot_order)
         for interface in interfaces:
             writer.writerow(
                 [*columns, interface.name, interface.mac, interface.ip or "", _flag(interface.dhcp),

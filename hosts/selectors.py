@@ -1,15 +1,14 @@
 """Reads of the inventory, with related rows joined so lists cost the same few queries for any length."""
 
-import ipaddress
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Prefetch, QuerySet
 
-from hosts.addressing import most_specific_subnet
+from hosts.addressing import most_specific_subnet, usable_ranges
 from hosts.choices import HostStatus
-from hosts.models import Bmc, Host, Interface, Site, Subnet
+from hosts.models import Bmc, Host, Interface, Site, Subnet, boot_order
 
 DEPLOYED, AWAITING, NOT_REPORTING = "deployed", "awaiting its first boot", "not reporting"
 
@@ -52,9 +51,8 @@ def host_list() -> QuerySet[Host]:
 
 
 def interface_boot(interfaces: Iterable[Interface]) -> Interface | None:
-    """The boot NIC among a host's interfaces: the primary one (services keep exactly one), else the first."""
-    listed = list(interfaces)
-    return next((interface for interface in listed if interface.primary), listed[0] if listed else None)
+    """The boot NIC among a host's interfaces: the first in `boot_order`, the primary one (the services keep one)."""
+    return min(interfaces, key=boot_order, default=None)
 
 
 def subnet_for_address(
@@ -67,38 +65,18 @@ def subnet_for_address(
 
 
 def subnet_free_addresses(*, subnet: Subnet) -> Iterator[str]:
-    """Addresses of the subnet that no interface uses, outside its reserved ranges and gateway, in order.
-
-    Reserved ranges are stepped over, not walked: a /32 of IPv6 with a huge reserved range answers at once.
-    """
+    """Addresses of the subnet that no interface uses, outside its reserved ranges and gateway, in order
+    (`hosts.addressing.usable_ranges`)."""
     network = subnet.ip_network
     if network is None:
         return
-    used = {
-        int(ipaddress.ip_address(ip))
-        for ip in Interface.objects.filter(subnet=subnet, ip__isnull=False).values_list("ip", flat=True)
-        if ip
-    }
-    if subnet.gateway:
-        used.add(int(ipaddress.ip_address(subnet.gateway)))
-    reserved = sorted((int(start), int(end)) for start, end in subnet.reserved_ranges())
-    # The usable range as network.hosts() gives it: without network and broadcast addresses (IPv4 above /31), without
-    # the Subnet-Router anycast address (IPv6 above /127).
-    first, last = int(network.network_address), int(network.broadcast_address)
-    if network.prefixlen < network.max_prefixlen - 1:
-        first += 1
-        last -= 1 if network.version == 4 else 0
+    used = Interface.objects.filter(subnet=subnet, ip__isnull=False).values_list("ip", flat=True)
     address_type = type(network.network_address)
-    candidate, index = first, 0
-    while candidate <= last:
-        while index < len(reserved) and reserved[index][1] < candidate:
-            index += 1
-        if index < len(reserved) and reserved[index][0] <= candidate:
-            candidate = reserved[index][1] + 1
-            continue
-        if candidate not in used:
+    for low, high in usable_ranges(
+        network, gateway=subnet.gateway, reserved=subnet.reserved_ranges(), taken=[ip for ip in used if ip]
+    ):
+        for candidate in range(low, high + 1):
             yield str(address_type(candidate))
-        candidate += 1
 
 
 def subnet_next_free_ip(*, subnet: Subnet) -> str | None:

@@ -176,6 +176,12 @@ class Bmc(models.Model):
                 self.address = normalise_server(self.address)
 
 
+def boot_order(interface: "Interface") -> tuple[bool, str]:
+    """How a host's interfaces are listed everywhere (API, CSV, configs, SQL look-ups: `Interface.Meta.ordering`): the
+    primary one, its boot NIC, first, then by name."""
+    return (not interface.primary, interface.name)
+
+
 class Interface(models.Model):
     """A network card of a host. Exactly one per host is primary: the boot NIC (the original's `default`)."""
 
@@ -255,17 +261,24 @@ class Interface(models.Model):
         ):
             shown = str(reserved[0]) if reserved[0] == reserved[1] else f"{reserved[0]}-{reserved[1]}"
             errors["ip"] = f"{address} is reserved in subnet {network} ({shown}); pick another address."
-        if network.version == 4:
-            if not self.netmask:
-                self.netmask = str(network.netmask)
-            elif self.netmask != str(network.netmask):
-                errors["netmask"] = f"Subnet {network} has netmask {network.netmask}, not {self.netmask}."
-        if not self.gateway:
-            self.gateway = self.subnet.gateway
-        elif ipaddress.ip_address(self.gateway) not in network:
+        if network.version == 4 and self.netmask and self.netmask != str(network.netmask):
+            errors["netmask"] = f"Subnet {network} has netmask {network.netmask}, not {self.netmask}."
+        if self.gateway and ipaddress.ip_address(self.gateway) not in network:
             errors["gateway"] = f"{self.gateway} is outside subnet {network}."
         if errors:
             raise ValidationError(errors)
+        netmask, gateway = self.addressing()
+        self.netmask, self.gateway = netmask or None, gateway or None
+
+    def addressing(self) -> tuple[str, str]:
+        """The netmask and gateway this interface is configured with: its own, else, for an address in a subnet, the
+        subnet's (no netmask for IPv6: the prefix length says it). The one rule: validation fills them in with it, the
+        installer's config and the original's documents show them with it."""
+        subnet = self.subnet if self.ip and self.subnet_id else None
+        ipv6 = ":" in str(self.ip or "")
+        netmask = self.netmask or (subnet.netmask if subnet is not None and not ipv6 else "")
+        gateway = self.gateway or (subnet.gateway if subnet is not None else "")
+        return str(netmask or ""), str(gateway or "")
 
     def _clean_without_subnet(self, address: IPAddress) -> None:
         """An address outside every known subnet must describe its own network (netmask), or it is a typo."""

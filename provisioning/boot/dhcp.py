@@ -6,6 +6,7 @@ snponly.efi for UEFI), and iPXE itself (user class "iPXE") gets the portal's /bo
 
 import ipaddress
 
+from hosts.addressing import dns_servers, usable_ranges
 from hosts.models import Interface, Subnet
 
 UEFI_ARCHES = (7, 9)  # RFC 4578 client-arch: EFI BC and EFI x86-64
@@ -16,25 +17,19 @@ def _name(interface: Interface) -> str:
 
 
 def _dns(subnet: Subnet) -> list[str]:
-    return [server for server in (subnet.dns_servers or subnet.site.dns_servers).split(",") if server]
+    return dns_servers(subnet.dns_servers, subnet.site.dns_servers)
 
 
-def dynamic_ranges(subnet: Subnet) -> list[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]]:
-    """The subnet's host addresses minus its gateway and reserved ranges, as contiguous (first, last) ranges."""
+def dynamic_ranges(
+    subnet: Subnet, interfaces: list[Interface]
+) -> list[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]]:
+    """The subnet's usable addresses (`hosts.addressing.usable_ranges`: without its gateway, reserved ranges and every
+    interface's static address in it), as contiguous (first, last) ranges."""
     network = subnet.ip_network
     assert network is not None and network.version == 4
-    free = [(int(network.network_address) + 1, int(network.broadcast_address) - 1)]
-    taken = [(int(start), int(end)) for start, end in subnet.reserved_ranges()]
-    if subnet.gateway:
-        taken.append((int(ipaddress.ip_address(subnet.gateway)),) * 2)
-    for start, end in taken:
-        free = [
-            piece
-            for low, high in free
-            for piece in ((low, min(high, start - 1)), (max(low, end + 1), high))
-            if piece[0] <= piece[1]
-        ]
-    return [(ipaddress.IPv4Address(low), ipaddress.IPv4Address(high)) for low, high in free]
+    static = [str(interface.ip) for interface in interfaces if interface.ip and interface.subnet_id == subnet.pk]
+    ranges = usable_ranges(network, gateway=subnet.gateway, reserved=subnet.reserved_ranges(), taken=static)
+    return [(ipaddress.IPv4Address(low), ipaddress.IPv4Address(high)) for low, high in ranges]
 
 
 def isc_config(*, subnets: list[Subnet], interfaces: list[Interface], portal: str, tftp_server: str) -> str:
@@ -55,7 +50,7 @@ def isc_config(*, subnets: list[Subnet], interfaces: list[Interface], portal: st
         if subnet.site.domain:
             lines.append(f'  option domain-name "{subnet.site.domain}";')
         if subnet.dhcp:
-            lines += [f"  range {first} {last};" for first, last in dynamic_ranges(subnet)]
+            lines += [f"  range {first} {last};" for first, last in dynamic_ranges(subnet, interfaces)]
         lines += [
             f"  next-server {tftp_server};",
             '  if exists user-class and option user-class = "iPXE" {',
@@ -97,7 +92,8 @@ def dnsmasq_config(*, subnets: list[Subnet], interfaces: list[Interface], portal
         tag = f"d2b{number}"
         if subnet.dhcp:
             lines += [
-                f"dhcp-range=set:{tag},{first},{last},{network.netmask},12h" for first, last in dynamic_ranges(subnet)
+                f"dhcp-range=set:{tag},{first},{last},{network.netmask},12h"
+                for first, last in dynamic_ranges(subnet, interfaces)
             ]
         else:
             lines.append(f"dhcp-range=set:{tag},{network.network_address},static,{network.netmask},12h")

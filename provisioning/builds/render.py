@@ -21,13 +21,13 @@ def _prefixlen(interface: Interface) -> int | None:
 
 
 def _interface(interface: Interface) -> dict[str, Any]:
-    subnet = interface.subnet
+    netmask, gateway = interface.addressing()
     return {
         "name": interface.name,
         "mac": interface.mac,
         "ip": interface.ip or "",
-        "netmask": interface.netmask or (subnet.netmask if subnet and interface.ip else ""),
-        "gateway": interface.gateway or (subnet.gateway if subnet and interface.ip and subnet.gateway else ""),
+        "netmask": netmask,
+        "gateway": gateway,
         "prefixlen": _prefixlen(interface),
         "vlan": interface.subnet.vlan if interface.subnet else None,
         "dhcp": interface.dhcp or not interface.ip,

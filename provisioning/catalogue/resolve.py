@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from hosts.addressing import dns_servers
 from hosts.models import Host, Interface, Site, Subnet
 from images.choices import ImageType
 from images.models import Image, ImageVersion, version_of_image_error
@@ -73,7 +74,11 @@ def host_settings(
         for text in [boot_version.image.kopts if boot_version else "", image.kopts if image else "", host.kopts]
         if text
     )
-    dns = (subnet.dns_servers if subnet and subnet.dns_servers else (site.dns_servers if site else "")) or ""
+    subnet_site = catalogue.sites.get(subnet.site_id) if subnet is not None else None
+    dns = dns_servers(
+        subnet.dns_servers if subnet else "", subnet_site.dns_servers if subnet_site else "",
+        site.dns_servers if site else "",
+    )  # fmt: skip
     return HostSettings(
         host=host,
         interface=interface,
@@ -90,7 +95,7 @@ def host_settings(
         volmgt=str(_first_given(host.volmgt, image.volmgt if image else None) or ""),
         kopts=kopts,
         domain=(site.domain if site and site.domain else defaults.domain),
-        dns_servers=[server for server in dns.split(",") if server],
+        dns_servers=dns,
         ntp_servers=[server.strip() for server in (site.ntp_servers if site else "").split(",") if server.strip()],
         file_uri=site.file_uri if site else "",
         registry=str(_first_given(image.registry if image else None, site.registry if site else None) or ""),

@@ -255,13 +255,10 @@ def resource(request: HttpRequest, collection: str, key: str) -> tuple[int, Any]
 def _interface_set(document: dict[str, Any], name: str, value: dict[str, Any] | None) -> dict[str, Any]:
     """The host document with one interface set (or removed); `default` and its twin (same hwaddr) move together."""
     interfaces = dict(document.get("interface") or {})
-    default_mac = (interfaces.get("default") or {}).get("hwaddr")
-    twins = [
-        other for other, values in interfaces.items() if other != "default" and values.get("hwaddr") == default_mac
-    ]
+    twin = importer.default_twin(interfaces)
     names = {name}
-    if default_mac and (name == "default" or name in twins):
-        names |= {"default", *twins}
+    if twin and name in ("default", twin):
+        names |= {"default", twin}
     for each in names:
         if value is None:
             interfaces.pop(each, None)

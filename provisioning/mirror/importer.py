@@ -304,18 +304,27 @@ def _mac(value: Any) -> str:
         return _text(value)
 
 
+def default_twin(entries: dict[str, Any]) -> str | None:
+    """The entry of the original's `interface` map that `default` (the primary NIC) copies: the other entry with the
+    same hwaddr, compared normalised (`AA-BB-…` is `aa:bb:…`); None when `default` stands alone. The one rule, for the
+    import, the etcd tree and `/api/v1`'s interface writes."""
+    default = entries.get("default")
+    if not isinstance(default, dict) or not _mac(default.get("hwaddr")):
+        return None
+    return next(
+        (name for name, values in sorted(entries.items()) if name != "default" and isinstance(values, dict)
+         and _mac(values.get("hwaddr")) == _mac(default.get("hwaddr"))),
+        None,
+    )  # fmt: skip
+
+
 def host_interfaces_from_document(document: dict[str, Any], path: str) -> list[dict[str, Any]]:
     """The original's `interface` map as NICs: `default` is the primary; a `default` with the same hwaddr as another
     entry is that entry (one NIC), without a twin it is a NIC named `default`. A host with only `dhcp` gets one NIC."""
     entries = document.get("interface") or {}
     if not isinstance(entries, dict):
         raise Rejected(f"{path}/interface: not a directory")
-    default = entries.get("default") or {}
-    twin = next(
-        (name for name, values in entries.items() if name != "default" and default and
-         _mac(values.get("hwaddr")) == _mac(default.get("hwaddr"))),
-        None,
-    )  # fmt: skip
+    twin = default_twin(entries)
     nics = []
     for name, values in sorted(entries.items()):
         if name == "default" and twin:

@@ -25,13 +25,8 @@ def stamp(version: ImageVersion) -> str:
 
 def _nic(interface: Interface) -> Tree:
     """A NIC as the original stored it; netmask and gateway default to its subnet's, as everywhere else."""
-    subnet = interface.subnet if interface.ip else None
-    values = {
-        "hwaddr": interface.mac,
-        "ip": interface.ip,
-        "netmask": interface.netmask or (subnet.netmask if subnet and ":" not in str(interface.ip) else ""),
-        "gw": interface.gateway or (subnet.gateway if subnet else ""),
-    }
+    netmask, gateway = interface.addressing()
+    values = {"hwaddr": interface.mac, "ip": interface.ip, "netmask": netmask, "gw": gateway}
     return {name: str(value) for name, value in values.items() if value}
 
 
