@@ -176,12 +176,55 @@ def test_bad_documents_are_400_naming_path_and_reason(catalogue, url, document, 
     assert any(says in message for message in response.json()), response.json()
 
 
-def test_every_schema_is_served_and_closed():
+ORIGINAL_SCHEMAS = [
+    "types", "host", "interface", "image", "image_version", "hwaddr", "subnet", "site", "global", "default",
+    "menu_item", "all_hosts", "all_images", "all_interfaces", "all_image_versions", "all_hwaddr", "all_subnets",
+    "all_sites", "root", "all",
+]  # fmt: skip
+
+
+def test_every_schema_of_the_original_is_served_and_closed():
+    assert sorted(SCHEMAS) == sorted(ORIGINAL_SCHEMAS)
     for name in SCHEMAS:
         schema = APIClient().get(f"/schemas/{name}.json").json()
         assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
         assert schema["additionalProperties"] is False
     assert APIClient().get("/schemas/nothing.json").status_code == 404
+
+
+def _served_validator(name):
+    """A draft-04 validator of a schema as a client gets it: every `$ref` resolved from what /schemas/ serves."""
+    from jsonschema import Draft4Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    served = {f"{each}.json": APIClient().get(f"/schemas/{each}.json").json() for each in ORIGINAL_SCHEMAS}
+    registry = Registry().with_resources(
+        (uri, Resource.from_contents(schema, default_specification=DRAFT4)) for uri, schema in served.items()
+    )
+    return Draft4Validator(served[f"{name}.json"], registry=registry, format_checker=Draft4Validator.FORMAT_CHECKER)
+
+
+def test_an_exported_tree_and_the_v1_collections_validate_against_the_served_schemas(catalogue, settings):
+    from provisioning.mirror.sync import export_tree
+    from tests.boot_world import make_world
+
+    put(catalogue, "/api/v1/hosts/test1.example.com", TEST1)
+    make_world()  # sites, subnets, every image type, hosts in build mode and not, a menu with items
+    tree = export_tree()
+    assert {"host", "hwaddr", "image", "subnets", "sites", "default"} <= set(tree)
+    assert tree["default"]["menu_items"], "the world's menu items are in the tree"
+    errors = [f"{list(error.absolute_path)}: {error.message}" for error in _served_validator("root").iter_errors(tree)]
+    assert errors == []
+    collections = {
+        name: catalogue.get(f"/api/v1/{name}").json() for name in ("hosts", "hwaddr", "images", "sites", "subnets")
+    }
+    for name, documents in collections.items():
+        assert documents, name
+        assert list(_served_validator(f"all_{name}").iter_errors(documents)) == [], name
+    assert list(_served_validator("all").iter_errors(collections)) == []
+    broken = {**tree, "host": {"test1.example.com": {**tree["host"]["test1.example.com"], "gpt": "maybe"}}}
+    assert [error.validator for error in _served_validator("root").iter_errors(broken)] == ["enum"]
 
 
 def test_oversize_and_malformed_bodies(catalogue):

@@ -97,6 +97,21 @@ def drain():
     assert not OutboxEntry.objects.exists()
 
 
+def test_the_tree_etcd_holds_validates_against_the_originals_root_schema(store, settings):
+    """What `etcdtool validate` checks on a live tree: every document against the original's schemas (draft-04)."""
+    from jsonschema import Draft4Validator
+
+    from provisioning.compat.schemas import REGISTRY, SCHEMAS
+
+    make_world()
+    original_example()
+    drain()
+    tree = sync.read_tree(store, settings.DOCK2BOX_ETCD_PREFIX)
+    assert tree["host"]["test1.example.com"]["interface"]["default"]["hwaddr"] == "00:50:56:3d:db:d4"
+    validator = Draft4Validator(SCHEMAS["root"], registry=REGISTRY, format_checker=Draft4Validator.FORMAT_CHECKER)
+    assert [error.message for error in validator.iter_errors(tree)] == []
+
+
 def test_changes_reach_etcd_exactly_and_leave_nothing_stale(store):
     host = original_example()
     drain()

@@ -32,7 +32,7 @@ from hosts.selectors import host_list, interface_list, site_list, subnet_list
 from images import services as image_services
 from images.models import Image
 from images.selectors import image_list
-from provisioning.compat.schemas import SCHEMAS
+from provisioning.compat.schemas import REGISTRY, SCHEMAS
 from provisioning.compat.selectors import document_keys
 from provisioning.mirror import importer
 from provisioning.mirror.sync import desired_documents, nest
@@ -115,7 +115,9 @@ def _body(request: HttpRequest) -> Any:
 
 def validate(schema: str, document: Any, path: str) -> None:
     """Check a document against its JSON Schema; every error names the path and the reason."""
-    validator = jsonschema.Draft4Validator(SCHEMAS[schema], format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+    validator = jsonschema.Draft4Validator(
+        SCHEMAS[schema], registry=REGISTRY, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER
+    )
     problems = []
     for error in sorted(validator.iter_errors(document), key=lambda error: list(error.absolute_path)):
         where = "/".join([path.rstrip("/"), *(str(part) for part in error.absolute_path)])
