@@ -1,12 +1,14 @@
-"""Admin plumbing shared by the apps, and the history of who did what."""
+"""Admin plumbing shared by the apps, the history of who did what, and API tokens."""
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
 
-from dock2box.models import History
+from dock2box.models import ApiToken, History
 from dock2box.selectors import history_list
 
 
@@ -82,3 +84,42 @@ class HistoryAdmin(SelectorAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(TokenAdmin):
+    """API tokens. A token acts as its user, so only superusers see or make them (a user's `change` permission is
+    not enough: a token of a superuser is a superuser), and nobody reads a key after it was made: it is shown once,
+    in the message that says it was created, and by its first four characters after."""
+
+    list_display = ["user", "key_hint", "created"]
+    list_filter = ["created"]
+
+    @admin.display(description="key")
+    def key_hint(self, token: ApiToken) -> str:
+        return token.key_hint
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a token is made or deleted, never edited
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        assert isinstance(obj, ApiToken)
+        messages.warning(
+            request, f"The key of {obj}: {obj.key} — copy it now: it is not shown again (Authorization: Token <key>)."
+        )

@@ -12,10 +12,14 @@ def portal_url(request: HttpRequest) -> str:
 
 
 def ip_or_empty(value: str | None) -> str:
+    """An address a request names (`ip=`, a hop of X-Forwarded-For), written the one way `ipaddress` writes it, or ""
+    for anything else. An IPv6 address with a zone (`fe80::1%eth0`) is refused: the zone is free text (any byte but
+    `%`, newlines too) and names a link of the client's, which means nothing to the portal."""
     try:
-        return str(ipaddress.ip_address((value or "").strip()))
+        address = ipaddress.ip_address((value or "").strip())
     except ValueError:
         return ""
+    return "" if getattr(address, "scope_id", None) is not None else str(address)
 
 
 def client_address(request: HttpRequest) -> str:

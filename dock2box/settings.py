@@ -99,8 +99,13 @@ WSGI_APPLICATION = "dock2box.wsgi.application"
 WSGI_FRONTS = ["provisioning.boot.front.BootFront"]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'dock2box.sqlite3'}")}
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+if DATABASES["default"]["ENGINE"].endswith("sqlite3") and DATABASES["default"]["NAME"] != ":memory:":
+    # The embedded database holds every secret and token: readable by its owner only, like the secret key (SQLite
+    # gives its journal files the database file's mode).
     VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _sqlite = Path(DATABASES["default"]["NAME"])
+    _sqlite.touch(mode=0o600)
+    _sqlite.chmod(0o600)
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The embedded default serves parallel requests too (installers posting events): writers wait for each other

@@ -239,7 +239,16 @@ SSH_KEY_TYPES = {
 # authorized_keys options (sshd(8)): name or name="value" (a value may hold \" but no raw quote), comma-separated.
 _SSH_OPTION = r'[A-Za-z0-9-]+(="(?:[^"\\]|\\.)*")?'
 _SSH_OPTIONS_RE = re.compile(rf"^{_SSH_OPTION}(,{_SSH_OPTION})*(?=[ \t])")
-_CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Inside a line: no C0 control but tab, no DEL, no C1 control (U+0085 is one) and no Unicode line or paragraph
+# separator, so that no reader (sshd, YAML, a shell, Python's str.splitlines) sees a line end where `text_lines` sees
+# none.
+_CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def text_lines(text: str) -> list[str]:
+    r"""The lines of a multi-line value, the one definition for the validators and the renderers: split at "\n" (a
+    "\r\n" is one end). A value whose lines hold another line end is refused by its validator (`_CONTROL_CHARS_RE`)."""
+    return text.replace("\r\n", "\n").split("\n")
 
 
 def _is_ssh_key_type(word: str) -> bool:
@@ -248,8 +257,6 @@ def _is_ssh_key_type(word: str) -> bool:
 
 def _ssh_key_problem(line: str) -> str | None:
     """Why a line is not an authorized_keys entry, or None."""
-    if _CONTROL_CHARS_RE.search(line):
-        return "holds a control character"
     options = None if _is_ssh_key_type(line.split(None, 1)[0]) else _SSH_OPTIONS_RE.match(line)
     words = line[options.end() if options else 0 :].split(None, 2)
     if not words or not _is_ssh_key_type(words[0]):
@@ -269,10 +276,13 @@ def _ssh_key_problem(line: str) -> str | None:
 
 def validate_ssh_authorized_keys(value: str) -> None:
     """Lines as sshd reads authorized_keys: each `[options] type base64-key [comment]`; blank and # lines allowed."""
-    for number, line in enumerate(value.replace("\r\n", "\n").split("\n"), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
+    for number, line in enumerate(text_lines(value), 1):
+        if _CONTROL_CHARS_RE.search(line):  # before anything strips it: str.strip() takes U+2028 for white space
+            problem: str | None = "holds a control character or a line separator"
+        elif not line.strip() or line.lstrip().startswith("#"):
             continue
-        problem = _ssh_key_problem(line.strip())
+        else:
+            problem = _ssh_key_problem(line.strip())
         if problem:
             raise ValidationError(
                 "Line %(number)s %(problem)s; paste public keys as ssh-keygen writes them (one per line).",
@@ -282,8 +292,9 @@ def validate_ssh_authorized_keys(value: str) -> None:
 
 
 def validate_credential(value: str) -> None:
-    """A registry user name or password: any printable text, no control character (no newline, no tab)."""
-    if re.search(r"[\x00-\x1f\x7f]", value):
+    """A registry user name or password: any printable text on one line: no control character (no newline, no tab, no
+    C1 control) and no Unicode line or paragraph separator."""
+    if value.count("\t") or _CONTROL_CHARS_RE.search(value):
         raise ValidationError("Contains a control character (a newline, a tab?); remove it.", code="invalid_credential")
 
 

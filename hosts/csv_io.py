@@ -17,6 +17,9 @@ COLUMNS = [
 _HOST_COLUMNS = COLUMNS[: COLUMNS.index("interface")]
 _YES = {"yes", "true", "1", "y"}
 _NO = {"", "no", "false", "0", "n"}
+# A cell a spreadsheet would take for a formula (OWASP's list): written behind a single quote, which no stored value
+# starts with (the validators refuse quotes), so the import takes the quote off again.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def hosts_csv(hosts: Iterable[Host]) -> str:
@@ -34,17 +37,28 @@ def hosts_csv(hosts: Iterable[Host]) -> str:
         ]  # fmt: skip
         interfaces = sorted(host.interfaces.all(), key=boot_order)
         for interface in interfaces:
-            writer.writerow(
+            writer.writerow(_inert(
                 [*columns, interface.name, interface.mac, interface.ip or "", _flag(interface.dhcp),
                  _flag(interface.primary)]
-            )  # fmt: skip
+            ))  # fmt: skip
         if not interfaces:
-            writer.writerow([*columns, "", "", "", "", ""])
+            writer.writerow(_inert([*columns, "", "", "", "", ""]))
     return out.getvalue()
 
 
 def _flag(value: bool) -> str:
     return "yes" if value else "no"
+
+
+def _inert(cells: list[str]) -> list[str]:
+    """A row whose cells never start a formula."""
+    return [f"'{cell}" if cell.startswith(_FORMULA_START) else cell for cell in cells]
+
+
+def _cell(value: str) -> str:
+    """A cell as the export wrote it, back to the stored value."""
+    value = value.strip()
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
 
 
 @dataclass
@@ -79,7 +93,7 @@ def hosts_csv_parse(text: str) -> tuple[list[HostRows], dict[int, list[str]]]:
     problems: dict[int, list[str]] = {}
     for row in reader:
         line = reader.line_num
-        values = {name: (row.get(name) or "").strip() for name in COLUMNS}
+        values = {name: _cell(row.get(name) or "") for name in COLUMNS}
         if None in row:
             problems.setdefault(line, []).append("More fields than the header has columns.")
             continue

@@ -255,6 +255,28 @@ def test_discovered_hosts_are_registered_as_hosts(admin_client, db):
     assert not DiscoveredHost.objects.exists()
 
 
+def test_registering_a_discovered_machine_needs_the_permission_to_add_hosts(client, db):
+    from django.contrib.auth.models import Permission, User
+    from django.utils import timezone
+
+    from provisioning.models import DiscoveredHost
+
+    found = DiscoveredHost.objects.create(mac="52:54:00:12:34:57", last_seen=timezone.now())
+    staff = User.objects.create_user(username="cleaner", password="pw", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(codename__in=["view_discoveredhost", "delete_discoveredhost"]))
+    client.force_login(staff)
+    url = reverse("admin:provisioning_discoveredhost_changelist")
+    offered = [name for name, _label in client.get(url).context["action_form"].fields["action"].choices]
+    assert "register" not in offered
+    client.post(url, {"action": "register", "_selected_action": [found.pk]})
+    assert not Host.objects.exists() and DiscoveredHost.objects.exists()
+    staff.user_permissions.add(Permission.objects.get(codename="add_host"))
+    staff = User.objects.get(pk=staff.pk)
+    client.force_login(staff)
+    client.post(url, {"action": "register", "_selected_action": [found.pk]})
+    assert Host.objects.filter(fqdn__startswith="525400123457").exists()
+
+
 def test_deleting_an_open_build_in_the_admin_takes_its_host_out_of_build_mode(admin_client, db):
     from provisioning.builds.services import host_enter_build
 

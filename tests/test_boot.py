@@ -316,6 +316,7 @@ def test_a_token_of_a_host_that_left_build_mode_is_refused(client, world):
         ({"stage": "image", "progress": -1}, "progress"),
         ({"stage": "image", "progress": "50%"}, "progress"),
         ({"progress": 5}, "stage"),
+        ({"stage": "booted", "message": "first boot reported"}, "stage"),  # the installed system's, not the installer's
     ],
 )
 def test_bad_events_are_400(client, world, body, field):

@@ -156,3 +156,20 @@ def test_an_import_of_n_hosts_moves_their_macs_generations_only(
     assert changes.GENERATION_KEY not in keys
     assert len(counting.written) <= 2 * count  # the host, then its interfaces: one write each
     assert {key.rsplit("/", 1)[1] for key in keys} == {f"52:54:00:06:00:{n:02x}" for n in range(count)}
+
+
+def test_cells_that_a_spreadsheet_would_run_are_exported_inert_and_imported_back(user, token_client, lab):
+    """Values can come from anonymous boots (a discovered machine's serial and asset tag): a cell starting with
+    `=`, `+`, `-` or `@` is written behind a quote, as OWASP recommends, and the import takes the quote off."""
+    site, _subnet, _version = lab
+    host = factories.HostFactory(fqdn="web01.lab.example.com", site=site, serial="=1+2", asset_tag="@SUM(A1)",
+                                 labels="rack", kopts="+quiet")  # fmt: skip
+    factories.InterfaceFactory(host=host, name="eth0", mac="52:54:00:05:00:01")
+    grant(user, "hosts.view_host", "hosts.add_host", "hosts.change_host")
+    text = token_client.get("/api/v2/hosts/csv/").content.decode()
+    row = text.splitlines()[1].split(",")
+    assert row[4:8] == ["'+quiet", "rack", "'=1+2", "'@SUM(A1)"]
+    Host.objects.filter(pk=host.pk).update(serial="", asset_tag="", labels="", kopts="")
+    assert post_csv(token_client, text).json() == {"created": 0, "updated": 1}
+    host.refresh_from_db()
+    assert (host.kopts, host.labels, host.serial, host.asset_tag) == ("+quiet", "rack", "=1+2", "@SUM(A1)")

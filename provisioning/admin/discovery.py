@@ -7,9 +7,7 @@ from django.http import HttpRequest
 from dock2box.admin import SelectorAdmin
 from provisioning.discovery.selectors import discovered_host_list
 from provisioning.discovery.services import discovered_host_delete, discovered_host_register
-from provisioning.models import (
-    DiscoveredHost,
-)
+from provisioning.models import DiscoveredHost
 
 
 @admin.register(DiscoveredHost)
@@ -28,7 +26,11 @@ class DiscoveredHostAdmin(SelectorAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Register as hosts (named after the MAC; rename them after)", permissions=["delete"])
+    def has_register_permission(self, request: HttpRequest) -> bool:
+        """Registering makes a host (and forgets the discovered MAC): it needs the permission to add hosts."""
+        return request.user.has_perm("hosts.add_host") and self.has_delete_permission(request)
+
+    @admin.action(description="Register as hosts (named after the MAC; rename them after)", permissions=["register"])
     def register(self, request: HttpRequest, queryset: QuerySet[DiscoveredHost]) -> None:
         hosts = [discovered_host_register(discovered=discovered) for discovered in queryset]
         self.message_user(request, f"Registered {', '.join(host.fqdn for host in hosts)}.", messages.SUCCESS)

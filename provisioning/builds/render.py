@@ -5,6 +5,7 @@ from typing import Any
 
 from netaddr import IPAddress
 
+from dock2box.validators import text_lines
 from hosts.models import Interface, Site
 from images.choices import ImageType
 from images.selectors import registry_url
@@ -116,7 +117,7 @@ def _secrets(site: Site | None) -> dict[str, Any]:
         return {"root_password_hash": "", "ssh_authorized_keys": [], "registry_username": "", "registry_password": ""}
     return {
         "root_password_hash": site.root_password_hash,
-        "ssh_authorized_keys": [key for key in site.ssh_authorized_keys.splitlines() if key.strip()],
+        "ssh_authorized_keys": [key for key in text_lines(site.ssh_authorized_keys) if key.strip()],
         "registry_username": site.registry_username,
         "registry_password": site.registry_password,
     }

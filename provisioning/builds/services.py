@@ -216,6 +216,10 @@ def build_event_record(*, build: Build, stage: str, progress: int | None, messag
     The first `bootloader` event marks the moment the disk may boot on its own: from then on the boot path sends
     the host to its disk, even if `done` never arrives (see `build_close_unconfirmed`).
     """
+    if stage == BuildStage.BOOTED:
+        raise ValidationError(
+            {"stage": "'booted' is the installed system's own report (POST /booted/<credential>), not the installer's."}
+        )
     if stage not in (BuildStage.DONE, BuildStage.FAILED) and (
         build.events.count() >= settings.DOCK2BOX_BUILD_EVENTS_MAX
     ):
