@@ -22,8 +22,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from dock2box.cache import on_recovery, shared
+
 logger = logging.getLogger("dock2box.changes")
 GENERATION_KEY = "dock2box:generation"
+UNKNOWN = ""  # the generation while the shared cache is down: no view of the data may be kept
 _HOST_DOCUMENTS = ("host/", "hwaddr/")
 _subscribers: list[Callable[[], None]] = []
 # The generation as this process last read or wrote it in the shared cache, and when (monotonic seconds); replaced
@@ -41,13 +44,26 @@ def generation() -> str:
     now, seen = time.monotonic(), _seen
     if seen is not None and now - seen[1] < settings.DOCK2BOX_GENERATION_CHECK:
         return seen[0]
+    value = shared("generation", _generation_read, UNKNOWN)
+    _seen = None if value == UNKNOWN else (value, now)
+    return value
+
+
+def _generation_read() -> str:
     value = cache.get(GENERATION_KEY)
     if value is None:
         value = uuid.uuid4().hex
         cache.add(GENERATION_KEY, value, timeout=None)
         value = cache.get(GENERATION_KEY, value)
-    _seen = (str(value), now)
     return str(value)
+
+
+def _generation_move() -> None:
+    """A new data generation: every cached view is stale."""
+    global _seen
+    value = uuid.uuid4().hex
+    cache.set(GENERATION_KEY, value, timeout=None)
+    _seen = (value, time.monotonic())
 
 
 def generation_forget() -> None:
@@ -78,21 +94,25 @@ def record_change(documents: Iterable[str] = (), *, everything: bool = False) ->
         transaction.on_commit(lambda: _after_commit(names, everything=everything))
 
 
+on_recovery(_generation_move)
+
+
 def on_commit_subscribe(callback: Callable[[], None]) -> None:
     """Call `callback` after every commit that changed mirrored documents (the mirror's drain)."""
     _subscribers.append(callback)
 
 
 def _after_commit(names: list[str], *, everything: bool) -> None:
-    global _seen
+    # With the shared cache down this marks nothing: what it holds is stale when it is back, and the first process to
+    # find it back moves the data generation (`on_recovery` below); until then entries lapse at their time bound and
+    # install scripts are checked against the database (`provisioning.boot.scripts`).
     if not everything and all(name.startswith(_HOST_DOCUMENTS) for name in names):
         macs = [name.removeprefix("hwaddr/") for name in names if name.startswith("hwaddr/")]
         if macs:
-            cache.set_many({mac_generation_key(mac): uuid.uuid4().hex for mac in macs}, timeout=None)
+            moved = {mac_generation_key(mac): uuid.uuid4().hex for mac in macs}
+            shared("invalidation", lambda: cache.set_many(moved, timeout=None), None)
     else:
-        value = uuid.uuid4().hex
-        cache.set(GENERATION_KEY, value, timeout=None)
-        _seen = (value, time.monotonic())
+        shared("invalidation", _generation_move, None)
     if not (names and settings.DOCK2BOX_ETCD_URL):
         return
     for callback in _subscribers:

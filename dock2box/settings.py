@@ -256,10 +256,18 @@ DOCK2BOX_BOOTENV_KERNEL = env.str("DOCK2BOX_BOOTENV_KERNEL", default="cloud")
 # The cache holds the boot catalogue (menus, images, defaults) and its generation. Several processes (gunicorn
 # workers) must share it, so it defaults to the broker's Redis; the embedded default keeps it in memory.
 DOCK2BOX_CACHE_URL = env.str("DOCK2BOX_CACHE_URL", default="")
+# While the shared cache is down the boot path answers from the database, asking the cache again this often (seconds).
+DOCK2BOX_CACHE_RETRY = env.float("DOCK2BOX_CACHE_RETRY", default=1.0)
 _cache_url = DOCK2BOX_CACHE_URL or env.str("CELERY_BROKER_URL", default="")
 CACHES = {
     "default": (
-        {"BACKEND": "dock2box.cache.SharedRedisCache", "LOCATION": _cache_url, "KEY_PREFIX": "d2b"}
+        {
+            "BACKEND": "dock2box.cache.SharedRedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "d2b",
+            # A Redis that stopped answering costs a boot request this much, once per DOCK2BOX_CACHE_RETRY.
+            "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+        }
         if _cache_url.startswith(("redis://", "rediss://"))
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

@@ -120,6 +120,41 @@ class Postgres:
         self._as_postgres(str(self.BIN / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "fast", "-w", "stop")
 
 
+class Redis:
+    """A private Redis on a free loopback port, for tests that stop, pause or flush it (the machine's own Redis serves
+    everything else). It keeps nothing on disk: a restart starts it empty, as a restarted cache usually is."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Redis":
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_until(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
+                                          check=True).stdout.strip() == b"PONG", what="redis")  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+    def pause(self) -> None:
+        """Stop answering without losing anything (a network partition, a Redis stuck): SIGSTOP."""
+        assert self.process is not None
+        self.process.send_signal(19)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(18)
+
+    def flush(self) -> None:
+        subprocess.run(["redis-cli", "-p", str(self.port), "flushall"], capture_output=True, check=True)
+
+
 class IpmiSim:
     """OpenIPMI's `ipmi_sim` as a host's BMC on a free loopback UDP port: IPMI over LAN (user `admin`), powering the
     machine `startcmd` on and off (a QEMU guest through its `ipmi-bmc-extern` device, or any stand-in process).

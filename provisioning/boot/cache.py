@@ -12,26 +12,36 @@ any instance, no script cached before it is handed out again: the host boots its
 make the others' scripts stale.
 
 Entries are stored only in autocommit (inside a transaction the writes a script follows could still roll back) and
-live at most `DOCK2BOX_BOOT_CACHE_SECONDS`, the bound for a change made around the services (SQL by hand); 0 turns the
-cache off. An entry also says what the boot path still does on a hit: count and log the outcome, write the host's
-"last seen" once per interval as it would, and stop using the script when its build token is due to be touched.
+are used until the moment they were rendered plus `DOCK2BOX_BOOT_CACHE_SECONDS` (`expires`; storing an entry again,
+for a "last seen" written, keeps that moment): the bound for a change made around the services (SQL by hand, a
+restore) and for a change whose invalidation the cache missed (it was down); 0 turns the cache off. An entry also says
+what the boot path still does on a hit: count and log the outcome, write the host's "last seen" once per interval as
+it would, stop using the script when its build token is due to be touched, and, for a script that installs, check the
+database that its build still installs (`provisioning.boot.scripts`).
+
+Every cache operation goes through `dock2box.cache.shared`: with the cache down, nothing is found and nothing stored.
 """
 
 import hashlib
+import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
+from dock2box.cache import shared
 from dock2box.changes import GENERATION_KEY, mac_generation_key
 from provisioning.boot.render.ipxe import BootRequest
 
 Stamp = tuple[str, str]  # the data generation and the MAC's
-ENTRY_FORMAT = 2  # in every key: entries of an earlier `BootEntry` (other field names) are never read back
+PICK_SALT = "dock2box.menu-install"
+PICK_MAX_AGE = 900  # seconds a menu's signed version entries stay usable
+ENTRY_FORMAT = 3  # in every key: entries of an earlier `BootEntry` (other fields) are never read back
 
 
 @dataclass(frozen=True)
@@ -44,8 +54,11 @@ class BootEntry:
     notice: str
     last_seen: datetime | None  # the host's, as written or read when this was stored
     until: datetime | None  # a build's token is touched from then: the long way again
+    expires: datetime  # rendered plus the cache's time bound: used until then, never longer
     ip: str | None = None  # the request's address the script shows (None: it shows none)
     first_boot_build_id: int | None = None  # a build whose first boot the next answer records (rendered ahead)
+    build_id: int | None = None  # the build an install script hands out, with its `token`: checked on every use
+    token: str | None = None
 
 
 def boot_entry_key(*, portal: str, mac: str, platform: str) -> str:
@@ -62,7 +75,7 @@ def boot_entry_get(key: str, request: BootRequest) -> tuple[Stamp | None, BootEn
     if not settings.DOCK2BOX_BOOT_CACHE_SECONDS:
         return None, None
     mac_key = mac_generation_key(request.mac)
-    values = cache.get_many([GENERATION_KEY, mac_key, key])
+    values: dict[str, Any] = shared("boot entry", lambda: cache.get_many([GENERATION_KEY, mac_key, key]), {})
     current, mac_generation, entry = values.get(GENERATION_KEY), values.get(mac_key), values.get(key)
     if current is None:
         return None, None
@@ -70,19 +83,23 @@ def boot_entry_get(key: str, request: BootRequest) -> tuple[Stamp | None, BootEn
         # Asked for the first time (or not for a while): its generation starts before its data is read. It lapses
         # with the entries it stamps (a flood of made-up MACs leaves nothing lasting); a lapsed one starts anew, so
         # no entry stamped with the old value is used again.
-        fresh = uuid.uuid4().hex
-        added = cache.add(mac_key, fresh, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS)
-        mac_generation = fresh if added else cache.get(mac_key)
+        mac_generation = shared("boot entry", lambda: _mac_generation_start(mac_key), None)
         if mac_generation is None:
             return None, None
     stamp = (str(current), str(mac_generation))
     if not isinstance(entry, BootEntry) or entry.stamp != stamp:
         return stamp, None
-    if entry.until is not None and timezone.now() >= entry.until:
+    now = timezone.now()
+    if now >= entry.expires or (entry.until is not None and now >= entry.until):
         return stamp, None
     if entry.ip is not None and entry.ip != request.ip:
         return stamp, None
     return stamp, entry
+
+
+def _mac_generation_start(mac_key: str) -> Any:
+    fresh = uuid.uuid4().hex
+    return fresh if cache.add(mac_key, fresh, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS) else cache.get(mac_key)
 
 
 def boot_stamps(macs: list[str]) -> dict[str, Stamp]:
@@ -90,6 +107,10 @@ def boot_stamps(macs: list[str]) -> dict[str, Stamp]:
     made to last (a known MAC's keeps its value until its host changes): the entries they stamp stay good."""
     if not settings.DOCK2BOX_BOOT_CACHE_SECONDS or not macs:
         return {}
+    return shared("boot stamps", lambda: _boot_stamps(macs), {})
+
+
+def _boot_stamps(macs: list[str]) -> dict[str, Stamp]:
     keys = {mac: mac_generation_key(mac) for mac in macs}
     values = cache.get_many([GENERATION_KEY, *keys.values()])
     current = values.get(GENERATION_KEY)
@@ -108,11 +129,23 @@ def boot_stamps(macs: list[str]) -> dict[str, Stamp]:
     return stamps
 
 
-def boot_entries_put(entries: dict[str, BootEntry]) -> None:
-    """Store entries by key (not inside a transaction: see the module's note)."""
-    if not settings.DOCK2BOX_BOOT_CACHE_SECONDS or connection.in_atomic_block:
+def boot_entry_expires(now: datetime) -> datetime:
+    """Until when an entry rendered `now` may be used: the cache's time bound, and no longer than the signed links of
+    a menu that offers installs stay good."""
+    seconds = settings.DOCK2BOX_BOOT_CACHE_SECONDS
+    if settings.DOCK2BOX_MENU_INSTALL:
+        seconds = min(seconds, PICK_MAX_AGE)
+    return now + timedelta(seconds=seconds)
+
+
+def boot_entries_put(entries: dict[str, BootEntry], *, expires: datetime) -> None:
+    """Store entries by key until `expires` (not inside a transaction: see the module's note)."""
+    if not settings.DOCK2BOX_BOOT_CACHE_SECONDS or connection.in_atomic_block or not entries:
+        return
+    timeout = math.ceil((expires - timezone.now()).total_seconds())  # whole seconds for Redis; `expires` is exact
+    if timeout <= 0:
         return
     if len(entries) == 1:  # one command (Redis: SET with its expiry), where many are a MULTI of an MSET and EXPIREs
-        cache.set(*next(iter(entries.items())), timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS)
-    elif entries:
-        cache.set_many(entries, timeout=settings.DOCK2BOX_BOOT_CACHE_SECONDS)
+        shared("boot entry", lambda: cache.set(*next(iter(entries.items())), timeout=timeout), None)
+    else:
+        shared("boot entries", lambda: cache.set_many(entries, timeout=timeout), None)

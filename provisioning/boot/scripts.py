@@ -1,7 +1,9 @@
 """Per-host boot scripts: what `/ipxe` and `/pxe/<mac>` answer a MAC, the short way, the long way or ahead.
 
-The short way answers from the shared cache (`provisioning.bootcache`): no SQL, but what the long way would still
-write (last seen once per interval, a build's first boot). The long way reads the MAC's interface, host and open
+The short way answers from the shared cache (`provisioning.boot.cache`): no SQL, but what the long way would still
+write (last seen once per interval, a build's first boot), and for a script that installs one look-up: its build still
+installs (open, its token the script's, not past its bootloader), so that no install script outlives its build even
+where the cache missed the change that ended it. The long way reads the MAC's interface, host and open
 build in one statement, makes what a boot makes (a build for a host in build mode without one, a fresh token, an
 unconfirmed build closed) and renders. Ahead, a worker renders every known host's scripts before it boots
 (`scripts_render_ahead`), for the cases where booting writes nothing else; the rest are rendered on their boot.
@@ -18,7 +20,13 @@ from django.core.signing import TimestampSigner
 from dock2box.changes import generation_forget
 from provisioning.boot import cache as bootcache
 from provisioning.boot.render import ipxe
-from provisioning.builds.selectors import BootLookup, interface_for_boot, interface_ids_after, interfaces_for_boot
+from provisioning.builds.selectors import (
+    BootLookup,
+    build_installs,
+    interface_for_boot,
+    interface_ids_after,
+    interfaces_for_boot,
+)
 from provisioning.builds.services import (
     build_close_unconfirmed,
     build_first_boot_record,
@@ -31,8 +39,6 @@ from provisioning.discovery.services import boot_seen, discovered_host_record
 from provisioning.metrics import BOOT_REQUESTS
 
 logger = logging.getLogger("dock2box.boot")
-PICK_SALT = "dock2box.menu-install"
-PICK_MAX_AGE = 900  # seconds a menu's version entries stay usable
 AHEAD_PLATFORMS = ("pcbios", "efi")  # what iPXE's ${platform} says on the machines it boots
 AHEAD_BATCH = 500  # interfaces per statement and per cache round trip when rendering ahead
 UNCONFIRMED = "the install wrote its bootloader but did not report done: booting the disk"
@@ -42,7 +48,7 @@ def host_script(*, portal: str, boot: ipxe.BootRequest, now: datetime, details: 
     """The script answering a boot of `boot.mac`; `details` is what an unknown MAC said of itself (kept)."""
     key = bootcache.boot_entry_key(portal=portal, mac=boot.mac, platform=boot.platform)
     stamp, entry = bootcache.boot_entry_get(key, boot)
-    if entry is not None:  # nothing changed since this host's script was rendered
+    if entry is not None and _still_true(entry):  # nothing changed since this host's script was rendered
         return _cached_answer(key, entry, boot, now)
     catalogue = catalogue_get()
     lookup = interface_for_boot(mac=boot.mac)
@@ -74,9 +80,12 @@ def host_script(*, portal: str, boot: ipxe.BootRequest, now: datetime, details: 
     outcome = "build" if token else "known"
     boot_log(boot.mac, host.fqdn, boot.platform, outcome, notice)
     if stamp is not None and stamp[0] == catalogue.generation:  # read before all the data it shows
-        shown_ip = None if interface.ip else boot.ip
-        entry = bootcache.BootEntry(stamp, script, outcome, host.pk, host.fqdn, notice, seen, until, shown_ip)
-        bootcache.boot_entries_put({key: entry})
+        expires = bootcache.boot_entry_expires(now)
+        entry = bootcache.BootEntry(
+            stamp, script, outcome, host.pk, host.fqdn, notice, seen, until, expires,
+            ip=None if interface.ip else boot.ip, build_id=lookup.build_id if token else None, token=token,
+        )  # fmt: skip
+        bootcache.boot_entries_put({key: entry}, expires=expires)
     return script
 
 
@@ -85,7 +94,12 @@ def cached_script(*, portal: str, boot: ipxe.BootRequest, now: datetime) -> str 
     where the long way must answer."""
     key = bootcache.boot_entry_key(portal=portal, mac=boot.mac, platform=boot.platform)
     _, entry = bootcache.boot_entry_get(key, boot)
-    return None if entry is None else _cached_answer(key, entry, boot, now)
+    return None if entry is None or not _still_true(entry) else _cached_answer(key, entry, boot, now)
+
+
+def _still_true(entry: bootcache.BootEntry) -> bool:
+    """An entry whose script installs is used only while its build still installs (the database says so)."""
+    return entry.build_id is None or build_installs(build_id=entry.build_id, token=entry.token or "")
 
 
 def _cached_answer(key: str, entry: bootcache.BootEntry, boot: ipxe.BootRequest, now: datetime) -> str:
@@ -94,7 +108,8 @@ def _cached_answer(key: str, entry: bootcache.BootEntry, boot: ipxe.BootRequest,
     if entry.first_boot_build_id is not None:
         build_first_boot_record(build_id=entry.first_boot_build_id, now=now)
     if seen != entry.last_seen or entry.first_boot_build_id is not None:
-        bootcache.boot_entries_put({key: dataclasses.replace(entry, last_seen=seen, first_boot_build_id=None)})
+        again = dataclasses.replace(entry, last_seen=seen, first_boot_build_id=None)
+        bootcache.boot_entries_put({key: again}, expires=entry.expires)  # its time bound does not move
     boot_log(boot.mac, entry.fqdn, boot.platform, entry.outcome, entry.notice)
     return entry.script
 
@@ -117,7 +132,7 @@ def scripts_render_ahead(*, portal: str, now: datetime) -> int:
             stamp = stamps.get(lookup.interface.mac)
             if stamp is not None and stamp[0] == catalogue.generation:
                 entries.update(_entries_ahead(portal, lookup, stamp, catalogue, now))
-        bootcache.boot_entries_put(entries)
+        bootcache.boot_entries_put(entries, expires=bootcache.boot_entry_expires(now))
         stored, after = stored + len(entries), batch[-1][0]
     return stored
 
@@ -144,8 +159,9 @@ def _entries_ahead(
         script = _render(portal=portal, boot=boot, catalogue=catalogue, settings=settings, token=token, notice=notice)
         key = bootcache.boot_entry_key(portal=portal, mac=interface.mac, platform=platform)
         entries[key] = bootcache.BootEntry(
-            stamp, script, "build" if token else "known", host.pk, host.fqdn, notice, host.last_seen, until, None,
-            first_boot_build_id,
+            stamp, script, "build" if token else "known", host.pk, host.fqdn, notice, host.last_seen, until,
+            bootcache.boot_entry_expires(now), first_boot_build_id=first_boot_build_id,
+            build_id=lookup.build_id if token else None, token=token,
         )  # fmt: skip
     return entries
 
@@ -176,7 +192,9 @@ def _pick_url(portal: str, boot: ipxe.BootRequest) -> Callable[[str, str], str]:
     """Signed, short-lived URLs for the menu's versions: only a menu the portal served can pick an install."""
 
     def url(image: str, version: str) -> str:
-        _, stamp, signature = TimestampSigner(salt=PICK_SALT).sign(f"{boot.mac}|{image}|{version}").rsplit(":", 2)
+        _, stamp, signature = (
+            TimestampSigner(salt=bootcache.PICK_SALT).sign(f"{boot.mac}|{image}|{version}").rsplit(":", 2)
+        )
         platform = f"&platform={boot.platform}" if boot.platform else ""
         return (f"{portal}/ipxe/install?mac={boot.mac}&image={image}&version={version}{platform}"
                 f"&stamp={stamp}&sig={signature}")  # fmt: skip

@@ -20,8 +20,8 @@ from dock2box.actors import acting_as
 from dock2box.http import client_address, ip_or_empty, portal_url
 from dock2box.validators import normalise_mac
 from provisioning.boot import scripts as bootscripts
+from provisioning.boot.cache import PICK_MAX_AGE, PICK_SALT
 from provisioning.boot.render import ipxe
-from provisioning.boot.scripts import PICK_MAX_AGE, PICK_SALT
 from provisioning.builds.selectors import interface_for_boot
 from provisioning.builds.services import build_install_chosen
 from provisioning.catalogue.resolve import host_settings, install_problem

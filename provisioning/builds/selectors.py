@@ -254,6 +254,15 @@ def _interface(interface: Model | None, host: Host, subnet: Model | None) -> Int
     return interface
 
 
+def build_installs(*, build_id: int, token: str) -> bool:
+    """Whether a build still installs with this token: open, its host in build mode, its installer not past its
+    bootloader (one query; what a cached install script is checked against before it is handed out again)."""
+    return Build.objects.filter(
+        pk=build_id, token=token, state__in=[BuildState.PENDING, BuildState.RUNNING], bootloader_started__isnull=True,
+        host__build=True,
+    ).exists()  # fmt: skip
+
+
 def build_latest(*, host: Host) -> Build | None:
     """The host's newest build with its events."""
     return host.builds.prefetch_related("events").order_by("-created", "-id").first()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Prefetch, QuerySet
 
-from dock2box.changes import generation
+from dock2box.changes import UNKNOWN, generation
 from hosts.models import Site, Subnet
 from hosts.selectors import subnet_for_address
 from images.choices import ImageType
@@ -83,8 +83,11 @@ _lock = threading.Lock()
 
 
 def catalogue_get() -> Catalogue:
-    """The current catalogue: from this process's memo while the generation holds, else freshly read."""
+    """The current catalogue: from this process's memo while the generation holds, else freshly read (every time while
+    the shared cache is down and the generation unknown)."""
     current = generation()
+    if current == UNKNOWN:
+        return catalogue_read(current)
     cached = _memo.get("catalogue")
     if cached is not None and cached.generation == current:
         return cached
