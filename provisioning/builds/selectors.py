@@ -167,6 +167,17 @@ def _build_query() -> _Select:
 
 
 @functools.cache
+def _installs_query() -> _Select:
+    """An open build by id and token whose host is in build mode and whose installer is not past its bootloader."""
+    return _select(
+        [],
+        [("b", _build_field("id"))],
+        f"FROM {Build._meta.db_table} b JOIN {Host._meta.db_table} h ON h.id = b.host_id "
+        "WHERE b.id = %s AND b.token = %s AND b.state IN (%s, %s) AND b.bootloader_started IS NULL AND h.build",
+    )
+
+
+@functools.cache
 def _interfaces_query() -> _Select:
     """A host's interfaces with their subnets, primary first, then by name."""
     return _select(
@@ -257,10 +268,8 @@ def _interface(interface: Model | None, host: Host, subnet: Model | None) -> Int
 def build_installs(*, build_id: int, token: str) -> bool:
     """Whether a build still installs with this token: open, its host in build mode, its installer not past its
     bootloader (one query; what a cached install script is checked against before it is handed out again)."""
-    return Build.objects.filter(
-        pk=build_id, token=token, state__in=[BuildState.PENDING, BuildState.RUNNING], bootloader_started__isnull=True,
-        host__build=True,
-    ).exists()  # fmt: skip
+    params = [build_id, token, BuildState.PENDING.value, BuildState.RUNNING.value]
+    return bool(_installs_query().rows(params))
 
 
 def build_latest(*, host: Host) -> Build | None:
