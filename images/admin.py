@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -51,6 +52,20 @@ class ImageAdmin(ServiceAdmin):
     @admin.display(description="hosts", ordering="host_count")
     def host_count(self, image: Any) -> int:
         return image.host_count
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+
+        class ImageForm(form):  # type: ignore[misc, valid-type]
+            def clean_type(self) -> str:
+                new_type = self.cleaned_data["type"]
+                users = services.image_type_change_refused_by(image=self.instance, new_type=new_type)
+                if users:
+                    names = ", ".join(sorted({str(user) for user in users}))
+                    raise ValidationError(f"In use by {names}: the type cannot change; change or delete those first.")
+                return str(new_type)
+
+        return ImageForm
 
     def create_with_service(self, data: dict[str, Any]) -> Image:
         return services.image_create(data=data)

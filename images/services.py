@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import PROTECT, Model, ProtectedError, QuerySet
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
@@ -71,12 +71,36 @@ def image_create(*, data: Mapping[str, Any]) -> Image:
 
 @transaction.atomic
 def image_update(*, image: Image, data: Mapping[str, Any]) -> Image:
-    """Change the given fields of an image."""
+    """Change the given fields of an image; its type only while nothing uses it or its versions (ProtectedError: a
+    host installing a docker image would be handed a boot image's kernel to lay on its disk)."""
+    users = image_type_change_refused_by(image=image, new_type=data.get("type", image.type))
+    if users:
+        raise ProtectedError(f"{image.name} is in use: its type cannot change.", set(users))
     before = _image_documents(image.pk, dependents=True)
     image = model_update(image, data=data, fields=IMAGE_FIELDS, history=True)
     renamed = document("image", image.name) not in before
     record_change(before | _image_documents(image.pk, dependents=renamed))
     return image
+
+
+def image_type_change_refused_by(*, image: Image, new_type: str) -> list[Model]:
+    """What keeps the image from becoming `new_type` (its stored type, not the one an admin form set on it): the
+    rows that use it or its versions; none when the type stays or nothing uses them."""
+    stored = Image.objects.filter(pk=image.pk).values_list("type", flat=True).first() if image.pk else None
+    return _users_of(image) if stored is not None and new_type != stored else []
+
+
+def _users_of(image: Image, most: int = 10) -> list[Model]:
+    """Rows of any app that use the image or one of its versions: those whose foreign key protects it from deletion
+    (hosts, sites, boot defaults, images booting with a version), found through the reverse relations (images imports
+    no other app), at most `most` of each kind."""
+    users: list[Model] = []
+    targets: list[Model] = [image, *image.versions.all()]
+    for target in targets:
+        for relation in target._meta.related_objects:
+            if relation.on_delete is PROTECT:
+                users += relation.related_model._default_manager.filter(**{relation.field.name: target})[:most]
+    return users
 
 
 STORED_FILE_FIELDS = ["kernel", "initrd", "file"]

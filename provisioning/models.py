@@ -97,7 +97,7 @@ class BootDefaults(models.Model):
     submenu_timeout = models.PositiveIntegerField(default=30, validators=[MaxValueValidator(3600)])
     menu_name = models.CharField(max_length=80, default="Dock2Box", validators=[validate_safe_text])
     submenu_name = models.CharField(max_length=80, default="Versions", validators=[validate_safe_text])
-    boot_version = boot_version_field(on_delete=models.SET_NULL)
+    boot_version = boot_version_field()  # deleting the version the defaults boot is refused, as any in use
     domain = models.CharField(max_length=253, blank=True, validators=[validate_domain])
 
     class Meta:

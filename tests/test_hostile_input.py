@@ -70,6 +70,34 @@ def test_v1_delete_of_a_version_in_use_is_a_400_and_keeps_it(client, world, admi
     assert world.debian.versions.filter(version="a").exists()
 
 
+def test_in_use_means_in_use_for_the_boot_defaults_version_and_an_images_type(client, world, admin_user):
+    """The boot environment the defaults boot cannot be deleted from under them, and an image hosts install cannot
+    change its type: 409 in the API, a form error in the admin, and nothing changes."""
+    from rest_framework.test import APIClient
+
+    from provisioning.models import BootDefaults
+
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    boot = BootDefaults.objects.get().boot_version
+    response = api.delete(f"/api/v2/image-versions/{boot.pk}/")
+    assert response.status_code == 409 and "boot" in response.json()["detail"].lower(), response.content
+    assert BootDefaults.objects.get().boot_version == boot
+    response = api.patch(f"/api/v2/images/{world.debian.pk}/", {"type": "file"}, format="json")
+    assert response.status_code == 409 and world.build_host.fqdn in response.json()["detail"], response.content
+    assert Image.objects.get(pk=world.debian.pk).type == "docker"
+    client.force_login(admin_user)
+    page = client.get(f"/admin/images/image/{world.debian.pk}/change/")
+    form = {**page.context["adminform"].form.initial, "type": "file"}
+    data = {name: ("" if value is None else value) for name, value in form.items() if not isinstance(value, list)}
+    data |= {"versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"}
+    answer = client.post(f"/admin/images/image/{world.debian.pk}/change/", data)
+    assert answer.status_code == 200 and "the type cannot change" in answer.content.decode()
+    assert Image.objects.get(pk=world.debian.pk).type == "docker"
+    unused = Image.objects.create(name="unused", type="docker")
+    assert api.patch(f"/api/v2/images/{unused.pk}/", {"type": "file"}, format="json").status_code == 200
+
+
 def test_a_template_that_cannot_render_is_a_422_not_a_500(client, world, django_capture_on_commit_callbacks):
     from dock2box.changes import record_change
 
