@@ -118,6 +118,12 @@ class RegistryClient:
             raise RegistryError(f"{url}: {response.status} {response.read(200).decode(errors='replace')}")
         return response
 
+    def _trusted(self, realm: str) -> bool:
+        """Whether the credentials may go to a token service: the registry's own host (any port), or any host over
+        HTTPS. A plain HTTP realm elsewhere (a registry names any realm it likes) is asked for an anonymous token."""
+        there, here = urllib.parse.urlsplit(realm), urllib.parse.urlsplit(self.base)
+        return there.scheme == "https" or (there.hostname or "").lower() == (here.hostname or "").lower()
+
     def _basic(self) -> str:
         assert self.credentials is not None
         user, password = self.credentials
@@ -134,7 +140,7 @@ class RegistryClient:
             realm = params.pop("realm", "")
             response = self._open(
                 f"{realm}?{urllib.parse.urlencode(params)}",
-                {"Authorization": self._basic()} if self.credentials else {},
+                {"Authorization": self._basic()} if self.credentials and self._trusted(realm) else {},
             )
             if response.status != 200:
                 raise RegistryError(f"{realm}: the token service answered {response.status}")

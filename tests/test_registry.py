@@ -172,3 +172,37 @@ def test_a_blob_redirected_to_storage_is_fetched_without_the_registrys_credentia
         storage.shutdown()
         registry.shutdown()
     assert seen == {"registry": "Basic dTpw", "storage": None}
+
+
+def test_credentials_never_go_in_clear_to_a_token_service_on_another_host():
+    """A registry (or whoever answers as one) names its token service: plain HTTP on another host gets no password,
+    the registry's own host or any host over HTTPS does."""
+    seen: list[str | None] = []
+
+    class Tokens(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            body = b'{"token": "anonymous"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    tokens = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Tokens)
+    threading.Thread(target=tokens.serve_forever, daemon=True).start()
+    try:
+        for realm, sent in [(f"http://localhost:{tokens.server_address[1]}/token", None),
+                            (f"http://127.0.0.1:{tokens.server_address[1]}/token", "Basic dTpw")]:  # fmt: skip
+            client = RegistryClient("http://127.0.0.1:5000", username="u", password="p")
+            assert client._login(f'Bearer realm="{realm}",service="registry"', "http://127.0.0.1:5000/v2/") == (
+                "Bearer anonymous"
+            )
+            assert seen.pop() == sent, realm
+        assert RegistryClient("https://registry.example.com", username="u", password="p")._trusted(
+            "https://auth.example.org/token"
+        )
+    finally:
+        tokens.shutdown()

@@ -314,3 +314,34 @@ def test_no_one_reads_an_api_token_after_it_was_made(client, admin_user):
         assert listed.status_code == (200 if who.is_superuser else 403), who.username
     client.force_login(admin_user)
     assert f"{kept[:4]}…" in client.get("/admin/dock2box/apitoken/").content.decode()
+
+
+def test_a_secret_is_forgotten_when_where_it_goes_changes(site, admin_user, client):
+    """A BMC's password follows its address (the next login hands the address the password's hash), a site's registry
+    password its registry: a new destination without the secret given again forgets it, in the API and the admin."""
+    from rest_framework.test import APIClient
+
+    from hosts.models import Bmc
+
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    bmc = factories.BmcFactory(address="10.9.0.10", password="bmc-password")
+    assert api.patch(f"/api/v2/bmcs/{bmc.pk}/", {"username": "root"}, format="json").status_code == 200
+    assert Bmc.objects.get(pk=bmc.pk).password == "bmc-password"  # same address: kept
+    assert api.patch(f"/api/v2/bmcs/{bmc.pk}/", {"address": "10.9.0.11"}, format="json").status_code == 200
+    assert Bmc.objects.get(pk=bmc.pk).password == ""
+    moved = {"address": "10.9.0.12", "password": "n3w"}
+    assert api.patch(f"/api/v2/bmcs/{bmc.pk}/", moved, format="json").status_code == 200
+    assert Bmc.objects.get(pk=bmc.pk).password == "n3w"  # given again with the move: kept
+
+    Site.objects.filter(pk=site.pk).update(registry="registry.example.com", registry_password="r3g")
+    assert api.patch(f"/api/v2/sites/{site.pk}/", {"registry": "evil.example.net"}, format="json").status_code == 200
+    assert Site.objects.get(pk=site.pk).registry_password == ""
+
+    client.force_login(admin_user)
+    page = client.get(f"/admin/hosts/bmc/{bmc.pk}/change/")
+    form = page.context["adminform"].form
+    data = {name: ("" if value is None else value) for name, value in form.initial.items()}
+    data |= {"address": "10.9.0.13", "password": ""}  # the box left empty: "keep" for the same address only
+    assert client.post(f"/admin/hosts/bmc/{bmc.pk}/change/", data).status_code == 302
+    assert (Bmc.objects.get(pk=bmc.pk).address, Bmc.objects.get(pk=bmc.pk).password) == ("10.9.0.13", "")
