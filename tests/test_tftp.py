@@ -166,40 +166,58 @@ def test_fifty_parallel_fetches_all_correct(tftp_port, tmp_path):
     still_serving(tftp_port, tmp_path)
 
 
-def test_dat_packets_number_the_blocks_and_end_with_a_short_one():
-    from provisioning.boot.tftp import dat_packets
+def test_a_download_cuts_blocks_numbered_from_one_and_ends_with_a_short_one():
+    from provisioning.boot.tftp import Download
 
     for size, blocks in [(0, 1), (1, 1), (511, 1), (512, 2), (1000, 2), (1024, 3)]:
-        packets = dat_packets(b"x" * size, 512)
+        download = Download(b"x" * size, 512, 0)
+        packets = [download.packet(number) for number in range(1, download.blocks + 1)]
         assert len(packets) == blocks, size
         assert [int.from_bytes(packet[2:4]) for packet in packets] == list(range(1, blocks + 1))
         assert b"".join(packet[4:] for packet in packets) == b"x" * size
         assert len(packets[-1]) - 4 < 512  # the last block says the file ended
-    numbers = [int.from_bytes(packet[2:4]) for packet in dat_packets(b"x" * (8 * 65537), 8)]
-    assert numbers[65534:65537] == [65535, 0, 1]  # block numbers roll over
+    long = Download(b"x" * (8 * 65537), 8, 0)
+    assert [int.from_bytes(long.packet(number)[2:4]) for number in (65535, 65536, 65537)] == [65535, 0, 1]
 
 
 def test_a_download_answers_each_expected_ack_once_and_refuses_anything_else():
     from tftpy.TftpShared import TftpException
 
-    from provisioning.boot.tftp import Download, Refused, dat_packets
+    from provisioning.boot.tftp import Download, Refused
 
-    packets = dat_packets(b"x" * 1000, 512)
-    download = Download(packets, 0)  # after an OACK
+    download = Download(b"x" * 1000, 512, 0)  # after an OACK
+    first, second = b"\x00\x03\x00\x01" + b"x" * 512, b"\x00\x03\x00\x02" + b"x" * 488
     assert download.last() is None
-    assert download.answer(b"\x00\x04\x00\x00") == packets[0]
+    assert download.answer(b"\x00\x04\x00\x00") == first
     assert download.answer(b"\x00\x04\x00\x00") is None  # a duplicate: no second answer (Sorcerer's Apprentice)
-    assert download.last() == packets[0]
-    assert download.answer(b"\x00\x04\x00\x01") == packets[1]
+    assert download.last() == first
+    assert download.answer(b"\x00\x04\x00\x01\x00\x00\x00\x00") == second  # padded, as some firmware sends it
     assert download.answer(b"\x00\x04\x00\x02") is True
     for packet in [b"\x00\x04\x00", b"\x00\x03\x00\x01data", b"\x00\x01file\x00octet\x00"]:
         with pytest.raises(Refused):
-            Download(packets, 1).answer(packet)
+            Download(b"x" * 1000, 512, 1).answer(packet)
     with pytest.raises(TftpException):
-        Download(packets, 1).answer(b"\x00\x05\x00\x00gone\x00")
-    long = Download(dat_packets(b"x" * (8 * 65537), 8), 65535)
+        Download(b"x" * 1000, 512, 1).answer(b"\x00\x05\x00\x00gone\x00")
+    long = Download(b"x" * (8 * 65537), 8, 65535)
     assert long.answer(b"\x00\x04\xff\xff")[2:4] == b"\x00\x00"  # block 65536, numbered 0
     assert long.answer(b"\x00\x04\x00\x00")[2:4] == b"\x00\x01"
+
+
+@pytest.mark.parametrize(
+    ("asked", "answered"),
+    [(b"0", None), (b"-1", None), (b"7", None), (b"abc", None), (b"8", b"8"), (b"1468", b"1468"),
+     (b"65464", b"65464"), (b"65465", b"65464"), (b"100000", b"65464")],
+)  # fmt: skip
+def test_block_sizes_are_negotiated_within_rfc_2348(tftp_port, asked, answered):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(b"\x00\x01undionly.kpxe\x00octet\x00blksize\x00" + asked + b"\x00", ("127.0.0.1", tftp_port))
+        reply, peer = sock.recvfrom(100)
+        if answered is None:
+            assert reply[:4] == b"\x00\x05\x00\x08"  # error 8: option negotiation refused (RFC 2347)
+        else:
+            assert reply == b"\x00\x06blksize\x00" + answered + b"\x00"  # the OACK
+            sock.sendto(b"\x00\x05\x00\x00done\x00", peer)
 
 
 def test_a_quiet_client_gets_the_last_block_again_and_a_duplicate_ack_gets_nothing(tftp_port):
@@ -218,3 +236,21 @@ def test_a_quiet_client_gets_the_last_block_again_and_a_duplicate_ack_gets_nothi
         with pytest.raises(TimeoutError):
             sock.recvfrom(1000)
         sock.sendto(b"\x00\x05\x00\x00done\x00", session)  # the client gives up: the session ends
+
+
+def test_retries_count_per_packet_so_a_lossy_link_finishes_its_download(tftp_port):
+    """Two blocks in a row each lost twice (the server resends after its timeout, 1 s, up to 3 times): the download
+    goes on, where retries counted over the whole transfer would have ended it at the fourth loss."""
+    expected = (IPXE / "undionly.kpxe").read_bytes()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(b"\x00\x01undionly.kpxe\x00octet\x00", ("127.0.0.1", tftp_port))
+        block, session = sock.recvfrom(1000)
+        for number in (1, 2):
+            assert block[2:4] == number.to_bytes(2, "big")
+            for _ in range(2):  # its ACK "lost" twice: the same block again after each timeout
+                assert sock.recvfrom(1000)[0] == block
+            sock.sendto(b"\x00\x04" + number.to_bytes(2, "big"), session)
+            block = sock.recvfrom(1000)[0]
+        assert block == b"\x00\x03\x00\x03" + expected[1024:1536]
+        sock.sendto(b"\x00\x05\x00\x00done\x00", session)

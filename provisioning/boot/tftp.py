@@ -16,12 +16,14 @@ proportion to the transfers in flight for every packet (a select over every sock
 session, a timeout check of every session, log lines formatted whether logged or not), which halves its throughput
 with 50 PXE ROMs at once (docs/benchmarks.md). Ours waits with the selector of the platform (epoll), finds the session
 by its socket and checks timeouts a few times a second. tftpy reads the request and negotiates its options; once the
-first packet is out, a download's data phase is ours too (`Download`): every DAT packet of a served file is built once
-per block size and sent as it is for each ACK, where tftpy reads the file and builds a packet per block.
+first packet is out, a download's data phase is ours too (`Download`): each served file is read once and every DAT
+packet is cut from it as it is sent, where tftpy reads the file per block; a client's block size (RFC 2348: 8 to
+65464; less is refused, more is answered with 65464) costs nothing ahead, and retries count per packet.
 """
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import struct
@@ -45,7 +47,7 @@ BINARIES = ["undionly.kpxe", "ipxe.efi", "snponly.efi"]
 STAGE0 = "stage0.ipxe"
 
 
-ILLEGAL_OPERATION = 4  # RFC 1350 error code
+ILLEGAL_OPERATION, OPTION_REFUSED = 4, 8  # error codes: RFC 1350, RFC 2347
 
 
 class GuardedContext(TftpContextServer):
@@ -69,16 +71,17 @@ class GuardedContext(TftpContextServer):
             raise TftpException(f"malformed exchange: {type(error).__name__}: {error}") from error
 
 
-def error_send(sock: socket.socket, client: tuple[str, int]) -> None:
+def error_send(sock: socket.socket, client: tuple[str, int], code: int = ILLEGAL_OPERATION) -> None:
     """Tell a client its exchange ends (illegal operation); one that is gone ends its session all the same."""
     packet = TftpPacketERR()
-    packet.errorcode = ILLEGAL_OPERATION
+    packet.errorcode = code
     with contextlib.suppress(OSError):
         sock.sendto(packet.encode().buffer, client)
 
 
 SWEEP_SECONDS = 0.2  # how often sessions are checked for a client that went quiet
 OPCODE_ACK, OPCODE_ERROR = b"\x00\x04", b"\x00\x05"
+BLKSIZE_RANGE = (8, 65464)  # RFC 2348
 
 
 class Refused(TftpException):
@@ -88,49 +91,61 @@ class Refused(TftpException):
 class Download:
     """A download's data phase (RFC 1350 with RFC 2348's block size): the client's ACK of block n is answered with
     block n + 1, once; duplicate ACKs are not answered (no Sorcerer's Apprentice), a quiet client gets the last block
-    again after the session's timeout."""
+    again after the session's timeout. A packet is made when it is sent, from the file's bytes (which every session of
+    the file shares): a client's block size costs the server nothing ahead."""
 
-    def __init__(self, packets: list[bytes], acked_next: int) -> None:
-        self.packets = packets  # DAT packets of blocks 1..N (the last shorter than a block, maybe empty)
+    def __init__(self, data: bytes, blksize: int, acked_next: int) -> None:
+        self.data, self.blksize = data, blksize
+        self.blocks = len(data) // blksize + 1  # the last shorter than a block, maybe empty
         self.waiting = acked_next  # the block whose ACK comes next: 0 after an OACK, 1 after the first DAT
+
+    def packet(self, number: int) -> bytes:
+        """The DAT packet of block `number` (from 1; numbered modulo 2^16 on the wire)."""
+        start = (number - 1) * self.blksize
+        return struct.pack("!HH", 3, number & 0xFFFF) + self.data[start : start + self.blksize]
 
     def answer(self, datagram: bytes) -> bytes | bool | None:
         """The packet to send for `datagram`, None for nothing (a duplicate ACK: wait for the one expected or the
-        timeout), True when the last block was acknowledged. Raises `Refused` for anything but an ACK, and
-        TftpException when the client sent an error."""
+        timeout), True when the last block was acknowledged. An ACK is its first four bytes (firmware pads some).
+        Raises `Refused` for anything but an ACK, and TftpException when the client sent an error."""
         if datagram[:2] == OPCODE_ERROR:
             raise TftpException("the client sent an error")
-        if datagram[:2] != OPCODE_ACK or len(datagram) != 4:
+        if datagram[:2] != OPCODE_ACK or len(datagram) < 4:
             raise Refused(f"not an ACK: {datagram[:8]!r}")
-        if struct.unpack("!H", datagram[2:])[0] != self.waiting & 0xFFFF:
+        if struct.unpack("!H", datagram[2:4])[0] != self.waiting & 0xFFFF:
             return None
-        if self.waiting == len(self.packets):
+        if self.waiting == self.blocks:
             return True
         self.waiting += 1
-        return self.packets[self.waiting - 1]
+        return self.packet(self.waiting)
 
     def last(self) -> bytes | None:
         """The last block sent, for a client that went quiet (None before the first: tftpy resends its OACK)."""
-        return self.packets[self.waiting - 1] if self.waiting else None
+        return self.packet(self.waiting) if self.waiting else None
 
 
-def dat_packets(data: bytes, blksize: int) -> list[bytes]:
-    """Every DAT packet of a file: blocks numbered from 1 (modulo 2^16), the last shorter than `blksize` (empty when
-    the size is a multiple of it)."""
-    return [
-        struct.pack("!HH", 3, number & 0xFFFF) + data[start : start + blksize]
-        for number, start in enumerate(range(0, len(data) + 1, blksize), start=1)
-    ]
+def request_within_rfc(buffer: bytes) -> bytes | None:
+    """A read or write request with its block size within RFC 2348 (8 to 65464 bytes: a larger one is answered with
+    65464), or None for one asking what no client may (below 8, or not a number): refused with error 8, RFC 2347."""
+    if buffer[:2] not in (b"\x00\x01", b"\x00\x02"):
+        return buffer
+    fields = buffer[2:].split(b"\x00")
+    for index in range(2, len(fields) - 1, 2):
+        if fields[index].lower() != b"blksize":
+            continue
+        value = fields[index + 1]
+        if not value.isdigit() or int(value) < BLKSIZE_RANGE[0]:
+            return None
+        fields[index + 1] = str(min(int(value), BLKSIZE_RANGE[1])).encode()
+    return buffer[:2] + b"\x00".join(fields)
 
 
 class BootTftpServer(tftpy.TftpServer):
     """tftpy's server with a loop whose cost per packet does not grow with the transfers in flight."""
 
-    PACKET_SETS = 16  # (file, block size) pairs whose packets are kept: clients choose block sizes
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.packet_sets: dict[tuple[str, int], list[bytes]] = {}
+        self.contents: dict[str, tuple[tuple[int, int], bytes]] = {}  # name → ((mtime, size), bytes): the served set
         self.shutdown_immediately: bool = False
 
     def listen(
@@ -176,6 +191,13 @@ class BootTftpServer(tftpy.TftpServer):
         key = f"{address}:{port}"
         if key in self.sessions:
             return
+        request = request_within_rfc(buffer)
+        if request is None:
+            TFTP_TRANSFERS.labels("refused").inc()
+            logger.info("tftp client=%s:%s outcome=refused reason=blksize-outside-rfc-2348", address, port)
+            error_send(self.sock, (address, port), OPTION_REFUSED)
+            return
+        buffer = request
         session = GuardedContext(address, port, timeout, self.root, self.dyn_file_func, self.upload_open, retries)
         session.key = key
         self.sessions[key] = session
@@ -183,18 +205,17 @@ class BootTftpServer(tftpy.TftpServer):
         session.download = None
         self._run(ready, session, session.start, buffer)
         if self.sessions.get(key) is session and isinstance(session.state, TftpStateExpectACK) and session.fileobj:
-            session.download = Download(self._packets(session), session.next_block)
+            session.download = Download(self._content(session), session.getBlocksize(), session.next_block)
 
-    def _packets(self, session: GuardedContext) -> list[bytes]:
-        """The DAT packets of the session's file at its block size, built once per pair while few."""
-        pair = (session.file_to_transfer, session.getBlocksize())
-        packets = self.packet_sets.get(pair)
-        if packets is None:
+    def _content(self, session: GuardedContext) -> bytes:
+        """The bytes of the session's file, read once while it stays as it is (the served set is a few files)."""
+        stat = os.fstat(session.fileobj.fileno())
+        version, name = (stat.st_mtime_ns, stat.st_size), session.fileobj.name
+        kept = self.contents.get(name)
+        if kept is None or kept[0] != version:
             session.fileobj.seek(0)
-            packets = dat_packets(session.fileobj.read(), pair[1])
-            if len(self.packet_sets) < self.PACKET_SETS:
-                self.packet_sets[pair] = packets
-        return packets
+            kept = self.contents[name] = (version, session.fileobj.read())
+        return kept[1]
 
     def _step(self, ready: selectors.BaseSelector, session: GuardedContext) -> None:
         if session.download is None:
@@ -216,6 +237,7 @@ class BootTftpServer(tftpy.TftpServer):
             elif packet is not None:
                 session.sock.sendto(packet, peer)  # (a block too big for a datagram: refused below)
                 session.last_update = time.time()
+                session.retry_count = 0  # retries are per packet: a lossy link loses a few of each transfer
         except (Refused, OSError) as error:
             TFTP_TRANSFERS.labels("malformed").inc()
             logger.warning("tftp client=%s:%s outcome=malformed reason=%s", session.host, session.port, error)
