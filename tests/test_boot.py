@@ -721,8 +721,8 @@ def test_the_boot_front_answers_as_django_does_and_leaves_it_all_else(served_wor
     ]
     for path in passed:
         wsgi_get(front, path)
-    status, _, _ = wsgi_get(front, hit, host="evil.example.com")  # a Host Django refuses: Django refuses it
-    assert status.startswith("400")
+    status, _, _ = wsgi_get(front, hit, host="evil.example.com")  # a Host Django refuses: Django answers it,
+    assert status.startswith("200")  # with a script all the same (provisioning.boot.middleware)
     settings.DOCK2BOX_PUBLIC_URL = ""  # the portal's address comes from each request: Django's
     wsgi_get(front, "/boot.ipxe")
     assert [path.split("?")[0] for path in django.paths] == [
@@ -911,6 +911,21 @@ def test_a_stored_kernel_is_served_whole_and_by_range(client, stored_kernel):
     assert client.get(url, HTTP_RANGE="pages=1-2").status_code == 200
 
 
+def test_if_range_serves_a_range_only_of_the_file_the_client_holds(client, stored_kernel):
+    """RFC 9110 13.1.5: a range is served when If-Range names this file (its ETag, or its Last-Modified date), else
+    the whole file."""
+    url = "/files/boot/bootenv/2/kernel"
+    whole = client.get(url)
+    etag, modified = whole["ETag"], whole["Last-Modified"]
+    for validator in (etag, modified):
+        part = client.get(url, HTTP_RANGE="bytes=0-99", HTTP_IF_RANGE=validator)
+        assert (part.status_code, part["Content-Length"]) == (206, "100"), validator
+    for stale in ('"0-0"', "Thu, 01 Jan 2015 00:00:00 GMT", f"W/{etag}"):
+        answer = client.get(url, HTTP_RANGE="bytes=0-99", HTTP_IF_RANGE=stale)
+        assert (answer.status_code, answer["Content-Length"]) == (200, "10240"), stale
+        assert b"".join(answer.streaming_content) == stored_kernel
+
+
 def test_nginx_sends_stored_files_when_told_to(client, stored_kernel, settings):
     settings.DOCK2BOX_FILES_ACCEL_REDIRECT = "/protected-media/"
     response = client.get("/files/boot/bootenv/2/kernel", HTTP_RANGE="bytes=0-99")
@@ -1056,3 +1071,22 @@ def test_a_change_is_seen_at_once_here_and_within_the_check_interval_elsewhere(
         pxe_menu_update(menu=world.menu, data={"title": "Renamed"})
     assert generation() not in (first, "changed-by-another-process")  # this process's own change: at once
     assert "Renamed" in script(client, f"/ipxe?mac={IDLE_MAC}")
+
+
+@pytest.mark.parametrize(("path", "links"), [("/boot.ipxe", True), (f"/ipxe?mac={BUILD_MAC}", True),
+                                             (f"/pxe/{IDLE_MAC}", False)])  # fmt: skip
+def test_a_booting_host_gets_a_script_whatever_host_its_firmware_names(client, world, settings, path, links):
+    """Its addresses come from DOCK2BOX_PUBLIC_URL, never from the Host header; without it, a Host Django does not
+    accept gets a script that boots the disk (no address is built from that header), never Django's 400 page."""
+    settings.DOCK2BOX_PUBLIC_URL = "http://portal.example.com:8000"
+    settings.ALLOWED_HOSTS = ["portal.example.com"]
+    answer = client.get(path, HTTP_HOST="evil.example.net")
+    text = answer.content.decode()
+    assert answer.status_code == 200 and text.startswith("#!ipxe") and "evil" not in text
+    assert ("http://portal.example.com:8000/" in text) is links
+    settings.DOCK2BOX_PUBLIC_URL = ""
+    answer = client.get(path, HTTP_HOST="evil.example.net")
+    text = answer.content.decode()
+    assert answer.status_code == 200 and text.startswith("#!ipxe") and "evil" not in text
+    assert "DOCK2BOX_PUBLIC_URL" in text and "sanboot" in text
+    assert client.get("/api/v2/", HTTP_HOST="evil.example.net").status_code == 400  # elsewhere: Django's rule

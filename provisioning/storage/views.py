@@ -7,6 +7,7 @@ from typing import IO
 from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from django.utils.http import http_date
 from django.views.decorators.http import require_GET
 
 from provisioning.storage.selectors import stored_file_for
@@ -17,7 +18,7 @@ _RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})\Z")  # no file is 10^18 by
 @require_GET
 def stored_file(request: HttpRequest, area: str, image: str, version: str, kind: str) -> HttpResponseBase:
     """`/files/boot/<image>/<version>/{kernel,initrd}` and `/files/images/<image>/<version>/file`: stored files of
-    image versions, with `Range` support."""
+    image versions, with `Range` (a single range) and `If-Range` (an ETag, or a date equal to Last-Modified)."""
     stored = stored_file_for(area=area, image=image, version=version, kind=kind)
     if stored is None:
         return HttpResponse("No such file.\n", status=404, content_type="text/plain")
@@ -29,7 +30,11 @@ def stored_file(request: HttpRequest, area: str, image: str, version: str, kind:
         return response
     size = stored.size
     start, end = 0, size - 1
+    modified = stored.storage.get_modified_time(stored.name)
+    etag, last_modified = f'"{size:x}-{int(modified.timestamp() * 1e6):x}"', http_date(modified.timestamp())
     header = request.headers.get("Range", "")
+    if header and request.headers.get("If-Range", etag) not in (etag, last_modified):
+        header = ""  # a range of another version of the file than the client holds: the whole file (RFC 9110)
     match = _RANGE_RE.match(header.replace(" ", "")) if header else None
     if header and (match is None or match.groups() == ("", "")):
         match = None  # not a single byte range: answer with the whole file, as RFC 9110 allows
@@ -48,6 +53,7 @@ def stored_file(request: HttpRequest, area: str, image: str, version: str, kind:
     streamed = StreamingHttpResponse(_read_span(handle, end - start + 1), content_type="application/octet-stream")
     streamed["Content-Length"] = str(end - start + 1)
     streamed["Accept-Ranges"] = "bytes"
+    streamed["ETag"], streamed["Last-Modified"] = etag, last_modified
     if match:
         streamed.status_code = 206
         streamed["Content-Range"] = f"bytes {start}-{end}/{size}"
