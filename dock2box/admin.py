@@ -2,18 +2,46 @@
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import Model, QuerySet
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
+from dock2box.jsonbody import parse_json
 from dock2box.models import ApiToken, History
 from dock2box.selectors import history_list
 
 
+class BoundedJSONField(forms.JSONField):
+    """A JSON form field parsed as request bodies are (`dock2box.jsonbody`): nesting beyond its bound is a form error,
+    not a RecursionError and a 500."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() and not self.disabled:
+            try:
+                parse_json(value)
+            except ValueError as error:
+                raise ValidationError(f"Not JSON as this field takes it: {error}.", code="invalid") from error
+        return super().to_python(value)
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if isinstance(data, str) and not self.disabled:  # shown again as sent, where it cannot be parsed
+            try:
+                parse_json(data)
+            except ValueError:
+                return InvalidJSONInput(data)
+        return super().bound_data(data, initial)
+
+
 class SelectorAdmin(admin.ModelAdmin):
     """A model admin that reads its rows through the app's selector (`rows`), like every other interface."""
+
+    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONField}}
 
     def rows(self) -> QuerySet[Any]:
         raise NotImplementedError

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "provisioning.boot.middleware.BootHostGuard",  # before anything asks for the host (boot.md)
     "dock2box.middleware.RequestSizeLimit",
+    "dock2box.middleware.NulRefused",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

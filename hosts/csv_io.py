@@ -91,8 +91,13 @@ def hosts_csv_parse(text: str) -> tuple[list[HostRows], dict[int, list[str]]]:
         )
     hosts: dict[str, HostRows] = {}
     problems: dict[int, list[str]] = {}
-    for row in reader:
-        line = reader.line_num
+    rows = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as error:  # a field over the csv module's limit (128 KiB), a NUL byte: the file is not ours
+        raise CsvProblem(f"Line {reader.line_num + 1} cannot be read as CSV: {error}.") from error
+    for line, row in rows:
         values = {name: _cell(row.get(name) or "") for name in COLUMNS}
         if None in row:
             problems.setdefault(line, []).append("More fields than the header has columns.")

@@ -347,3 +347,90 @@ def test_a_protecting_row_deleted_meanwhile_is_named_not_a_500(world):
     Host.objects.filter(pk=world.idle_host.pk).delete()
     error = ProtectedError("in use", {deferred, world.build_host})
     assert protected_names(error) == [f"Host #{deferred.pk} (deleted meanwhile)", "build.ams1.example.com"]
+
+
+def test_a_careless_client_gets_a_4xx_in_the_projects_shape_never_a_500_or_a_page(client, world, admin_user):
+    """Each of these was a 500 or a 400 HTML page: NUL in a path or a filter, bad MACs in /api/v1 (an anonymous PUT
+    too, which asked the database before it asked who), a non-object after a patch, a 5,000-digit number, a date out
+    of range, a CSV field over 128 KiB, bodies over the limit; a host stored under its normalised name is answered."""
+    from rest_framework.authtoken.models import Token
+
+    auth = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=admin_user).key}"}
+    body = "x" * 3_000_000
+    csv = ("fqdn,site,image,version,kopts,labels,serial,asset_tag,interface,mac,ip,dhcp,primary\n"
+           f"a.ams1.example.com,ams1,,,,{'x' * 140_000},,,eth0,52:54:00:00:10:01,,no,yes\n")  # fmt: skip
+    patch = json.dumps([{"op": "replace", "path": "", "value": 5}])
+    requests = [
+        (400, lambda: client.get("/config/ab%00cd")),
+        (400, lambda: client.post("/config/ab%00cd/events", "{}", content_type="application/json")),
+        (400, lambda: client.post("/booted/ab%00", "{}", content_type="application/json")),
+        (400, lambda: client.get("/files/boot/x%00/1/kernel")),
+        (400, lambda: client.get("/api/v1/hwaddr/zz:zz", **auth)),
+        (400, lambda: client.get("/api/v1/hwaddr/ff:ff:ff:ff:ff:ff", **auth)),
+        (401, lambda: client.put("/api/v1/hwaddr/zz:zz", "{}", content_type="application/json")),
+        (
+            400,
+            lambda: client.patch(
+                f"/api/v1/hosts/{world.build_host.fqdn}", patch, content_type="application/json", **auth
+            ),
+        ),
+        (
+            400,
+            lambda: client.put(
+                "/api/v1/sites/big1", '{"domain": ' + "9" * 5000 + "}", content_type="application/json", **auth
+            ),
+        ),
+        (400, lambda: client.get("/api/v2/history/?since=99999-01-01T00:00:00", **auth)),
+        (400, lambda: client.generic("POST", "/api/v2/hosts/csv/", csv.encode(), content_type="text/csv", **auth)),
+        (413, lambda: client.post("/config/x/events", body, content_type="application/json")),
+        (413, lambda: client.post("/api/v2/sites/", body, content_type="application/json", **auth)),
+        (
+            200,
+            lambda: client.put(
+                "/api/v1/hosts/NEW1.AMS1.EXAMPLE.COM.",
+                {"site": "ams1", "kopts": ""},
+                content_type="application/json",
+                **auth,
+            ),
+        ),
+    ]
+    for expected, request in requests:
+        response = request()
+        assert response.status_code == expected, response.content[:300]
+        assert response["Content-Type"].startswith("application/json"), response.content[:300]
+    client.force_login(admin_user)
+    for path in ["/admin/hosts/host/?q=a%00b", "/admin/hosts/host/?site__id__exact=1%00"]:
+        assert client.get(path).status_code == 400, path
+
+
+def test_a_discovered_machine_is_registered_without_an_address_it_may_not_hold(client, admin_user):
+    """A DHCP lease says nothing of the plan: an address another host holds, or one reserved, the gateway, the
+    network or broadcast address, is left out (the history says why); the machine is registered all the same."""
+    from django.utils import timezone
+
+    from dock2box.models import History
+    from hosts.models import Host
+
+    site = factories.SiteFactory(domain="lab.example.com")
+    subnet = factories.SubnetFactory(network="10.7.0.0/24", site=site, gateway="10.7.0.1", reserved="10.7.0.2-10.7.0.5")
+    taken = factories.HostFactory(site=site, fqdn="a.lab.example.com")
+    factories.InterfaceFactory(host=taken, mac="52:54:00:00:20:01", ip="10.7.0.9", subnet=subnet)
+    client.force_login(admin_user)
+    for number, ip in enumerate(["10.7.0.9", "10.7.0.3", "10.7.0.255", "10.7.0.1", "10.7.0.0", "10.7.0.50"]):
+        found = DiscoveredHost.objects.create(mac=f"52:54:00:00:30:{number:02x}", ip=ip, last_seen=timezone.now())
+        client.post("/admin/provisioning/discoveredhost/", {"action": "register", "_selected_action": [found.pk]})
+        host = Host.objects.get(fqdn=f"5254000030{number:02x}.lab.example.com")
+        assert host.interfaces.get().ip == (ip if ip == "10.7.0.50" else None), ip
+        detail = History.objects.filter(object_id=host.pk, action="registered").get().detail
+        assert ("left out" in detail) is (ip != "10.7.0.50"), detail
+
+
+def test_an_admin_json_field_nested_too_deep_is_a_form_error(client, admin_user):
+    version = factories.ImageVersionFactory()
+    client.force_login(admin_user)
+    page = client.get(f"/admin/images/imageversion/{version.pk}/change/")
+    data = {name: ("" if value is None else value) for name, value in page.context["adminform"].form.initial.items()
+            if name not in ("file", "kernel", "initrd")}  # fmt: skip
+    data |= {"layers": "[" * 5000 + "]" * 5000, "timestamp_0": "2026-01-01", "timestamp_1": "00:00:00"}
+    response = client.post(f"/admin/images/imageversion/{version.pk}/change/", data)
+    assert response.status_code == 200 and "nested deeper than" in response.content.decode()

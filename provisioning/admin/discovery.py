@@ -1,6 +1,7 @@
 """Admin of the MACs that PXE-booted unknown."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -32,8 +33,14 @@ class DiscoveredHostAdmin(SelectorAdmin):
 
     @admin.action(description="Register as hosts (named after the MAC; rename them after)", permissions=["register"])
     def register(self, request: HttpRequest, queryset: QuerySet[DiscoveredHost]) -> None:
-        hosts = [discovered_host_register(discovered=discovered) for discovered in queryset]
-        self.message_user(request, f"Registered {', '.join(host.fqdn for host in hosts)}.", messages.SUCCESS)
+        hosts = []
+        for discovered in queryset:
+            try:
+                hosts.append(discovered_host_register(discovered=discovered))
+            except ValidationError as error:
+                self.message_user(request, f"{discovered.mac}: {'; '.join(error.messages)}", messages.ERROR)
+        if hosts:
+            self.message_user(request, f"Registered {', '.join(host.fqdn for host in hosts)}.", messages.SUCCESS)
 
     def delete_model(self, request: HttpRequest, obj: DiscoveredHost) -> None:
         discovered_host_delete(discovered=obj)

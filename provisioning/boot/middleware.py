@@ -15,12 +15,11 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.http.request import validate_host
-from django.urls import Resolver404, resolve
 
+from dock2box.middleware import answers_scripts
 from provisioning.boot.render import ipxe
 
 logger = logging.getLogger("dock2box.boot")
-BOOT_SCRIPTS = {"boot-ipxe", "host-ipxe", "install-chosen", "pxe-compat"}  # URL names of the endpoints iPXE runs
 
 
 class BootHostGuard:
@@ -31,11 +30,7 @@ class BootHostGuard:
         try:
             request.get_host()
         except DisallowedHost:
-            try:
-                name = resolve(request.path_info).url_name
-            except Resolver404:
-                name = None
-            if name in BOOT_SCRIPTS:
+            if answers_scripts(request):
                 public = urlsplit(settings.DOCK2BOX_PUBLIC_URL)
                 if public.hostname and validate_host(public.hostname, settings.ALLOWED_HOSTS):
                     request.META["HTTP_HOST"] = public.netloc

@@ -52,6 +52,7 @@ def never_fails(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
             logger.exception("boot request failed: %s", request.get_full_path()[:300])
             return _script(ipxe.notice_script(message="the portal had an internal error; see its log"))
 
+    wrapper.answers_scripts = True  # type: ignore[attr-defined]  # (dock2box.middleware.answers_scripts)
     return wrapper
 
 

@@ -6,6 +6,7 @@ mirror and build mode apply. Differences from the original: writes need an API t
 out are removed), and `/hwaddr` follows the interfaces instead of being written by hand.
 """
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from dock2box.api.exceptions import protected_names
 from dock2box.jsonbody import parse_json
-from dock2box.validators import normalise_mac
+from dock2box.validators import normalise_fqdn, normalise_mac
 from hosts import services as host_services
 from hosts.addressing import subnet_network
 from hosts.models import Host, Interface, Site, Subnet
@@ -198,21 +199,25 @@ def _answer(view: Callable[..., tuple[int, Any]]) -> Callable[..., HttpResponse]
             status, data = problem.status, problem.messages
         except DataError as error:  # a key the database cannot compare (a NUL character): the client's
             status, data = 400, [f"A value cannot be looked up as sent: {str(error).splitlines()[0]}"]
+        except ValidationError as error:  # a rule no check above named: still the client's, with its reason
+            status, data = 400, error.messages
         return _render(request, status, data)
 
     return csrf_exempt(wrapper)
 
 
 def _key(collection: str, key: str) -> str:
-    return normalise_mac(key) if collection == "hwaddr" and _is_mac(key) else key
-
-
-def _is_mac(value: str) -> bool:
-    try:
-        normalise_mac(value)
-    except ValidationError:
-        return False
-    return True
+    """A resource's key as it is stored: a MAC as the one normaliser writes it, a host's FQDN lower case without its
+    trailing dot; a key that is no MAC in `/hwaddr` is the client's error (400)."""
+    if collection == "hwaddr":
+        try:
+            return normalise_mac(key)
+        except ValidationError as error:
+            raise Problem(400, f"/hwaddr/{key[:64]}: {error.messages[0]}") from error
+    if collection == "hosts":
+        with contextlib.suppress(ValidationError):  # no host has a name that is no FQDN: its look-up finds none
+            return normalise_fqdn(key)
+    return key
 
 
 @_answer
@@ -232,6 +237,8 @@ def collection(request: HttpRequest, collection: str) -> tuple[int, Any]:
 def resource(request: HttpRequest, collection: str, key: str) -> tuple[int, Any]:
     """`GET|PUT|PATCH|DELETE /api/v1/<collection>/<key>`."""
     resource = RESOURCES[collection]
+    if request.method != "GET":
+        _authorize(request, resource, "view")  # who asks, before anything is looked up for them (401 first)
     key = _key(collection, key)
     if request.method == "GET":
         _authorize(request, resource, "view")

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
 from dock2box.services import history_record, model_delete
@@ -74,7 +75,10 @@ def discovered_host_delete(*, discovered: DiscoveredHost) -> None:
 def discovered_host_register(*, discovered: DiscoveredHost) -> Host:
     """Turn a discovered MAC into a host named after it (`525400123456.<domain>`), with its NIC as primary.
 
-    The domain and site come from the subnet holding the address it booted with, else the global defaults.
+    The domain and site come from the subnet holding the address it booted with, else the global defaults. That
+    address becomes the NIC's own where an interface may hold it; one it may not (another host's, reserved, the
+    gateway, the network or broadcast address: a DHCP lease says nothing of the plan) is left out, and the history
+    says why. Raises ValidationError when the host cannot be made (its name is taken).
     """
     subnet = subnet_for_address(address=discovered.ip)
     site = subnet.site if subnet else None
@@ -83,16 +87,23 @@ def discovered_host_register(*, discovered: DiscoveredHost) -> Host:
         uuid = UUID(discovered.uuid) if discovered.uuid else None
     except ValueError:
         uuid = None
-    host = host_create(
-        data={
-            "fqdn": f"{discovered.mac.replace(':', '')}.{domain}",
-            "site": site,
-            "serial": discovered.serial,
-            "uuid": uuid,
-            "asset_tag": discovered.asset,
-        },
-        interfaces=[{"name": "eth0", "mac": discovered.mac, "ip": discovered.ip if subnet else None}],
-    )
-    history_record(obj=host, action="registered", detail=f"from the discovered MAC {discovered.mac}")
+    data = {
+        "fqdn": f"{discovered.mac.replace(':', '')}.{domain}",
+        "site": site,
+        "serial": discovered.serial,
+        "uuid": uuid,
+        "asset_tag": discovered.asset,
+    }
+    nic = {"name": "eth0", "mac": discovered.mac, "ip": discovered.ip if subnet else None}
+    detail = f"from the discovered MAC {discovered.mac}"
+    try:
+        with transaction.atomic():
+            host = host_create(data=data, interfaces=[nic])
+    except ValidationError as error:
+        if not nic["ip"] or "ip" not in " ".join(error.messages):
+            raise
+        host = host_create(data=data, interfaces=[{**nic, "ip": None}])
+        detail += f"; its address {discovered.ip} left out: {'; '.join(error.messages)}"
+    history_record(obj=host, action="registered", detail=detail[:500])
     discovered.delete()
     return host

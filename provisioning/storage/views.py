@@ -30,7 +30,7 @@ def stored_file(request: HttpRequest, area: str, image: str, version: str, kind:
         return response
     size = stored.size
     start, end = 0, size - 1
-    modified = stored.storage.get_modified_time(stored.name)
+    modified = stored.storage.get_modified_time(str(stored.name))
     etag, last_modified = f'"{size:x}-{int(modified.timestamp() * 1e6):x}"', http_date(modified.timestamp())
     header = request.headers.get("Range", "")
     if header and request.headers.get("If-Range", etag) not in (etag, last_modified):
