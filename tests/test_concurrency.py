@@ -109,3 +109,44 @@ def test_done_and_cancel_at_once_leave_one_story(portal):
         host.status,
         answers,
     )
+
+
+@pytest.mark.parametrize("ending", ["cancel", "done"])
+@pytest.mark.parametrize("due", ["touched", "renewed", "no build yet"])
+def test_a_boot_that_read_a_build_before_it_ended_writes_nothing_back(transactional_db, ending, due):
+    """The boot path reads a MAC's host and build in one statement, then writes (a token touched or renewed, a build
+    made): here a cancel or the installer's `done` commits in between, and every write finds the state it read gone.
+    No closed build gets a token back, no cancelled host is put back in build mode."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from provisioning.builds.selectors import interface_for_boot
+    from provisioning.builds.services import (
+        build_event_record,
+        build_token_for_boot,
+        host_cancel_build,
+        host_enter_build,
+    )
+
+    host = factories.InstallableHostFactory(fqdn="race.example.com")
+    mac = host.interfaces.get().mac
+    build = host_enter_build(host=host)
+    idle = timedelta(hours=7) if due == "renewed" else timedelta(hours=4)  # token idle expiry 6 h, touched at 3 h
+    Build.objects.filter(pk=build.pk).update(last_activity=timezone.now() - idle)
+    if due == "no build yet":
+        Build.objects.filter(pk=build.pk).delete()  # build mode set around the services: the boot makes the build
+    read = interface_for_boot(mac=mac)
+    if ending == "cancel" or due == "no build yet":
+        host_cancel_build(host=Host.objects.get(pk=host.pk))
+    else:
+        build_event_record(build=Build.objects.get(pk=build.pk), stage="done", progress=100, message="",
+                           now=timezone.now())  # fmt: skip
+    granted = build_token_for_boot(
+        host=read.interface.host, build_id=read.build_id, token=read.build_token, last_activity=read.build_activity,
+        first_boot=read.build_first_boot, now=timezone.now(),
+    )  # fmt: skip
+    assert granted is None
+    assert not Build.objects.filter(host=host, state__in=["pending", "running"]).exists()
+    assert not Build.objects.filter(host=host).exclude(token=None).exists()
+    assert not Host.objects.get(pk=host.pk).build

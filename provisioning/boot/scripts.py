@@ -42,6 +42,7 @@ logger = logging.getLogger("dock2box.boot")
 AHEAD_PLATFORMS = ("pcbios", "efi")  # what iPXE's ${platform} says on the machines it boots
 AHEAD_BATCH = 500  # interfaces per statement and per cache round trip when rendering ahead
 UNCONFIRMED = "the install wrote its bootloader but did not report done: booting the disk"
+ENDED = "its build ended while it booted: booting the disk"
 
 
 def host_script(*, portal: str, boot: ipxe.BootRequest, now: datetime, details: Mapping[str, str]) -> str:
@@ -72,10 +73,12 @@ def host_script(*, portal: str, boot: ipxe.BootRequest, now: datetime, details: 
     elif host.build and (problem := install_problem(settings)):
         notice = f"in build mode, but {problem}: booting the disk"
     elif host.build:
-        token, until = build_token_for_boot(
+        granted = build_token_for_boot(
             host=host, build_id=lookup.build_id, token=lookup.build_token, last_activity=lookup.build_activity,
             first_boot=lookup.build_first_boot, now=now,
         )  # fmt: skip
+        token, until = granted or (None, None)
+        notice = "" if granted else ENDED
     script = _render(portal=portal, boot=boot, catalogue=catalogue, settings=settings, token=token, notice=notice)
     outcome = "build" if token else "known"
     boot_log(boot.mac, host.fqdn, boot.platform, outcome, notice)

@@ -107,9 +107,10 @@ def build_token_for_boot(
     last_activity: datetime | None,
     first_boot: datetime | None,
     now: datetime,
-) -> tuple[str, datetime]:
+) -> tuple[str, datetime] | None:
     """A token the installer of a host in build mode can use for the whole idle expiry, and until when a boot may be
-    handed it without this being asked again.
+    handed it without this being asked again; None when the build ended (or the host left build mode) since the boot
+    read them: every write here is conditional on what was read, so a cancel or a `done` committed in between stands.
 
     The open build's token while it is fresh; touched when half its idle time is gone (so a late boot is not
     stranded); a fresh token when it expired; a new build when the host is in build mode without one. The build's
@@ -117,20 +118,34 @@ def build_token_for_boot(
     """
     idle = _token_idle()
     if build_id is None:
-        build = host_enter_build(host=host)
+        build = build_open_for_boot(host_id=host.pk)
+        if build is None:
+            return None
         build_first_boot_record(build_id=build.pk, now=now)
         return str(build.token), now + idle / 2
     first_boot_write = {} if first_boot else {"first_boot": now}  # the build's first PXE boot, unless recorded
     if token and (until := build_token_until(last_activity=last_activity, now=now)):
         if first_boot_write:
             build_first_boot_record(build_id=build_id, now=now)
-        return token, until
+        return token, until  # no write: the config endpoint refuses it if the build ended meanwhile
+    as_read = Build.objects.filter(
+        pk=build_id, state__in=[BuildState.PENDING, BuildState.RUNNING], bootloader_started__isnull=True,
+        host__build=True, token=token,
+    )  # fmt: skip
     if token and last_activity and now - last_activity < idle:
-        Build.objects.filter(pk=build_id).update(last_activity=now, **first_boot_write)
-        return token, now + idle / 2
+        return (token, now + idle / 2) if as_read.update(last_activity=now, **first_boot_write) else None
     fresh = build_token_new()  # a fresh start: the new token binds to whichever installer uses it first
-    Build.objects.filter(pk=build_id).update(token=fresh, last_activity=now, client_address=None, **first_boot_write)
-    return fresh, now + idle / 2
+    renewed = as_read.update(token=fresh, last_activity=now, client_address=None, **first_boot_write)
+    return (fresh, now + idle / 2) if renewed else None
+
+
+@transaction.atomic
+def build_open_for_boot(*, host_id: int) -> Build | None:
+    """The boot path's way into a build, for a host in build mode without an open one (put there around the
+    services): made while the host is in build mode under its row lock, so a cancel committed since the boot read the
+    host stands (None)."""
+    host = Host.objects.select_for_update().filter(pk=host_id, build=True).first()
+    return None if host is None else host_enter_build(host=host)
 
 
 def build_token_until(*, last_activity: datetime | None, now: datetime) -> datetime | None:
