@@ -84,3 +84,20 @@ def history_record(*, obj: models.Model, action: str, detail: str = "") -> Histo
         action=action[:60],
         detail=detail[:500],
     )
+
+
+def secret_kept_at_home(
+    instance: Any, data: Mapping[str, Any], *, destination: list[str], credential: str
+) -> dict[str, Any]:
+    """`data`, with `credential` emptied when the fields naming where it is sent (`destination`) change and none is
+    given with them. The stored row is the reference: the admin sets a form's values on the instance before saving
+    it (and keeps the stored secret where its box was left empty), the API passes them in `data`."""
+    data = dict(data)
+    stored = type(instance).objects.filter(pk=instance.pk).values(*destination, credential).first()
+    if stored is None:
+        return data
+    moved = any(str(data.get(name, getattr(instance, name))) != str(stored[name]) for name in destination)
+    given = data.get(credential) or getattr(instance, credential) != stored[credential]
+    if moved and not given:
+        data[credential] = ""
+    return data

@@ -11,7 +11,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 
 from dock2box.changes import document, record_change
-from dock2box.services import history_record, model_delete, model_update
+from dock2box.services import history_record, model_delete, model_update, secret_kept_at_home
 from hosts.addressing import subnet_key
 from hosts.csv_io import CsvProblem, HostRows, hosts_csv_parse
 from hosts.models import Bmc, Host, Interface, Site, Subnet
@@ -80,7 +80,7 @@ def site_create(*, data: Mapping[str, Any]) -> Site:
 def site_update(*, site: Site, data: Mapping[str, Any]) -> Site:
     """Change the given fields of a site. A new registry without its password given again forgets the stored one: it
     is sent to the registry named, and only to it."""
-    data = _secret_kept_at_home(site, data, destination=["registry"], credential="registry_password")
+    data = secret_kept_at_home(site, data, destination=["registry"], credential="registry_password")
     before = _site_documents(site.pk, dependents=True)
     site = model_update(site, data=data, fields=SITE_FIELDS, history=True)
     renamed = document("sites", site.name) not in before
@@ -238,25 +238,8 @@ def bmc_create(*, data: Mapping[str, Any]) -> Bmc:
 def bmc_update(*, bmc: Bmc, data: Mapping[str, Any]) -> Bmc:
     """Change the given fields of a BMC (its address, port, credentials). A new address or port without a password
     given again forgets the stored one: the next login would hand the new address the old password's hash."""
-    data = _secret_kept_at_home(bmc, data, destination=["address", "port"], credential="password")
+    data = secret_kept_at_home(bmc, data, destination=["address", "port"], credential="password")
     return model_update(bmc, data=data, fields=BMC_FIELDS, history=True)
-
-
-def _secret_kept_at_home(
-    instance: Any, data: Mapping[str, Any], *, destination: list[str], credential: str
-) -> dict[str, Any]:
-    """`data`, with `credential` emptied when the fields naming where it is sent (`destination`) change and none is
-    given with them. The stored row is the reference: the admin sets a form's values on the instance before saving
-    it (and keeps the stored secret where its box was left empty), the API passes them in `data`."""
-    data = dict(data)
-    stored = type(instance).objects.filter(pk=instance.pk).values(*destination, credential).first()
-    if stored is None:
-        return data
-    moved = any(str(data.get(name, getattr(instance, name))) != str(stored[name]) for name in destination)
-    given = data.get(credential) or getattr(instance, credential) != stored[credential]
-    if moved and not given:
-        data[credential] = ""
-    return data
 
 
 @transaction.atomic

@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
@@ -21,6 +22,7 @@ from dock2box.models import History
 from hosts.models import Bmc, Host
 from provisioning.builds.services import host_enter_build
 from provisioning.models import Build
+from provisioning.power.ipmi import BmcError
 from provisioning.power.services import power_refresh
 from tests import factories
 from tests.services import IpmiSim, free_port, wait_until
@@ -287,3 +289,77 @@ def test_power_state_reads_happen_in_parallel_threads_without_the_database(machi
     for thread in threads:
         thread.join()
     assert states == ["off"] * 8
+
+
+def test_a_reinstall_whose_power_on_answer_was_lost_keeps_build_mode(api, machine_off, fast_retries, monkeypatch):
+    """The BMC powered the machine on but its answer never came: the host may be booting into its installer, so the
+    build stays open (the failure is reported); only a failure before power-on was asked leaves build mode as it was."""
+    from provisioning.power import services as power
+
+    real = power.bmc_client.power_set
+
+    def lost_answer(access, state, *, wait):
+        real(access, state, wait=wait)
+        raise BmcError("timed out waiting for the BMC's answer", unreachable=True)
+
+    monkeypatch.setattr(power.bmc_client, "power_set", lost_answer)
+    host = factories.InstallableHostFactory()
+    bmc = with_bmc(host, machine_off)
+    assert api.post(f"/api/v2/hosts/{host.pk}/power/", {"action": "reinstall"}, format="json").status_code == 202
+    wait_until(lambda: machine_off.power() == "on", what="power on")
+    bmc.refresh_from_db()
+    host.refresh_from_db()
+    assert "timed out" in bmc.last_result
+    assert host.build and Build.objects.get(host=host).state == "pending"
+
+
+def test_one_action_per_bmc_at_a_time_across_connections(machine_off, transactional_db, monkeypatch):
+    """Two workers (two database sessions) act on one BMC: the second starts when the first has ended."""
+    from django.db import connection
+
+    from provisioning.power import services as power
+
+    real, times = power.bmc_client.power_get, []
+
+    def slow_get(access):
+        times.append(("enter", time.monotonic()))
+        state = real(access)
+        time.sleep(0.5)
+        return state
+
+    monkeypatch.setattr(power.bmc_client, "power_get", slow_get)
+    bmc = with_bmc(factories.HostFactory(), machine_off)
+
+    def act():
+        try:
+            power.power_apply(bmc_id=bmc.pk, action="status")
+            times.append(("end", time.monotonic()))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=act) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    events = sorted(times, key=lambda event: event[1])
+    assert [kind for kind, _ in events] == ["enter", "end", "enter", "end"]
+
+
+def test_the_refresh_does_not_overwrite_what_an_action_found_meanwhile(machine_off, transactional_db, monkeypatch):
+    from django.utils import timezone
+
+    from provisioning.power import services as power
+
+    bmc = with_bmc(factories.HostFactory(), machine_off)
+    real = power.bmc_client.power_get
+
+    def slow_get(access):
+        state = real(access)  # "off"
+        later = timezone.now()
+        Bmc.objects.filter(pk=bmc.pk).update(power_state="on", power_checked=later, last_result_at=later)
+        return state
+
+    monkeypatch.setattr(power.bmc_client, "power_get", slow_get)
+    assert power_refresh() == 1
+    assert Bmc.objects.get(pk=bmc.pk).power_state == "on"

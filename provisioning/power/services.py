@@ -2,8 +2,9 @@
 refused while the first runs); `power_apply` runs in the worker and records its outcome on the BMC and in the host's
 history."""
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TypeVar
@@ -11,7 +12,7 @@ from typing import TypeVar
 from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from dock2box.actors import actor_current
@@ -84,40 +85,73 @@ def _bmc_retrying(call: Callable[[], T]) -> T:
 
 
 def power_apply(*, bmc_id: int, action: str) -> str:
-    """Carry out a requested power action through the host's BMC; record and return its outcome ("done" or the
-    error in one line). Reinstall: build mode (with its checks), then a cycle, or on when the host is off; when the
-    BMC fails, build mode is left as it was before."""
-    bmc = Bmc.objects.select_related("host").get(pk=bmc_id)
-    host, access, wait = bmc.host, _bmc_access(bmc), settings.DOCK2BOX_POWER_WAIT
-    entered: Build | None = None
-    state = bmc.power_state
-    try:
-        state = _bmc_retrying(lambda: bmc_client.power_get(access))
-        if action == PowerAction.REINSTALL and not host.build:
-            entered = host_enter_build(host=host)
-        if action in (PowerAction.OFF, PowerAction.CYCLE, PowerAction.REINSTALL) and state == PowerState.ON:
-            _bmc_retrying(lambda: bmc_client.power_set(access, PowerState.OFF, wait=wait))
-            state = PowerState.OFF
-        if action in (PowerAction.ON, PowerAction.CYCLE, PowerAction.REINSTALL) and state == PowerState.OFF:
-            _bmc_retrying(lambda: bmc_client.power_set(access, PowerState.ON, wait=wait))
-            state = PowerState.ON
-        outcome = "done"
-    except BmcError as error:
-        outcome = str(error)
-        state = PowerState.UNREACHABLE if error.unreachable else state
-    except ValidationError as error:
-        outcome = "; ".join(error.messages)
-    if entered is not None and outcome != "done":
-        host_cancel_build(host=host)  # the install this Reinstall opened never started
-    now = timezone.now()
-    Bmc.objects.filter(pk=bmc.pk).update(
-        pending="", pending_since=None, last_action=action, last_result=outcome[:300], last_result_at=now,
-        power_state=state, power_checked=now,
-    )  # fmt: skip
+    """Carry out a requested power action through the host's BMC, one action per BMC at a time across processes
+    (`_bmc_turn`); record and return its outcome ("done" or the error in one line). Reinstall: build mode (with its
+    checks), then a cycle, or on when the host is off. When the BMC fails before the host was asked to power on,
+    build mode is left as it was before; once it was asked (an answer that timed out may hide a host that is booting
+    into its installer), build mode stays and the failure is reported."""
+    with _bmc_turn(bmc_id):
+        bmc = Bmc.objects.select_related("host").get(pk=bmc_id)
+        host = bmc.host
+        entered: Build | None = None
+        state, asked_on = bmc.power_state, [False]
+        try:
+            state = _bmc_retrying(lambda: bmc_client.power_get(_bmc_access(bmc)))
+            if action == PowerAction.REINSTALL and not host.build:
+                entered = host_enter_build(host=host)
+            state = _power_move(bmc, action, state, asked_on)
+            outcome = "done"
+        except BmcError as error:
+            outcome = str(error)
+            state = PowerState.UNREACHABLE if error.unreachable else state
+        except ValidationError as error:
+            outcome = "; ".join(error.messages)
+        if entered is not None and outcome != "done" and not asked_on[0]:
+            host_cancel_build(host=host)  # the install this Reinstall opened never started
+        now = timezone.now()
+        Bmc.objects.filter(pk=bmc.pk).update(
+            pending="", pending_since=None, last_action=action, last_result=outcome[:300], last_result_at=now,
+            power_state=state, power_checked=now,
+        )  # fmt: skip
     label = _POWER_LABELS.get(action, action).lower()
     history_record(obj=host, action=label if outcome == "done" else f"{label} failed", detail=outcome)
     POWER_ACTIONS.labels(action, "done" if outcome == "done" else "failed").inc()
     return outcome
+
+
+def _power_move(bmc: Bmc, action: str, state: str, asked_on: list[bool]) -> str:
+    """Off, then on, as the action wants from `state`; the state after. `asked_on[0]` says whether power-on was asked
+    (whatever came of it)."""
+    access, wait = _bmc_access(bmc), settings.DOCK2BOX_POWER_WAIT
+    if action in (PowerAction.OFF, PowerAction.CYCLE, PowerAction.REINSTALL) and state == PowerState.ON:
+        _bmc_retrying(lambda: bmc_client.power_set(access, PowerState.OFF, wait=wait))
+        state = PowerState.OFF
+    if action in (PowerAction.ON, PowerAction.CYCLE, PowerAction.REINSTALL) and state == PowerState.OFF:
+        asked_on[0] = True
+        _bmc_retrying(lambda: bmc_client.power_set(access, PowerState.ON, wait=wait))
+        state = PowerState.ON
+    return state
+
+
+POWER_LOCKS = 0x6432_6270  # the advisory lock space of BMC turns ("d2bp")
+
+
+@contextlib.contextmanager
+def _bmc_turn(bmc_id: int) -> Iterator[None]:
+    """Hold this BMC's turn: on PostgreSQL an advisory lock of this connection's session, which a worker of any
+    process waits for and which ends with the session if the worker dies (a row lock would need a transaction open
+    for the whole action, and its changes, build mode first, must be seen while the host boots). Elsewhere (the
+    embedded default, one process) the BMC client's own per-process turn."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [POWER_LOCKS, bmc_id])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [POWER_LOCKS, bmc_id])
 
 
 def power_refresh() -> int:
@@ -135,6 +169,8 @@ def power_refresh() -> int:
         states = list(pool.map(ask, bmcs))
     now = timezone.now()
     for bmc, state in zip(bmcs, states, strict=True):
-        bmc.power_state, bmc.power_checked = state, now
-    Bmc.objects.bulk_update(bmcs, ["power_state", "power_checked"], batch_size=500)
+        # Only over what it read: an action that started or ended meanwhile knows better.
+        Bmc.objects.filter(
+            pk=bmc.pk, pending="", power_checked=bmc.power_checked, last_result_at=bmc.last_result_at
+        ).update(power_state=state, power_checked=now)
     return len(bmcs)
