@@ -50,8 +50,8 @@ def golden(name: str, text: str) -> None:
     assert text == path.read_text(), f"{name} differs; UPDATE_GOLDEN=1 rewrites it after review"
 
 
-def script(client, url: str) -> str:
-    response = client.get(url)
+def script(client, url: str, **extra: str) -> str:
+    response = client.get(url, **extra)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     text = response.content.decode()
@@ -372,6 +372,22 @@ def test_a_forged_or_old_pick_is_refused(client, world, settings):
     assert Host.objects.get(pk=world.idle_host.pk).build is False
 
 
+def test_a_picked_version_installs_only_from_the_machine_and_the_build_state_its_menu_was_made_for(
+    client, world, settings
+):
+    """Anyone may ask for a MAC's menu: its signed links work only from the address that asked, while the build is
+    as it was, and never hand out the token of a build past its bootloader."""
+    settings.DOCK2BOX_MENU_INSTALL = True
+    menu = script(client, f"/ipxe?mac={IDLE_MAC}&platform=pcbios", REMOTE_ADDR="10.0.0.66")  # not the machine
+    link = _pick(menu, "debian-12", "a")
+    assert "not this machine's" in script(client, link)  # followed from 127.0.0.1, the machine
+    assert not Host.objects.get(pk=world.idle_host.pk).build
+    menu = script(client, f"/ipxe?mac={BUILD_MAC}&platform=pcbios")
+    Build.objects.filter(pk=world.build.pk).update(bootloader_started=timezone.now())
+    text = script(client, _pick(menu, "debian-12", "a"))
+    assert "past its bootloader" in text and world.build.token not in text
+
+
 def test_an_unknown_host_cannot_pick_an_install(client, world, settings):
     from django.core.signing import TimestampSigner
 
@@ -379,7 +395,7 @@ def test_an_unknown_host_cannot_pick_an_install(client, world, settings):
 
     settings.DOCK2BOX_MENU_INSTALL = True
     assert "/ipxe/install" not in script(client, f"/ipxe?mac={UNKNOWN_MAC}&platform=pcbios")
-    _, stamp, sig = TimestampSigner(salt=PICK_SALT).sign(f"{UNKNOWN_MAC}|debian-12|a").rsplit(":", 2)
+    _, stamp, sig = TimestampSigner(salt=PICK_SALT).sign(f"{UNKNOWN_MAC}|debian-12|a|127.0.0.1|").rsplit(":", 2)
     text = script(client, f"/ipxe/install?mac={UNKNOWN_MAC}&image=debian-12&version=a&stamp={stamp}&sig={sig}")
     assert "register this MAC as a host" in text
     assert not Build.objects.filter(host__interfaces__mac=UNKNOWN_MAC).exists()
@@ -455,15 +471,18 @@ def test_from_the_cache_a_lost_done_never_starts_a_second_install(client, served
     assert Build.objects.get(pk=served_world.build.pk).state == "unconfirmed"
 
 
-def test_from_the_cache_a_version_picked_by_a_host_in_build_mode_is_on_its_next_boot(client, served_world, settings):
+def test_a_version_picked_by_a_host_in_build_mode_is_on_its_next_boot_and_such_menus_are_not_kept(
+    client, served_world, settings
+):
     settings.DOCK2BOX_MENU_INSTALL = True
     url = f"/ipxe?mac={BUILD_MAC}&platform=pcbios"
     before = script(client, url)
-    assert script(client, url) == before  # cached
+    assert "item install Install debian-12:b" in before
+    with CaptureQueriesContext(connection) as queries:
+        script(client, url)
+    assert queries  # rendered again: its links are signed for the machine that asked, never kept for another
     script(client, _pick(before, "debian-12", "a"))
-    cached = script(client, url)
-    settings.DOCK2BOX_BOOT_CACHE_SECONDS = 0
-    assert cached == script(client, url) != before  # what the long way renders now
+    assert "item install Install debian-12:a" in script(client, url)
 
 
 def test_one_hosts_install_keeps_the_other_hosts_cached_scripts_and_the_catalogue(client, served_world):

@@ -63,16 +63,15 @@ class BootEntry:
 
 def boot_entry_key(*, portal: str, mac: str, platform: str) -> str:
     """The cache key of the script answering a boot of `mac` on `platform` from `portal` (everything the script
-    depends on besides the data and the request's address, which an entry holds: the portal's address and whether
-    menus offer installs)."""
-    text = "|".join((str(ENTRY_FORMAT), portal, mac, platform, str(settings.DOCK2BOX_MENU_INSTALL)))
+    depends on besides the data and the request's address, which an entry holds)."""
+    text = "|".join((str(ENTRY_FORMAT), portal, mac, platform))
     return "dock2box:boot:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def boot_entry_get(key: str, request: BootRequest) -> tuple[Stamp | None, BootEntry | None]:
     """The stamp a script rendered now is stored with (None: do not store it) and the entry at `key` if it is still
     good for `request`, in one round trip (two the first time a MAC is asked for in a while)."""
-    if not settings.DOCK2BOX_BOOT_CACHE_SECONDS:
+    if not cache_on():
         return None, None
     mac_key = mac_generation_key(request.mac)
     values: dict[str, Any] = shared("boot entry", lambda: cache.get_many([GENERATION_KEY, mac_key, key]), {})
@@ -105,7 +104,7 @@ def _mac_generation_start(mac_key: str) -> Any:
 def boot_stamps(macs: list[str]) -> dict[str, Stamp]:
     """The stamps of scripts rendered ahead for these known MACs, read before their data. Their generations are
     made to last (a known MAC's keeps its value until its host changes): the entries they stamp stay good."""
-    if not settings.DOCK2BOX_BOOT_CACHE_SECONDS or not macs:
+    if not cache_on() or not macs:
         return {}
     return shared("boot stamps", lambda: _boot_stamps(macs), {})
 
@@ -130,17 +129,19 @@ def _boot_stamps(macs: list[str]) -> dict[str, Stamp]:
 
 
 def boot_entry_expires(now: datetime) -> datetime:
-    """Until when an entry rendered `now` may be used: the cache's time bound, and no longer than the signed links of
-    a menu that offers installs stay good."""
-    seconds = settings.DOCK2BOX_BOOT_CACHE_SECONDS
-    if settings.DOCK2BOX_MENU_INSTALL:
-        seconds = min(seconds, PICK_MAX_AGE)
-    return now + timedelta(seconds=seconds)
+    """Until when an entry rendered `now` may be used: the cache's time bound."""
+    return now + timedelta(seconds=settings.DOCK2BOX_BOOT_CACHE_SECONDS)
+
+
+def cache_on() -> bool:
+    """Whether scripts are kept: not with menus that offer installs, whose links are signed for the machine that
+    asked (`provisioning.boot.scripts`)."""
+    return bool(settings.DOCK2BOX_BOOT_CACHE_SECONDS) and not settings.DOCK2BOX_MENU_INSTALL
 
 
 def boot_entries_put(entries: dict[str, BootEntry], *, expires: datetime) -> None:
     """Store entries by key until `expires` (not inside a transaction: see the module's note)."""
-    if not settings.DOCK2BOX_BOOT_CACHE_SECONDS or connection.in_atomic_block or not entries:
+    if not cache_on() or connection.in_atomic_block or not entries:
         return
     timeout = math.ceil((expires - timezone.now()).total_seconds())  # whole seconds for Redis; `expires` is exact
     if timeout <= 0:

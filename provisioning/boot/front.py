@@ -49,8 +49,8 @@ class BootFront:
             return None
         if django_settings.USE_X_FORWARDED_HOST or django_settings.SECURE_PROXY_SSL_HEADER:
             return None  # what Django makes of the request's address and scheme: Django's to say
-        if django_settings.SECURE_SSL_REDIRECT:
-            return None
+        if django_settings.SECURE_SSL_REDIRECT or django_settings.DOCK2BOX_MENU_INSTALL:
+            return None  # (menus that offer installs are signed per machine: never from the cache)
         domain, _ = split_domain_port(environ.get("HTTP_HOST", ""))
         if not domain or not validate_host(domain, django_settings.ALLOWED_HOSTS):
             return None

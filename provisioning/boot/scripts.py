@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from django.conf import settings as django_settings
-from django.core.signing import TimestampSigner
+from django.core.signing import BadSignature, TimestampSigner
 
 from dock2box.changes import generation_forget
 from provisioning.boot import cache as bootcache
@@ -79,7 +79,10 @@ def host_script(*, portal: str, boot: ipxe.BootRequest, now: datetime, details: 
         )  # fmt: skip
         token, until = granted or (None, None)
         notice = "" if granted else ENDED
-    script = _render(portal=portal, boot=boot, catalogue=catalogue, settings=settings, token=token, notice=notice)
+    script = _render(
+        portal=portal, boot=boot, catalogue=catalogue, settings=settings, token=token, notice=notice,
+        build_id=lookup.build_id,
+    )  # fmt: skip
     outcome = "build" if token else "known"
     boot_log(boot.mac, host.fqdn, boot.platform, outcome, notice)
     if stamp is not None and stamp[0] == catalogue.generation:  # read before all the data it shows
@@ -170,7 +173,14 @@ def _entries_ahead(
 
 
 def _render(
-    *, portal: str, boot: ipxe.BootRequest, catalogue: Catalogue, settings: HostSettings, token: str | None, notice: str
+    *,
+    portal: str,
+    boot: ipxe.BootRequest,
+    catalogue: Catalogue,
+    settings: HostSettings,
+    token: str | None,
+    notice: str,
+    build_id: int | None = None,
 ) -> str:
     return ipxe.menu_script(
         portal=portal,
@@ -178,7 +188,7 @@ def _render(
         catalogue=catalogue,
         settings=settings,
         install=install_lines(portal, settings, token) if token else None,
-        pick_url=_pick_url(portal, boot) if django_settings.DOCK2BOX_MENU_INSTALL else None,
+        pick_url=_pick_url(portal, boot, build_id) if django_settings.DOCK2BOX_MENU_INSTALL else None,
         notice=notice,
     )
 
@@ -191,18 +201,36 @@ def boot_log(mac: str, fqdn: str, platform: str, outcome: str, notice: str) -> N
     )  # fmt: skip
 
 
-def _pick_url(portal: str, boot: ipxe.BootRequest) -> Callable[[str, str], str]:
-    """Signed, short-lived URLs for the menu's versions: only a menu the portal served can pick an install."""
+def _pick_text(mac: str, image: str, version: str, client: str, build_id: int | None) -> str:
+    return f"{mac}|{image}|{version}|{client}|{build_id or ''}"
+
+
+def _pick_url(portal: str, boot: ipxe.BootRequest, build_id: int | None) -> Callable[[str, str], str]:
+    """Signed, short-lived URLs for the menu's versions, bound to the machine that asked for the menu (its address as
+    the portal sees it) and to its build as it was (none, or which): only that menu, from that machine, before its
+    build changed, can pick an install."""
 
     def url(image: str, version: str) -> str:
-        _, stamp, signature = (
-            TimestampSigner(salt=bootcache.PICK_SALT).sign(f"{boot.mac}|{image}|{version}").rsplit(":", 2)
+        signed = TimestampSigner(salt=bootcache.PICK_SALT).sign(
+            _pick_text(boot.mac, image, version, boot.client, build_id)
         )
+        _, stamp, signature = signed.rsplit(":", 2)
         platform = f"&platform={boot.platform}" if boot.platform else ""
         return (f"{portal}/ipxe/install?mac={boot.mac}&image={image}&version={version}{platform}"
                 f"&stamp={stamp}&sig={signature}")  # fmt: skip
 
     return url
+
+
+def pick_granted(*, boot: ipxe.BootRequest, image: str, version: str, build_id: int | None, signed: str) -> bool:
+    """Whether `signed` (`<stamp>:<signature>` of a picked version's URL) is one the portal made for this machine and
+    this build state less than PICK_MAX_AGE seconds ago."""
+    text = f"{_pick_text(boot.mac, image, version, boot.client, build_id)}:{signed}"
+    try:
+        TimestampSigner(salt=bootcache.PICK_SALT).unsign(text, max_age=bootcache.PICK_MAX_AGE)
+    except BadSignature:
+        return False
+    return True
 
 
 def install_lines(portal: str, settings: HostSettings, token: str) -> list[str]:

@@ -11,7 +11,6 @@ from functools import wraps
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
-from django.core.signing import BadSignature, TimestampSigner
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_safe
@@ -20,7 +19,6 @@ from dock2box.actors import acting_as
 from dock2box.http import client_address, ip_or_empty, portal_url
 from dock2box.validators import normalise_mac
 from provisioning.boot import scripts as bootscripts
-from provisioning.boot.cache import PICK_MAX_AGE, PICK_SALT
 from provisioning.boot.render import ipxe
 from provisioning.builds.selectors import interface_for_boot
 from provisioning.builds.services import build_install_chosen
@@ -61,7 +59,7 @@ def _detail(value: str | None) -> str:
     return value if value and _DETAIL_RE.match(value) else ""
 
 
-def boot_request(query: Mapping[str, str], mac: str, ip_param: str = "ip") -> ipxe.BootRequest:
+def boot_request(query: Mapping[str, str], mac: str, ip_param: str = "ip", client: str = "") -> ipxe.BootRequest:
     platform = query.get("platform", "")
     return ipxe.BootRequest(
         mac=mac,
@@ -69,6 +67,7 @@ def boot_request(query: Mapping[str, str], mac: str, ip_param: str = "ip") -> ip
         netmask=ip_or_empty(query.get("netmask")),
         gateway=ip_or_empty(query.get("gateway")),
         platform=platform if platform in ("pcbios", "efi") else "",
+        client=client,
     )
 
 
@@ -92,7 +91,7 @@ def host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> HttpR
         reason = f"'{shown}' is not a MAC address" if raw_mac else "the request named no MAC address"
         return _script(ipxe.notice_script(message=reason, platform=platform if platform in ("pcbios", "efi") else ""))
     details = {name: _detail(request.GET.get(name)) for name in ("uuid", "serial", "asset", "buildarch")}
-    boot = boot_request(request.GET, mac, ip_param)
+    boot = boot_request(request.GET, mac, ip_param, client_address(request))
     return _script(bootscripts.host_script(portal=portal_url(request), boot=boot, now=timezone.now(), details=details))
 
 
@@ -117,18 +116,19 @@ def install_chosen(request: HttpRequest) -> HttpResponse:
     if not django_settings.DOCK2BOX_MENU_INSTALL:
         return _script(ipxe.notice_script(message="installing from the menu is off", platform=platform))
     image_name, version_name = request.GET.get("image", ""), request.GET.get("version", "")
-    signed = f"{mac}|{image_name}|{version_name}:{request.GET.get('stamp', '')}:{request.GET.get('sig', '')}"
-    try:
-        TimestampSigner(salt=PICK_SALT).unsign(signed, max_age=PICK_MAX_AGE)
-    except BadSignature:
-        return _script(
-            ipxe.notice_script(message="this menu is old or not the portal's; boot again", platform=platform)
-        )
+    lookup = interface_for_boot(mac=mac)
+    boot = ipxe.BootRequest(mac=mac, platform=platform, client=client_address(request))
+    signed = f"{request.GET.get('stamp', '')}:{request.GET.get('sig', '')}"
+    build_id = lookup.build_id if lookup else None
+    if not bootscripts.pick_granted(
+        boot=boot, image=image_name, version=version_name, build_id=build_id, signed=signed
+    ):
+        message = "this menu is old, not the portal's, or not this machine's; boot again"
+        return _script(ipxe.notice_script(message=message, platform=platform))
     catalogue = catalogue_get()
     image = catalogue.images.get(image_name)
     versions = image.version_list if image is not None else []  # type: ignore[attr-defined]
     version = next((item for item in versions if item.version == version_name), None)
-    lookup = interface_for_boot(mac=mac)
     if lookup is None or version is None:
         message = "register this MAC as a host before installing it" if lookup is None else "that version is gone"
         return _script(ipxe.notice_script(message=message, platform=platform))
@@ -137,8 +137,11 @@ def install_chosen(request: HttpRequest) -> HttpResponse:
     problem = install_problem(settings)
     if problem:
         return _script(ipxe.notice_script(message=f"cannot install: {problem}", platform=platform))
-    with acting_as(f"boot menu ({client_address(request)})"):
-        build = build_install_chosen(host=interface.host, version_id=version.pk)
+    try:
+        with acting_as(f"boot menu ({client_address(request)})"):
+            build = build_install_chosen(host=interface.host, version_id=version.pk)
+    except ValidationError as error:
+        return _script(ipxe.notice_script(message=f"cannot install: {error.messages[0]}", platform=platform))
     logger.info("boot mac=%s host=%s outcome=build version=%s", mac, interface.host.fqdn, settings.image_label)
     return _script(
         ipxe.install_script(install=bootscripts.install_lines(portal, settings, str(build.token)), platform=platform)

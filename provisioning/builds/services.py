@@ -357,6 +357,8 @@ def build_install_chosen(*, host: Host, version_id: int) -> Build:
     """A version picked by hand in the boot menu: build mode with that version for this build (the pick is a PXE boot,
     the build's first unless it had one)."""
     build = host_enter_build(host=host, version_id=version_id)
+    if build.bootloader_started is not None:  # its token would start a second install over a disk being finished
+        raise ValidationError({"build": f"{host.fqdn}'s install is past its bootloader; it boots its disk."})
     build.image_version_id = version_id
     build.first_boot = build.first_boot or timezone.now()
     build.save(update_fields=["image_version", "first_boot"])

@@ -33,6 +33,7 @@ class BootRequest:
     netmask: str = ""
     gateway: str = ""
     platform: str = ""  # "pcbios", "efi" or "" (unknown)
+    client: str = ""  # its address as the portal sees it (behind trusted proxies, X-Forwarded-For's)
 
 
 def _banner(text: str) -> str:
