@@ -34,6 +34,16 @@ def token_client(user) -> APIClient:
     return client
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _timestamp_writer_closed(django_db_setup):
+    """The gathered timestamps' writer thread ends (its connection closed) before the test database is dropped, as
+    it does at a process's exit."""
+    yield
+    from dock2box.timestamps import timestamps_close
+
+    timestamps_close()
+
+
 @pytest.fixture(autouse=True)
 def _timestamps_at_once(settings):
     """In-process tests see the boot path's timestamp writes at once (test_boot.py tests them gathered)."""

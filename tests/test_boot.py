@@ -1109,3 +1109,55 @@ def test_a_booting_host_gets_a_script_whatever_host_its_firmware_names(client, w
     assert answer.status_code == 200 and text.startswith("#!ipxe") and "evil" not in text
     assert "DOCK2BOX_PUBLIC_URL" in text and "sanboot" in text
     assert client.get("/api/v2/", HTTP_HOST="evil.example.net").status_code == 400  # elsewhere: Django's rule
+
+
+def test_a_timestamp_batch_that_fails_is_written_with_the_next(served_world, settings):
+    """PostgreSQL cuts the writer's connection (a restart, a failover): the batch is kept and written once it is back,
+    a build's first boot included (written once, never again)."""
+    import psycopg
+
+    from dock2box import timestamps
+
+    now = timezone.now()
+    host, build = served_world.idle_host, served_world.build
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    with timestamps._gathered.lock:
+        timestamps._gathered.rows = {
+            (Host, "last_seen", False): {host.pk: now},
+            (Build, "first_boot", True): {build.pk: now},
+        }
+    settings_dict = connection.settings_dict
+    with psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"], user=settings_dict["USER"],
+                         dbname=settings_dict["NAME"], autocommit=True) as killer:  # fmt: skip
+        killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+    timestamps.timestamps_write_waiting()  # fails: the connection is gone
+    assert timestamps._gathered.rows  # kept
+    timestamps.timestamps_write_waiting()  # a new connection
+    assert Host.objects.get(pk=host.pk).last_seen == now
+    assert Build.objects.get(pk=build.pk).first_boot == now
+
+
+def test_gunicorn_stopped_by_sigterm_writes_what_waits(transactional_db, tmp_path):
+    """Timestamps waiting in a web worker (flushed every 30 s here) are written when gunicorn is stopped."""
+    import signal
+    import urllib.request
+
+    from tests.services import Gunicorn
+
+    world = make_world()
+    db = connection.settings_dict
+    server = Gunicorn(tmp_path, {
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "DOCK2BOX_WEB_WORKERS": "2", "DOCK2BOX_TIMESTAMP_FLUSH": "30",
+        "DOCK2BOX_CACHE_URL": "redis://127.0.0.1:6379/13", "DOCK2BOX_PUBLIC_URL": "",
+    }).start()  # fmt: skip
+    try:
+        urllib.request.urlopen(f"{server.url}/ipxe?mac={IDLE_MAC}", timeout=10).read()
+        assert Host.objects.get(pk=world.idle_host.pk).last_seen is None  # waiting in the worker
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=30)
+    finally:
+        server.stop()
+    assert Host.objects.get(pk=world.idle_host.pk).last_seen is not None
