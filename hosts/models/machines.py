@@ -21,7 +21,7 @@ from dock2box.validators import (
 )
 from hosts.addressing import IPAddress, is_network_or_broadcast, most_specific_subnet
 from hosts.choices import BmcProtocol, HostStatus, PowerAction, PowerState
-from hosts.models.sites import Site, in_domain
+from hosts.models.sites import Site, in_domain, pxe_menu_field
 from hosts.models.subnets import Subnet
 from images.choices import ImageType, VolumeManagement
 from images.models import boot_version_errors, boot_version_field, version_of_image_error
@@ -68,15 +68,7 @@ class Host(models.Model):
         validators=[validate_safe_text],
         help_text="Added after the image's kernel options.",
     )
-    pxe_menu = models.ForeignKey(
-        "provisioning.PxeMenu",
-        verbose_name="PXE menu",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="Empty means the site's or the global menu.",
-    )
+    pxe_menu = pxe_menu_field(help_text="Empty means the site's or the global menu.")
     serial = models.CharField("serial number", max_length=100, blank=True, validators=[validate_safe_text])
     uuid = models.UUIDField("UUID", null=True, blank=True)
     asset_tag = models.CharField(max_length=100, blank=True, validators=[validate_safe_text])

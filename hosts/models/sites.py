@@ -1,5 +1,7 @@
 """Sites: a location's domain, DNS, file server, registry and secrets."""
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -24,6 +26,20 @@ from images.models import boot_version_errors, boot_version_field
 # A site's secrets: write-only in the API, masked in the admin for users who cannot change them, handed only to an
 # installer holding a valid build token.
 SITE_SECRETS = ["registry_username", "registry_password", "root_password_hash", "ssh_authorized_keys"]
+
+
+def pxe_menu_field(*, help_text: str = "") -> Any:
+    """A pointer to the PXE menu a site's or a host's boot shows; empty = inherit (the menu is provisioning's model,
+    named by its label: hosts imports no provisioning)."""
+    return models.ForeignKey(
+        "provisioning.PxeMenu",
+        verbose_name="PXE menu",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=help_text,
+    )
 
 
 class Site(models.Model):
@@ -66,14 +82,7 @@ class Site(models.Model):
         limit_choices_to=~models.Q(type=ImageType.BOOT),
     )
     boot_version = boot_version_field()
-    pxe_menu = models.ForeignKey(
-        "provisioning.PxeMenu",
-        verbose_name="PXE menu",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    pxe_menu = pxe_menu_field()
     # Secrets (SITE_SECRETS): handed only to an installer holding a valid build token, never read back.
     registry_username = models.CharField(max_length=100, blank=True, validators=[validate_username])
     registry_password = models.CharField(max_length=200, blank=True, validators=[validate_credential])
