@@ -1161,3 +1161,29 @@ def test_gunicorn_stopped_by_sigterm_writes_what_waits(transactional_db, tmp_pat
     finally:
         server.stop()
     assert Host.objects.get(pk=world.idle_host.pk).last_seen is not None
+
+
+def test_only_a_lost_prepared_statement_deallocates_the_sessions_statements(served_world):
+    """A statement that fails for its own reasons (a value PostgreSQL cannot compare) leaves the session's prepared
+    statements alone: `DEALLOCATE ALL` is for a session that lost or half-made them (a pooler's, a restart)."""
+    from django.db import DataError
+
+    from provisioning.builds.selectors import interface_for_boot
+
+    def prepared() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            return cursor.fetchone()[0]
+
+    prepared()  # the session is open: the boot look-up is prepared in it
+    assert interface_for_boot(mac=IDLE_MAC) is not None
+    before = prepared()
+    assert before >= 1
+    with pytest.raises(DataError):
+        interface_for_boot(mac="52:54:00:00:00:0\x00")
+    assert prepared() == before
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # lost (as behind a pooler): answered all the same, prepared anew after
+    assert interface_for_boot(mac=IDLE_MAC) is not None
+    assert interface_for_boot(mac=IDLE_MAC) is not None
+    assert prepared() >= 1

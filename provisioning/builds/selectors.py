@@ -54,6 +54,9 @@ class BootLookup:
 _BUILD_FIELDS = ["id", "token", "last_activity", "image_version", "bootloader_started", "first_boot"]
 
 
+PREPARED_LOST = {"26000", "42P05"}  # SQLSTATE: no such prepared statement, or one of that name already
+
+
 @dataclass(frozen=True)
 class _Select:
     """A SELECT of whole rows of several models (alias each) and extra columns, written once from the models'
@@ -99,8 +102,10 @@ class _Select:
                 cursor.execute(f"PREPARE {name} AS {numbered}; {execute}", params)
                 cursor.nextset()
                 prepared.add(name)
-        except DatabaseError:  # (autocommit: nothing else is lost) the session lost or half-made them: anew
-            prepared.clear()
+        except DatabaseError as error:
+            if getattr(error.__cause__, "sqlstate", None) not in PREPARED_LOST:
+                raise  # any other error is the statement's: the session's prepared statements stay
+            prepared.clear()  # (autocommit: nothing else is lost) the session lost or half-made them: anew
             cursor.execute("DEALLOCATE ALL")
             cursor.execute(self.sql, params)
 
