@@ -1118,6 +1118,8 @@ def test_a_timestamp_batch_that_fails_is_written_with_the_next(served_world, set
 
     from dock2box import timestamps
 
+    if timestamps._gathered.thread is not None:  # a writer thread of an earlier test ends (writes are at once here)
+        timestamps._gathered.thread.join(timeout=10)
     now = timezone.now()
     host, build = served_world.idle_host, served_world.build
     with connection.cursor() as cursor:
