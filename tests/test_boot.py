@@ -1111,9 +1111,9 @@ def test_a_booting_host_gets_a_script_whatever_host_its_firmware_names(client, w
     assert client.get("/api/v2/", HTTP_HOST="evil.example.net").status_code == 400  # elsewhere: Django's rule
 
 
-def test_a_timestamp_batch_that_fails_is_written_with_the_next(served_world, settings):
-    """PostgreSQL cuts the writer's connection (a restart, a failover): the batch is kept and written once it is back,
-    a build's first boot included (written once, never again)."""
+def test_a_timestamp_batch_that_fails_is_written_with_the_next(served_world, monkeypatch):
+    """PostgreSQL cuts the writer's connection (a restart, a failover) just as it writes: the batch is kept and written
+    once the connection is back, a build's first boot included (written once, never again)."""
     import psycopg
 
     from dock2box import timestamps
@@ -1122,20 +1122,26 @@ def test_a_timestamp_batch_that_fails_is_written_with_the_next(served_world, set
         timestamps._gathered.thread.join(timeout=10)
     now = timezone.now()
     host, build = served_world.idle_host, served_world.build
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone()
     with timestamps._gathered.lock:
         timestamps._gathered.rows = {
             (Host, "last_seen", False): {host.pk: now},
             (Build, "first_boot", True): {build.pk: now},
         }
-    settings_dict = connection.settings_dict
-    with psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"], user=settings_dict["USER"],
-                         dbname=settings_dict["NAME"], autocommit=True) as killer:  # fmt: skip
-        killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+    settings_dict, ready = connection.settings_dict, timestamps.close_old_connections
+
+    def cut_after_ready() -> None:  # the writer's connection, as it is about to write
+        ready()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        with psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"], user=settings_dict["USER"],
+                             dbname=settings_dict["NAME"], autocommit=True) as killer:  # fmt: skip
+            killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    monkeypatch.setattr(timestamps, "close_old_connections", cut_after_ready)
     timestamps.timestamps_write_waiting()  # fails: the connection is gone
     assert timestamps._gathered.rows  # kept
+    monkeypatch.setattr(timestamps, "close_old_connections", ready)
     timestamps.timestamps_write_waiting()  # a new connection
     assert Host.objects.get(pk=host.pk).last_seen == now
     assert Build.objects.get(pk=build.pk).first_boot == now
