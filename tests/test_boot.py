@@ -391,7 +391,7 @@ def test_a_picked_version_installs_only_from_the_machine_and_the_build_state_its
 def test_an_unknown_host_cannot_pick_an_install(client, world, settings):
     from django.core.signing import TimestampSigner
 
-    from provisioning.boot.cache import PICK_SALT
+    from provisioning.boot.scripts import PICK_SALT
 
     settings.DOCK2BOX_MENU_INSTALL = True
     assert "/ipxe/install" not in script(client, f"/ipxe?mac={UNKNOWN_MAC}&platform=pcbios")

@@ -39,8 +39,6 @@ from dock2box.changes import GENERATION_KEY, mac_generation_key
 from provisioning.boot.render.ipxe import BootRequest
 
 Stamp = tuple[str, str]  # the data generation and the MAC's
-PICK_SALT = "dock2box.menu-install"
-PICK_MAX_AGE = 900  # seconds a menu's signed version entries stay usable
 ENTRY_FORMAT = 3  # in every key: entries of an earlier `BootEntry` (other fields) are never read back
 
 

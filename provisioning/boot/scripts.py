@@ -39,6 +39,8 @@ from provisioning.discovery.services import boot_seen, discovered_host_record
 from provisioning.metrics import BOOT_REQUESTS
 
 logger = logging.getLogger("dock2box.boot")
+PICK_SALT = "dock2box.menu-install"
+PICK_MAX_AGE = 900  # seconds a menu's signed version entries stay usable
 AHEAD_PLATFORMS = ("pcbios", "efi")  # what iPXE's ${platform} says on the machines it boots
 AHEAD_BATCH = 500  # interfaces per statement and per cache round trip when rendering ahead
 UNCONFIRMED = "the install wrote its bootloader but did not report done: booting the disk"
@@ -211,9 +213,7 @@ def _pick_url(portal: str, boot: ipxe.BootRequest, build_id: int | None) -> Call
     build changed, can pick an install."""
 
     def url(image: str, version: str) -> str:
-        signed = TimestampSigner(salt=bootcache.PICK_SALT).sign(
-            _pick_text(boot.mac, image, version, boot.client, build_id)
-        )
+        signed = TimestampSigner(salt=PICK_SALT).sign(_pick_text(boot.mac, image, version, boot.client, build_id))
         _, stamp, signature = signed.rsplit(":", 2)
         platform = f"&platform={boot.platform}" if boot.platform else ""
         return (f"{portal}/ipxe/install?mac={boot.mac}&image={image}&version={version}{platform}"
@@ -227,7 +227,7 @@ def pick_granted(*, boot: ipxe.BootRequest, image: str, version: str, build_id: 
     this build state less than PICK_MAX_AGE seconds ago."""
     text = f"{_pick_text(boot.mac, image, version, boot.client, build_id)}:{signed}"
     try:
-        TimestampSigner(salt=bootcache.PICK_SALT).unsign(text, max_age=bootcache.PICK_MAX_AGE)
+        TimestampSigner(salt=PICK_SALT).unsign(text, max_age=PICK_MAX_AGE)
     except BadSignature:
         return False
     return True
