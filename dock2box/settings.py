@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -109,6 +110,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3") and DATABASES["default"]["
     _sqlite.touch(mode=0o600)
     _sqlite.chmod(0o600)
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# The boot path's few reads run as statements prepared once per PostgreSQL session; `auto` checks each session is not
+# behind a pooler (which hands statements to other sessions), `off` never prepares (docs/operations.md).
+DATABASE_PREPARED_STATEMENTS = env.str("DATABASE_PREPARED_STATEMENTS", default="auto")
+if DATABASE_PREPARED_STATEMENTS not in ("auto", "off"):
+    raise ImproperlyConfigured(f"DATABASE_PREPARED_STATEMENTS is auto or off, not {DATABASE_PREPARED_STATEMENTS!r}")
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The embedded default serves parallel requests too (installers posting events): writers wait for each other
     # (busy timeout, write lock taken at BEGIN) instead of failing with "database is locked".

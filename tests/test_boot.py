@@ -151,9 +151,13 @@ def test_an_internal_error_still_gets_a_script(client, world, monkeypatch):
         raise RuntimeError("database on fire")
 
     monkeypatch.setattr("provisioning.boot.scripts.interface_for_boot", broken)
-    text = script(client, f"/ipxe?mac={BUILD_MAC}")
+    text = script(client, f"/ipxe?mac={BUILD_MAC}&serial=a%20b%24%7Bx%7D%0Achain%20evil")
     assert "internal error" in text
-    assert "sanboot" in text
+    # It asks the same again (the query re-encoded: no iPXE syntax from it), a minute at most, then its disk.
+    ask = f"chain --autofree http://portal.example.com:8000/ipxe?mac={BUILD_MAC.replace(':', '%3A')}&serial=a%20b%24%7Bx%7D%0Achain%20evil"
+    assert f"{ask} || goto local" in text.splitlines()
+    assert "iseq ${d2b_asked} xxxxxx && goto local ||" in text.splitlines()
+    assert "sanboot" in text.split(":local")[1]
 
 
 # Build mode -------------------------------------------------------------------------------------------------------
@@ -775,8 +779,9 @@ def test_the_boot_paths_timestamp_writes_go_out_together_within_the_flush_time(c
     assert Build.objects.get(pk=served_world.build.pk).first_boot == first  # a first boot is written once
 
 
-def test_the_boot_lookup_is_a_statement_prepared_once_per_session_and_made_anew_when_lost(served_world):
-
+def test_the_boot_lookup_is_a_statement_prepared_once_per_session_and_never_deallocates_others(served_world, caplog):
+    """Prepared once per session; a session that lost its statements (a pooler the check missed, a DISCARD) runs them
+    unprepared from then on and deallocates nothing: behind a pooler, the server session is other clients' too."""
     if connection.vendor != "postgresql":
         pytest.skip("prepared statements are PostgreSQL's")
     fqdn = interface_for_boot(mac=IDLE_MAC).interface.host.fqdn
@@ -784,11 +789,41 @@ def test_the_boot_lookup_is_a_statement_prepared_once_per_session_and_made_anew_
         assert interface_for_boot(mac=IDLE_MAC).interface.host.fqdn == fqdn
     assert [query["sql"].split()[0] for query in queries] == ["EXECUTE"]
     with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")  # the session forgot it (a pooler, a DISCARD)
+        cursor.execute("DEALLOCATE ALL")  # the session forgot it
+        cursor.execute("PREPARE other_client AS SELECT 1")  # what a pooler's next client left in the session
     with CaptureQueriesContext(connection) as queries:
         assert interface_for_boot(mac=IDLE_MAC).interface.host.fqdn == fqdn  # as it is
         assert interface_for_boot(mac=BUILD_MAC).interface.host.fqdn == "build.ams1.example.com"
-    assert [query["sql"].split()[0] for query in queries][-1] == "PREPARE"  # prepared again
+    assert [query["sql"].split()[0] for query in queries] == ["EXECUTE", "SELECT", "SELECT"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        assert [row[0] for row in cursor.fetchall()] == ["other_client"]
+    assert "do not stay in this database session" in caplog.text
+
+
+def test_a_session_behind_a_pooler_prepares_nothing(served_world, settings, monkeypatch):
+    """The check: a session whose announced backend is not the one running its statements (pgbouncer answers with a
+    cancel key of its own) prepares nothing; nor does any session with `DATABASE_PREPARED_STATEMENTS=off`."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    connection.close()
+    connection.ensure_connection()
+    with CaptureQueriesContext(connection) as queries:
+        interface_for_boot(mac=IDLE_MAC)
+    assert [query["sql"].split()[0] for query in queries] == ["SELECT", "PREPARE"]  # the check, then prepared
+    connection.close()
+    connection.ensure_connection()
+    monkeypatch.setattr(type(connection.connection.info), "backend_pid", -1)  # as pgbouncer's cancel key says
+    with CaptureQueriesContext(connection) as queries:
+        interface_for_boot(mac=IDLE_MAC)
+        interface_for_boot(mac=IDLE_MAC)
+    assert [query["sql"].split()[0] for query in queries] == ["SELECT"] * 3  # the check once, then as they are
+    connection.close()
+    settings.DATABASE_PREPARED_STATEMENTS = "off"
+    connection.ensure_connection()
+    with CaptureQueriesContext(connection) as queries:
+        interface_for_boot(mac=IDLE_MAC)
+    assert [query["sql"].split()[0] for query in queries] == ["SELECT"]
 
 
 def test_inside_a_transaction_nothing_is_cached(client, world):
@@ -1171,9 +1206,9 @@ def test_gunicorn_stopped_by_sigterm_writes_what_waits(transactional_db, tmp_pat
     assert Host.objects.get(pk=world.idle_host.pk).last_seen is not None
 
 
-def test_only_a_lost_prepared_statement_deallocates_the_sessions_statements(served_world):
+def test_a_statements_own_error_leaves_the_sessions_prepared_statements(served_world):
     """A statement that fails for its own reasons (a value PostgreSQL cannot compare) leaves the session's prepared
-    statements alone: `DEALLOCATE ALL` is for a session that lost or half-made them (a pooler's, a restart)."""
+    statements alone and the session preparing."""
     from django.db import DataError
 
     from provisioning.builds.selectors import interface_for_boot
@@ -1190,8 +1225,6 @@ def test_only_a_lost_prepared_statement_deallocates_the_sessions_statements(serv
     with pytest.raises(DataError):
         interface_for_boot(mac="52:54:00:00:00:0\x00")
     assert prepared() == before
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")  # lost (as behind a pooler): answered all the same, prepared anew after
-    assert interface_for_boot(mac=IDLE_MAC) is not None
-    assert interface_for_boot(mac=IDLE_MAC) is not None
-    assert prepared() >= 1
+    with CaptureQueriesContext(connection) as queries:
+        assert interface_for_boot(mac=IDLE_MAC) is not None
+    assert [query["sql"].split()[0] for query in queries] == ["EXECUTE"]

@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from functools import wraps
+from urllib.parse import quote, urlencode
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
@@ -48,10 +49,30 @@ def never_fails(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         except Exception:
             BOOT_REQUESTS.labels("error").inc()
             logger.exception("boot request failed: %s", request.get_full_path()[:300])
-            return _script(ipxe.notice_script(message="the portal had an internal error; see its log"))
+            message = "the portal had an internal error; see its log"
+            again = _same_request(request)
+            return _script(
+                ipxe.ask_again_script(message=message, url=again) if again else ipxe.notice_script(message=message)
+            )
 
     wrapper.answers_scripts = True  # type: ignore[attr-defined]  # (dock2box.middleware.answers_scripts)
     return wrapper
+
+
+_PATH_RE = re.compile(r"^/[A-Za-z0-9/._:-]{0,200}\Z")
+
+
+def _same_request(request: HttpRequest) -> str:
+    """The request's own URL for the host to ask again, or "" when its path is not plain: the query re-encoded, so
+    nothing in it is iPXE syntax (`${`, spaces, newlines all percent-encoded)."""
+    if not _PATH_RE.match(request.path):
+        return ""
+    try:
+        portal = portal_url(request)
+    except Exception:  # (the Host header itself may be what failed)
+        return ""
+    query = urlencode(list(request.GET.items()), quote_via=quote, safe="")
+    return f"{portal}{request.path}?{query}" if query else f"{portal}{request.path}"
 
 
 def _detail(value: str | None) -> str:

@@ -3,11 +3,13 @@ an installer's build by its token), each one statement."""
 
 import functools
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Count, Field, Model, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Left
@@ -54,6 +56,8 @@ class BootLookup:
 _BUILD_FIELDS = ["id", "token", "last_activity", "image_version", "bootloader_started", "first_boot"]
 
 
+logger = logging.getLogger("dock2box.builds")
+
 PREPARED_LOST = {"26000", "42P05"}  # SQLSTATE: no such prepared statement, or one of that name already
 
 
@@ -84,10 +88,13 @@ class _Select:
         return result
 
     def _execute(self, cursor: Any, params: list[Any]) -> None:
-        """On PostgreSQL, outside a transaction: as a statement prepared once per session, which PostgreSQL plans once
-        (planning these joins costs it several times running them); else as it is."""
+        """On PostgreSQL, outside a transaction, in a session that keeps them: as a statement prepared once per session,
+        which PostgreSQL plans once (planning these joins costs it several times running them); else as it is."""
         session = connection.connection
         if connection.vendor != "postgresql" or connection.in_atomic_block or session is None:
+            cursor.execute(self.sql, params)
+            return
+        if not _session_keeps_statements(session, cursor):
             cursor.execute(self.sql, params)
             return
         name = "dock2box_" + hashlib.blake2b(self.sql.encode(), digest_size=8).hexdigest()
@@ -104,10 +111,28 @@ class _Select:
                 prepared.add(name)
         except DatabaseError as error:
             if getattr(error.__cause__, "sqlstate", None) not in PREPARED_LOST:
-                raise  # any other error is the statement's: the session's prepared statements stay
-            prepared.clear()  # (autocommit: nothing else is lost) the session lost or half-made them: anew
-            cursor.execute("DEALLOCATE ALL")
+                raise  # any other error is the statement's
+            # (autocommit: nothing else is lost) Statements do not stay in this session (a pooler the check missed,
+            # a DISCARD): it prepares nothing more, and deallocates nothing, which could be another client's.
+            session.__dict__["dock2box_keeps_statements"] = False
+            logger.warning("prepared statements do not stay in this database session: it runs them unprepared (%s)",
+                           error.__cause__)  # fmt: skip
             cursor.execute(self.sql, params)
+
+
+def _session_keeps_statements(session: Any, cursor: Any) -> bool:
+    """Whether statements prepared in this database session stay there: not behind a pooler, which hands the
+    session's statements to whichever server connection is free (pgbouncer in transaction mode). A pooler answers the
+    client with a cancel key of its own, so the backend process the connection announced is not the one running its
+    statements. Asked once per session; `DATABASE_PREPARED_STATEMENTS=off` says no without asking."""
+    keeps = session.__dict__.get("dock2box_keeps_statements")
+    if keeps is None:
+        keeps = settings.DATABASE_PREPARED_STATEMENTS == "auto"
+        if keeps:
+            cursor.execute("SELECT pg_backend_pid()")
+            keeps = cursor.fetchone()[0] == session.info.backend_pid
+        session.__dict__["dock2box_keeps_statements"] = keeps
+    return bool(keeps)
 
 
 def _select(models: list[tuple[type[Model], str]], extra: list[tuple[str, "Field[Any, Any]"]], tail: str) -> _Select:

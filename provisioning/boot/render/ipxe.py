@@ -85,6 +85,32 @@ def notice_script(*, message: str, platform: str = "") -> str:
     )
 
 
+ASK_AGAIN = 6  # times a host asks again (every 10 s) a portal that failed to answer, before its local disk
+
+
+def ask_again_script(*, message: str, url: str) -> str:
+    """A script for a request the portal failed to answer (its database restarting, say): it asks `url` again every
+    10 seconds, a minute at most (counted in an iPXE variable, which chained scripts share), then boots from the local
+    disk. A host in build mode installs once the portal is back instead of booting what it is to replace."""
+    return "\n".join(
+        [
+            "#!ipxe",
+            f"echo Dock2Box: {message}",
+            f"iseq ${{d2b_asked}} {'x' * ASK_AGAIN} && goto local ||",
+            "set d2b_asked ${d2b_asked}x",
+            "echo Asking again in 10 seconds",
+            "sleep 10",
+            f"chain --autofree {url} || goto local",
+            "exit",
+            ":local",
+            "echo Booting from local disk in 10 seconds",
+            "sleep 10",
+            LOCAL_ANY,
+            "",
+        ]
+    )
+
+
 def install_lines(*, portal: str, settings: HostSettings, token: str, kernel_url: str, initrd_url: str) -> list[str]:
     """Load the boot environment with the installer's kernel arguments (DESIGN.md, boot path step 4)."""
     args = " ".join(
