@@ -154,8 +154,8 @@ def test_an_internal_error_still_gets_a_script(client, world, monkeypatch):
     text = script(client, f"/ipxe?mac={BUILD_MAC}&serial=a%20b%24%7Bx%7D%0Achain%20evil")
     assert "internal error" in text
     # It asks the same again (the query re-encoded: no iPXE syntax from it), a minute at most, then its disk.
-    ask = f"chain --autofree http://portal.example.com:8000/ipxe?mac={BUILD_MAC.replace(':', '%3A')}&serial=a%20b%24%7Bx%7D%0Achain%20evil"
-    assert f"{ask} || goto local" in text.splitlines()
+    query = f"mac={BUILD_MAC.replace(':', '%3A')}&serial=a%20b%24%7Bx%7D%0Achain%20evil"
+    assert f"chain --autofree http://portal.example.com:8000/ipxe?{query} || goto local" in text.splitlines()
     assert "iseq ${d2b_asked} xxxxxx && goto local ||" in text.splitlines()
     assert "sanboot" in text.split(":local")[1]
 
