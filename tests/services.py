@@ -119,6 +119,53 @@ class Postgres:
     def stop(self) -> None:
         self._as_postgres(str(self.BIN / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "fast", "-w", "stop")
 
+    def restart(self) -> None:
+        """A fast restart: every session ends (clients' connections fail), the data stays."""
+        self._as_postgres(str(self.BIN / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "fast", "-w", "restart")
+
+    def copy_of(self, source_url: str, name: str) -> str:
+        """A database `name` here holding what the database at `source_url` holds (a test's world); its URL."""
+        subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name], check=True)
+        dump = subprocess.run(["pg_dump", "--no-owner", source_url], check=True, capture_output=True).stdout
+        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", f"{self.url.rsplit('/', 1)[0]}/{name}"], input=dump,
+                       check=True, capture_output=True)  # fmt: skip
+        return f"{self.url.rsplit('/', 1)[0]}/{name}"
+
+    def errors(self) -> list[str]:
+        """The ERROR lines the server has logged so far."""
+        return [line for line in (self.workdir / "log").read_text().splitlines() if "ERROR:" in line]
+
+
+class Pgbouncer:
+    """Debian's pgbouncer in transaction pooling mode (the usual production setup) in front of `postgres_port`, on a
+    free loopback port: every transaction of a client may run on another server session."""
+
+    def __init__(self, postgres_port: int, pool_size: int = 4) -> None:
+        self.workdir, self.port = Path(tempfile.mkdtemp(prefix="d2b-pgbouncer-")), free_port()
+        (self.workdir / "users.txt").write_text('"postgres" ""\n')
+        (self.workdir / "pgbouncer.ini").write_text(
+            f"[databases]\n* = host=127.0.0.1 port={postgres_port}\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.workdir / 'users.txt'}\npool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\nmax_client_conn = 500\nserver_login_retry = 1\n"
+            f"logfile = {self.workdir / 'pgbouncer.log'}\n"
+        )
+        subprocess.run(["chown", "-R", "postgres", str(self.workdir)], check=True)
+        self.process: subprocess.Popen | None = None
+
+    def url(self, name: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> "Pgbouncer":
+        self.process = subprocess.Popen(["pgbouncer", "-u", "postgres", str(self.workdir / "pgbouncer.ini")])
+        wait_until(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close() is None,
+                   what="pgbouncer")  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
 
 class Redis:
     """A private Redis on a free loopback port, for tests that stop, pause or flush it (the machine's own Redis serves

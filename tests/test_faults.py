@@ -1,9 +1,14 @@
 """The boot path keeps giving right answers through faults of the services behind it, tested with the real ones."""
 
+import contextlib
 import logging
+import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
+import requests
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -13,7 +18,7 @@ from dock2box.changes import GENERATION_KEY, generation_forget
 from provisioning.catalogue.selectors import _memo
 from provisioning.models import Build
 from tests.boot_world import BUILD_MAC, IDLE_MAC, make_world
-from tests.services import Redis
+from tests.services import Gunicorn, Pgbouncer, Postgres, Redis
 
 PORTAL = "http://portal.example.com:8000"
 
@@ -118,3 +123,69 @@ def test_a_flushed_cache_is_filled_again_and_never_wrong(client, world, redis_ca
     generation_forget()
     Build.objects.filter(pk=world.build.pk).update(bootloader_started="2026-01-01T00:00:00Z")  # SQL by hand
     assert not installs(boot(client, BUILD_MAC))  # checked against the database, whatever the cache holds
+
+
+# With the real services around a deployed portal ------------------------------------------------------------------
+
+
+@pytest.fixture
+def deployed(transactional_db, tmp_path):
+    """A test world copied into a private PostgreSQL behind pgbouncer (transaction mode), a private Redis, and a
+    gunicorn serving them; yields a function that starts the portal with more settings."""
+    world = make_world()
+    postgres = Postgres().start()
+    db = connection.settings_dict
+    database = postgres.copy_of(f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}", "dock2box")
+    pgbouncer = Pgbouncer(postgres.port).start()
+    redis = Redis().start()
+    servers: list[Gunicorn] = []
+
+    def serve(workers: int) -> Gunicorn:
+        server = Gunicorn(tmp_path, {
+            "DATABASE_URL": pgbouncer.url("dock2box"), "DATABASE_CONN_MAX_AGE": "60",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "DOCK2BOX_WEB_WORKERS": str(workers), "DOCK2BOX_CACHE_URL": redis.url,
+            "DOCK2BOX_PUBLIC_URL": PORTAL, "DOCK2BOX_CACHE_RETRY": "0.2",
+        }).start()  # fmt: skip
+        servers.append(server)
+        return server
+
+    yield SimpleNamespace(world=world, postgres=postgres, database=database, redis=redis, serve=serve)
+    for service in (*servers, pgbouncer, redis):
+        service.stop()
+    with contextlib.suppress(Exception):  # a test may have stopped it
+        postgres.stop()
+    shutil.rmtree(postgres.workdir, ignore_errors=True)
+    shutil.rmtree(pgbouncer.workdir, ignore_errors=True)
+
+
+def fetch(session: requests.Session, url: str) -> tuple[int, str]:
+    try:
+        response = session.get(url, timeout=10)
+    except requests.RequestException as error:
+        return 0, str(error)
+    return response.status_code, response.text
+
+
+@pytest.mark.slow
+def test_behind_pgbouncer_in_transaction_mode_nothing_is_prepared_twice_or_deallocated(deployed):
+    """Five workers behind pgbouncer: 600 config fetches and 300 unknown-MAC menus all answered right, and PostgreSQL
+    logs no error at all (a statement prepared on one server session and run on another logged hundreds)."""
+    server = deployed.serve(workers=5)
+    session = requests.Session()
+    status, text = fetch(session, f"{server.url}/ipxe?mac={BUILD_MAC}")
+    assert status == 200 and installs(text)
+    token = token_of(text)
+
+    def config(number: int) -> bool:
+        status, text = fetch(requests.Session(), f"{server.url}/config/{token}")
+        return status == 200 and "D2B_FQDN='build.ams1.example.com'" in text
+
+    def unknown(number: int) -> bool:
+        mac = f"52:54:00:77:{number // 256:02x}:{number % 256:02x}"
+        status, text = fetch(requests.Session(), f"{server.url}/ipxe?mac={mac}")
+        return status == 200 and f"menu for unregistered host ({mac})" in text
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda number: config(number) if number % 3 else unknown(number), range(900)))
+    assert answers.count(True) == 900
+    assert deployed.postgres.errors() == []
