@@ -1,11 +1,15 @@
 """Request plumbing every endpoint shares."""
 
+import logging
 from collections.abc import Callable
 from urllib.parse import unquote
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
+
+logger = logging.getLogger("dock2box.requests")
 
 
 def answers_scripts(request: HttpRequest) -> bool:
@@ -52,3 +56,23 @@ class NulRefused:
         if ("\x00" in request.path_info or "\x00" in unquote(query)) and not answers_scripts(request):
             return JsonResponse({"detail": "The address holds a NUL character (%00); remove it."}, status=400)
         return self.get_response(request)
+
+
+class DatabaseUnavailable:
+    """A request the database failed under (restarting, unreachable, its pooler refusing) is answered 503 with
+    Retry-After in the project's error shape, not a 500 HTML page: installers and API clients try again. The admin's
+    pages keep Django's own error page. (Endpoints that answer scripts never get here: they answer a script.)"""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError) or request.path_info.startswith("/admin/"):
+            return None
+        logger.error("database unavailable: %s %s: %s", request.method, request.path_info[:300], exception)
+        response = JsonResponse({"detail": "The database did not answer; try again shortly."}, status=503)
+        response["Retry-After"] = "5"
+        return response

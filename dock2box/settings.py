@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "provisioning.boot.middleware.BootHostGuard",  # before anything asks for the host (boot.md)
     "dock2box.middleware.RequestSizeLimit",
     "dock2box.middleware.NulRefused",
+    "dock2box.middleware.DatabaseUnavailable",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -121,7 +121,8 @@ class Postgres:
 
     def restart(self) -> None:
         """A fast restart: every session ends (clients' connections fail), the data stays."""
-        self._as_postgres(str(self.BIN / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "fast", "-w", "restart")
+        self.stop()  # (not `pg_ctl restart`: it forgets the log file, and the server would write to our pipe)
+        self.start()
 
     def copy_of(self, source_url: str, name: str) -> str:
         """A database `name` here holding what the database at `source_url` holds (a test's world); its URL."""
@@ -157,7 +158,7 @@ class Pgbouncer:
         return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
 
     def start(self) -> "Pgbouncer":
-        self.process = subprocess.Popen(["pgbouncer", "-u", "postgres", str(self.workdir / "pgbouncer.ini")])
+        self.process = subprocess.Popen(["pgbouncer", "-q", "-u", "postgres", str(self.workdir / "pgbouncer.ini")])
         wait_until(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close() is None,
                    what="pgbouncer")  # fmt: skip
         return self

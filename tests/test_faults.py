@@ -3,10 +3,12 @@
 import contextlib
 import logging
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
+import psycopg
 import pytest
 import requests
 from django.core.cache import cache
@@ -125,6 +127,28 @@ def test_a_flushed_cache_is_filled_again_and_never_wrong(client, world, redis_ca
     assert not installs(boot(client, BUILD_MAC))  # checked against the database, whatever the cache holds
 
 
+def test_a_request_the_database_failed_under_is_a_503_to_try_again(client, world, monkeypatch, admin_client):
+    """Not a 500 HTML page: the installer and API clients try again; a booting host asks again; the admin keeps
+    Django's error page."""
+    from django.db import OperationalError
+
+    def down(*args, **kwargs):
+        raise OperationalError("connection to server at 127.0.0.1 failed")
+
+    token = token_of(boot(client, BUILD_MAC))
+    monkeypatch.setattr("provisioning.builds.selectors._Select.rows", down)
+    response = client.get(f"/config/{token}")
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response.json() == {"detail": "The database did not answer; try again shortly."}
+    response = client.post(f"/config/{token}/events", {"stage": "image"}, "application/json")
+    assert response.status_code == 503
+    text = client.get("/ipxe", {"mac": BUILD_MAC}).content.decode()
+    assert "internal error" in text and "Asking again in 10 seconds" in text
+    monkeypatch.setattr("hosts.admin.HostAdmin.get_queryset", down)
+    admin_client.raise_request_exception = False
+    assert admin_client.get("/admin/hosts/host/").status_code == 500
+
+
 # With the real services around a deployed portal ------------------------------------------------------------------
 
 
@@ -189,3 +213,94 @@ def test_behind_pgbouncer_in_transaction_mode_nothing_is_prepared_twice_or_deall
         answers = list(pool.map(lambda number: config(number) if number % 3 else unknown(number), range(900)))
     assert answers.count(True) == 900
     assert deployed.postgres.errors() == []
+
+
+@pytest.mark.slow
+def test_a_boot_storm_through_redis_and_postgresql_restarts_never_gets_a_wrong_answer(deployed):
+    """Hosts keep booting and an installer keeps reporting while Redis stops and comes back empty and PostgreSQL
+    restarts (behind pgbouncer). Requests in flight may fail; no answer is ever wrong (the idle host never installs,
+    the host in build mode never installs once its bootloader stage was acknowledged), every event the installer was
+    told was stored is stored, and once the services are back every answer is right."""
+    server = deployed.serve(workers=3)
+    status, text = fetch(requests.Session(), f"{server.url}/ipxe?mac={BUILD_MAC}")
+    assert status == 200 and installs(text)
+    token = token_of(text)
+    halt, bootloader, bootloader_stored = threading.Event(), threading.Event(), threading.Event()
+    answers: list[tuple[float, str, bool]] = []  # (when asked, what, answered right)
+    wrong: list[str] = []
+    stored: list[str] = []
+
+    def storm(kind: str) -> None:
+        session, number = requests.Session(), 0
+        while not halt.is_set():
+            asked, past_bootloader, number = time.monotonic(), bootloader_stored.is_set(), number + 1
+            if kind == "config":  # the installer's: once the build ended (its first boot), refused
+                status, text = fetch(session, f"{server.url}/config/{token}")
+                if status >= 500 and not (status == 503 and text.startswith("{")):
+                    wrong.append(f"config answered {status}: {text[:100]}")  # an error page, not the error shape
+                right = status == 200 and "D2B_FQDN='build.ams1.example.com'" in text
+                answers.append((asked, kind, right or (past_bootloader and status == 403)))
+                continue
+            mac = {"build": BUILD_MAC, "idle": IDLE_MAC}.get(
+                kind, f"52:54:00:88:{number // 256 % 256:02x}:{number % 256:02x}"
+            )
+            status, text = fetch(session, f"{server.url}/ipxe?mac={mac}")
+            if status == 200 and installs(text) and (kind == "idle" or past_bootloader):
+                wrong.append(f"{kind} installs at {asked:.2f}")
+            right = {
+                "build": "choose --default install" in text if not past_bootloader else "hostname: build." in text,
+                "idle": "hostname: idle." in text,
+                "unknown": f"menu for unregistered host ({mac})" in text,
+            }[kind]
+            answers.append((asked, kind, status == 200 and right))
+
+    def installer() -> None:
+        session, number = requests.Session(), 0
+        while not bootloader_stored.is_set():
+            number += 1
+            stage = "bootloader" if bootloader.is_set() else "image"
+            try:
+                response = session.post(f"{server.url}/config/{token}/events",
+                                        json={"stage": stage, "message": f"event {number}"}, timeout=10)  # fmt: skip
+            except requests.RequestException:
+                continue
+            if response.status_code == 201:
+                stored.append(f"event {number}")
+                if stage == "bootloader":
+                    bootloader_stored.set()
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=storm, args=(kind,)) for kind in ("build", "idle", "unknown", "config")]
+    threads.append(threading.Thread(target=installer))
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.5)
+        deployed.redis.stop()
+        time.sleep(1.5)
+        deployed.redis.start()  # empty
+        time.sleep(1)
+        deployed.postgres.restart()
+        time.sleep(1.5)
+        bootloader.set()
+        assert bootloader_stored.wait(timeout=20)
+        time.sleep(1)
+        deployed.redis.stop()
+        deployed.postgres.restart()  # both at once
+        deployed.redis.start()
+        time.sleep(3)
+        recovered = time.monotonic()
+        time.sleep(3)
+    finally:
+        halt.set()
+        bootloader_stored.set()
+        for thread in threads:
+            thread.join()
+    assert wrong == []
+    after = [(kind, right) for asked, kind, right in answers if asked > recovered]
+    assert {kind for kind, _ in after} == {"build", "idle", "unknown", "config"}
+    assert all(right for _, right in after), [kind for kind, right in after if not right]
+    assert len(answers) > 200
+    with psycopg.connect(deployed.database.replace("postgres://", "postgresql://")) as database:
+        messages = {row[0] for row in database.execute("SELECT message FROM provisioning_buildevent").fetchall()}
+    assert set(stored) <= messages
