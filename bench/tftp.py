@@ -1,12 +1,18 @@
 """TFTP: `manage.py tftpd` side by side with Debian's tftpd-hpa (`in.tftpd`), in one run, on loopback.
 
     .venv/bin/python bench/tftp.py [--clients 50] [--rounds 5]
+    .venv/bin/python bench/tftp.py --loss 0.05 [--clients 50]
 
 Both serve the same files: iPXE's `undionly.kpxe` (Debian's ipxe package) and the first-stage script (tftpd-hpa a
 copy of the one `manage.py tftpd` generates at start). For each server, block size (512 and 1468) and file, `--clients`
 atftp clients run at once, each fetching the file `--rounds` times in a row; every download is compared with the
 original byte for byte. Throughput is the bytes delivered over the wall time of the batch. Then the resident memory
 of the `manage.py tftpd` processes (the supervisor and one server per core) after all the transfers. Prints a Markdown report (paste it into docs/benchmarks.md).
+
+With `--loss P`, each server sits behind its own lossy proxy (tests/lossy_udp.py: a share P of the datagrams dropped
+in each direction) and `--clients` downloads of `undionly.kpxe` run at once, once with tftpy's client (which ACKs a
+block it already has again, as firmware does) and once with atftp processes; both without options (both clients end
+a transfer at a repeated OACK). Reports the downloads that completed byte-exact and the wall time of each batch.
 """
 
 import argparse
@@ -24,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 IPXE = Path("/usr/lib/ipxe")
 
 
@@ -70,6 +77,49 @@ def batch(port: int, name: str, expected: bytes, blksize: int, clients: int, rou
             "transfers": transfers, "failures": failures}  # fmt: skip
 
 
+def lossy_batch(port: int, expected: bytes, clients: int, loss: float, client: str, workdir: Path) -> dict:
+    """`clients` downloads of undionly.kpxe at once through a proxy losing `loss` of the datagrams each way."""
+    import tftpy
+
+    from tests.lossy_udp import LossyUdpProxy
+
+    proxy = LossyUdpProxy(port, loss=loss).start()
+
+    def one(number: int) -> bool:
+        local = workdir / f"lossy-{client}-{number}"
+        local.unlink(missing_ok=True)
+        if client == "atftp":
+            command = ["atftp", "--get", "-r", "undionly.kpxe", "-l", str(local), "127.0.0.1", str(proxy.port)]
+            if subprocess.run(command, capture_output=True).returncode != 0:
+                return False
+        else:
+            try:
+                tftpy.TftpClient("127.0.0.1", proxy.port).download("undionly.kpxe", str(local), timeout=3, retries=5)
+            except Exception:
+                return False
+        return local.read_bytes() == expected
+
+    started = time.monotonic()
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            completed = sum(pool.map(one, range(clients)))
+    finally:
+        proxy.stop()
+    return {"completed": completed, "seconds": time.monotonic() - started, "dropped": proxy.dropped,
+            "forwarded": proxy.forwarded}  # fmt: skip
+
+
+def report_loss(args: argparse.Namespace, rows: list[tuple[str, dict]]) -> None:
+    print(f"## TFTP through {args.loss:.0%} loss each way ({datetime.now(UTC):%Y-%m-%d}, {args.clients} at once)\n")
+    print(f"Command: `.venv/bin/python bench/tftp.py --loss {args.loss} --clients {args.clients}`\n")
+    print("| client | tftpd-hpa: byte-exact / s | manage.py tftpd: byte-exact / s | datagrams dropped (hpa / ours) |")
+    print("|---|---|---|---|")
+    for client, results in rows:
+        hpa, ours = results["tftpd-hpa"], results["manage.py tftpd"]
+        print(f"| {client} | {hpa['completed']}/{args.clients} in {hpa['seconds']:.1f} | "
+              f"{ours['completed']}/{args.clients} in {ours['seconds']:.1f} | {hpa['dropped']} / {ours['dropped']} |")  # fmt: skip
+
+
 def rss_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"^VmRSS:\s+(\d+) kB", status, flags=re.MULTILINE).group(1)) / 1024  # type: ignore[union-attr]
@@ -79,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--loss", type=float, default=0.0, help="the share of datagrams lost each way (0.05: 5 %%)")
     args = parser.parse_args()
     for program in ["atftp", "in.tftpd"]:
         if not shutil.which(program):
@@ -110,6 +161,14 @@ def main() -> None:
                                 "--user", "nobody", "--blocksize", "1468", str(served)])  # fmt: skip
         try:
             wait_serving(hpa_port, "stage0.ipxe", workdir)
+            if args.loss:
+                lossy = [
+                    (client, {label: lossy_batch(port, files["undionly.kpxe"], args.clients, args.loss, client, workdir)
+                              for label, port in [("tftpd-hpa", hpa_port), ("manage.py tftpd", ours_port)]})
+                    for client in ("tftpy", "atftp")
+                ]  # fmt: skip
+                report_loss(args, lossy)
+                return
             rows = []
             for name, content in files.items():
                 for blksize in (512, 1468):

@@ -36,7 +36,7 @@ from typing import IO, Any
 import tftpy
 from tftpy.TftpContexts import TftpContextServer
 from tftpy.TftpPacketTypes import TftpPacketERR
-from tftpy.TftpShared import MAX_BLKSIZE, TftpException, TftpTimeout, TftpTimeoutExpectACK
+from tftpy.TftpShared import MAX_BLKSIZE, TftpException, TftpTimeoutExpectACK
 from tftpy.TftpStates import TftpStateExpectACK
 
 from provisioning.boot.render.ipxe import stage0_script
@@ -80,6 +80,7 @@ def error_send(sock: socket.socket, client: tuple[str, int], code: int = ILLEGAL
 
 
 SWEEP_SECONDS = 0.2  # how often sessions are checked for a client that went quiet
+BACKOFF_DOUBLINGS = 3  # a session's wait doubles after each resend of a packet, this many times at most
 OPCODE_ACK, OPCODE_ERROR = b"\x00\x04", b"\x00\x05"
 BLKSIZE_RANGE = (8, 65464)  # RFC 2348
 
@@ -149,9 +150,10 @@ class BootTftpServer(tftpy.TftpServer):
         self.shutdown_immediately: bool = False
 
     def listen(
-        self, listenip: str, listenport: int, timeout: float = 1, retries: int = 3, *, reuse_port: bool = False
+        self, listenip: str, listenport: int, timeout: float = 1, retries: int = 5, *, reuse_port: bool = False
     ) -> None:
-        """Serve on `listenip`:`listenport` until `stop(now=True)`; `timeout` is a session's wait for its client.
+        """Serve on `listenip`:`listenport` until `stop(now=True)`; `timeout` is a session's first wait for its client,
+        and `retries` the waits in a row it ends after (see `_check`: 23 s of silence).
         `reuse_port`: several processes listen on the port, and the kernel spreads the requests among them."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         if reuse_port:
@@ -262,19 +264,21 @@ class BootTftpServer(tftpy.TftpServer):
             self._finish(ready, session)
 
     def _check(self, ready: selectors.BaseSelector, session: GuardedContext, now: float) -> None:
-        """Resend the last packet of a session whose client went quiet, or give up after its retries."""
-        try:
-            session.checkTimeout(now)
-        except TftpTimeout:
-            session.retry_count += 1
-            if session.retry_count >= session.retries:
-                self._finish(ready, session)
-            elif session.download is not None and (last := session.download.last()) is not None:
-                with contextlib.suppress(OSError):
-                    session.sock.sendto(last, (session.host, session.tidport or session.port))
-                session.last_update = now
-            else:
-                session.state.resendLast()
+        """Resend the last packet of a session whose client went quiet, waiting twice as long after each resend of it
+        (1, 2, 4, 8, 8 s): a client that answers a repeated block once and then waits out its own timeout before it
+        asks again (atftp, 5 s) is heard. After `retries` waits in a row the session ends."""
+        wait = session.timeout * 2 ** min(session.retry_count, BACKOFF_DOUBLINGS)
+        if not session.timeout_expectACK and now - session.last_update <= wait:
+            return
+        session.retry_count += 1
+        if session.retry_count >= session.retries:
+            self._finish(ready, session)
+        elif session.download is not None and (last := session.download.last()) is not None:
+            with contextlib.suppress(OSError):
+                session.sock.sendto(last, (session.host, session.tidport or session.port))
+            session.last_update = now
+        else:
+            session.state.resendLast()
 
     def _finish(self, ready: selectors.BaseSelector, session: GuardedContext) -> None:
         if self.sessions.pop(session.key, None) is None:

@@ -8,6 +8,7 @@ line, so a value holding a line break stops the render). A template cannot read 
 """
 
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -31,10 +32,17 @@ def kickstart_quote(value: object) -> str:
     return shell_quote(value)
 
 
+# What YAML does not take raw in a double-quoted scalar: DEL and the C1 controls (U+0085 among them, a YAML line
+# break, as U+2028 and U+2029 are), the byte order mark, surrogates and the last two noncharacters of the BMP.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff\ufffe\uffff]")
+
+
 @register.filter(name="json")
 def json_quote(value: object) -> str:
-    """A JSON value (a string, list or number), which YAML reads as the same scalar or sequence."""
-    return json.dumps(value)
+    """A JSON value (a string, list or number), which YAML reads as the same scalar or sequence. Characters beyond
+    ASCII are written as they are: JSON's escape of one beyond U+FFFF is a surrogate pair, which YAML reads as two
+    characters; those YAML does not take raw are escaped as \\uXXXX, which both read alike."""
+    return _YAML_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
 @register.filter(name="debconf")
