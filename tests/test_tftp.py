@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import tftpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.lossy_udp import LossyUdpProxy
 from tests.services import free_port, manage, stop, wait_until
@@ -278,3 +280,31 @@ def test_fifty_transfers_through_five_percent_loss_each_way_all_complete_byte_ex
     assert completed.count(True) == 50
     assert proxy.dropped > 300  # the network did lose datagrams
     still_serving(tftp_port, tmp_path)
+
+
+# Datagrams a broken or hostile client sends: anything, or a request shaped like TFTP's with drawn fields.
+NAMES = [b"undionly.kpxe", b"ipxe.efi", b"stage0.ipxe", b"../etc/passwd", b"octet", b"netascii", b"blksize", b"tsize",
+         b"timeout", b"windowsize", b"0", b"-1", b"8", b"65464", b"65465", b"99999999999999999999"]  # fmt: skip
+FIELD = st.binary(max_size=12) | st.sampled_from(NAMES)
+DATAGRAM = st.binary(max_size=600) | st.builds(
+    lambda opcode, fields, tail: opcode.to_bytes(2, "big") + b"\x00".join(fields) + tail,
+    st.integers(0, 9), st.lists(FIELD, max_size=8), st.sampled_from([b"", b"\x00", b"\x00\x00"]),
+)  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=DATAGRAM, following=st.lists(DATAGRAM, max_size=6))
+def test_arbitrary_datagrams_end_at_most_their_own_exchange(tftp_port, tmp_path, first, following):
+    """A drawn first datagram to the server's port, then drawn datagrams to whatever port answered (a session's):
+    the server answers at most with TFTP packets, and serves the next client byte-exact."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        sock.sendto(first, ("127.0.0.1", tftp_port))
+        for datagram in following:
+            try:
+                answer, sender = sock.recvfrom(70000)
+            except TimeoutError:
+                break
+            assert answer[:2] in (b"\x00\x03", b"\x00\x05", b"\x00\x06")  # DATA, ERROR, OACK
+            sock.sendto(datagram, sender)
+    assert fetch(tftp_port, "undionly.kpxe", tmp_path, 1468) == (IPXE / "undionly.kpxe").read_bytes()
