@@ -4,11 +4,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Model, QuerySet
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
+from django.utils.safestring import SafeData, mark_safe
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
@@ -151,3 +154,30 @@ class ApiTokenAdmin(TokenAdmin):
         messages.warning(
             request, f"The key of {obj}: {obj.key} — copy it now: it is not shown again (Authorization: Token <key>)."
         )
+
+
+class UserAdmin(auth_admin.UserAdmin):
+    """Django's user admin. Deleting a user lists what goes with it, its API token too, whose own string is its key:
+    there by its first four characters only."""
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        deleted, counts, needed, protected = super().get_deleted_objects(objs, request)
+        hints = {token.key: token.key_hint for token in ApiToken.objects.filter(user__in=list(objs))}
+        return _masked(deleted, hints), counts, needed, protected
+
+
+def _masked(items: list[Any], hints: dict[str, str]) -> list[Any]:
+    masked: list[Any] = []
+    for item in items:
+        if isinstance(item, list):
+            masked.append(_masked(item, hints))
+            continue
+        text = str(item)
+        for key, hint in hints.items():
+            text = text.replace(key, hint)
+        masked.append(mark_safe(text) if isinstance(item, SafeData) else text)  # noqa: S308 (only a key replaced)
+    return masked
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserAdmin)

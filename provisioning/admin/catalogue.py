@@ -51,8 +51,8 @@ class PxeMenuAdmin(ServiceAdmin):
 
     def get_form(self, request: HttpRequest, obj: PxeMenu | None = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
-        # Only this menu's own items can be its default.
-        form.base_fields["default_item"].queryset = pxe_menu_items(menu=obj)
+        if "default_item" in form.base_fields:  # (a reader's form has none) only this menu's items can be its default
+            form.base_fields["default_item"].queryset = pxe_menu_items(menu=obj)
         return form
 
     def create_with_service(self, data: dict[str, Any]) -> PxeMenu:
