@@ -153,4 +153,9 @@ def test_the_api_shows_no_secret_and_writes_only_with_the_permission(world, role
     if not may(role, "change"):
         assert api.post(f"/api/v2/hosts/{host}/power/", {"action": "on"}, format="json").status_code in (401, 403)
         assert api.post("/api/v2/power/", {"action": "on", "hosts": [host]}, format="json").status_code in (401, 403)
+    v1 = api.get("/api/v1/hosts")
+    assert v1.status_code == (401 if role == "anonymous" else 200), role
+    assert_nothing_secret(world, role, "/api/v1/hosts", v1.content.decode())
+    if role != "superuser":  # no other role may delete
+        assert api.delete(f"/api/v1/hosts/{world.idle_host.fqdn}").status_code in (401, 403), role
     assert snapshot() == before

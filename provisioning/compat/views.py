@@ -101,7 +101,8 @@ def _authorize(request: HttpRequest, resource: Resource, action: str) -> None:
         raise Problem(401, "Authentication needed: send `Authorization: Token <key>`.")
     request.user = found[0]  # who acts, for the history the services write
     app_label, model = resource.permission.split(".")
-    if not found[0].has_perm(f"{app_label}.{action}_{model}"):
+    granting = ("view", "change") if action == "view" else (action,)  # change implies view, as in the admin and v2
+    if not any(found[0].has_perm(f"{app_label}.{each}_{model}") for each in granting):
         raise Problem(403, f"No permission to {action} {model}s.")
 
 
