@@ -1,9 +1,11 @@
 """Layer application compared with umoci's unpack of the same image, path by path."""
 
+import bz2
 import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import stat
 import subprocess
@@ -169,3 +171,32 @@ def test_a_damaged_or_unknown_layer_is_refused_with_its_reason(tmp_path, damage,
     blob = zstd(tar([entry("etc/", D), entry("etc/big", data=os.urandom(200_000))]))
     with pytest.raises(LayerError, match=reason):
         apply_layer(tmp_path / "root", io.BytesIO(damage(blob)))
+
+
+COMPRESSORS = {"gzip": gzip.compress, "xz": lzma.compress, "bzip2": bz2.compress, "zstd": zstd}
+
+
+@pytest.mark.parametrize("kind", sorted(COMPRESSORS))
+def test_every_compression_applies_alike_and_its_damage_is_refused_by_name(tmp_path, kind):
+    layers = [tar(entries) for entries in LAYERS]
+    apply_layers(tmp_path / "plain", (io.BytesIO(layer) for layer in layers))
+    apply_layers(tmp_path / kind, (io.BytesIO(COMPRESSORS[kind](layer)) for layer in layers))
+    assert describe(tmp_path / kind) == describe(tmp_path / "plain")
+    blob = COMPRESSORS[kind](tar([entry("etc/", D), entry("etc/big", data=os.urandom(200_000))]))
+    for damaged in (blob[: len(blob) // 2], blob[:12] + bytes(b ^ 0x5A for b in blob[12:60]) + blob[60:]):
+        with pytest.raises(LayerError, match=f"{kind} stream is corrupt"):
+            apply_layer(tmp_path / "damaged", io.BytesIO(damaged))
+
+
+def test_a_directory_replaced_by_a_symlink_is_not_written_through(tmp_path):
+    """Parents already looked at are remembered within a layer: until the layer replaces one."""
+    entries = [entry("a/", D), entry("a/one", data=b"1"), entry("a", L, link="/tmp"), entry("a/two", data=b"owned")]
+    with pytest.raises(LayerError, match="goes through the symlink a"):
+        apply_layer(tmp_path / "root", io.BytesIO(tar(entries)))
+    with pytest.raises(LayerError, match="which is not a directory"):
+        apply_layer(tmp_path / "file", io.BytesIO(tar([entry("a", data=b"x"), entry("a/b", data=b"y")])))
+
+
+def test_a_whiteout_creates_nothing(tmp_path):
+    apply_layer(tmp_path, io.BytesIO(tar([entry("gone/deeper/.wh.thing"), entry("none/.wh..wh..opq")])))
+    assert list(tmp_path.iterdir()) == []
