@@ -1,5 +1,6 @@
 """The installer's pieces on this machine: config parsing, progress, streamed file images, network files, kernels."""
 
+import functools
 import hashlib
 import http.server
 import io
@@ -7,12 +8,13 @@ import os
 import subprocess
 import tarfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from d2b_installer import bootloader, network
-from d2b_installer.image import Progress, ReadAhead, lay_file
+from d2b_installer.image import BlobReader, Prefetch, Progress, lay_file
 from d2b_installer.portal import Portal, kernel_arguments, parse_env
 from images.registry import RegistryError, Verified
 from provisioning.builds.render import config_env
@@ -407,19 +409,43 @@ def test_the_initramfs_is_made_by_the_images_own_tool_unless_it_is_generic(tmp_p
     assert ran[-1] == ("/usr/bin/dracut", "--force", "--no-hostonly", "--kver", release)
 
 
-def test_the_read_ahead_hands_over_every_byte_and_the_digest_check():
-    data = os.urandom(3 << 20) + b"tail"
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    ahead = ReadAhead(Verified(io.BytesIO(data), digest), chunk=100_000, depth=2)
-    got = [ahead.read(4), ahead.read(1 << 20)]
-    while chunk := ahead.read(77_777):
-        got.append(chunk)
-    assert b"".join(got) == data
-    ahead.finish()  # the digest matches
-    partly_read = ReadAhead(Verified(io.BytesIO(data), "sha256:" + "0" * 64), chunk=100_000, depth=2)
-    partly_read.read(10)
+def verified(data: bytes, digest: str = "") -> Callable[[], Verified]:
+    return functools.partial(Verified, io.BytesIO(data), digest)
+
+
+def test_the_prefetch_hands_over_every_byte_of_each_blob_and_its_digest_check():
+    blobs = [os.urandom(3 << 20) + b"tail", os.urandom(1000), b"third"]
+    prefetch = Prefetch([verified(data, "sha256:" + hashlib.sha256(data).hexdigest()) for data in blobs],
+                        chunk=100_000, depth=2)  # fmt: skip
+    for data in blobs:
+        blob = prefetch.next_blob()
+        got = [blob.read(4), blob.read(1 << 20)]
+        while chunk := blob.read(77_777):
+            got.append(chunk)
+        assert b"".join(got) == data
+        blob.finish()  # the digest matches
+    prefetch.stop()
+    corrupt = Prefetch([verified(blobs[0], "sha256:" + "0" * 64)], chunk=100_000, depth=2)
+    corrupt.next_blob().read(10)
     with pytest.raises(RegistryError, match="is corrupt"):
-        partly_read.finish()  # reads the rest (the thread was blocked on a full queue) and compares
+        BlobReader(corrupt.chunks).finish()  # reads the rest (the thread was blocked on a full queue) and compares
+    corrupt.stop()
+
+
+def test_the_next_layer_downloads_while_one_is_applied():
+    opened = threading.Event()
+
+    def second() -> Verified:
+        opened.set()
+        return Verified(io.BytesIO(b"second"), "")
+
+    prefetch = Prefetch([verified(os.urandom(300_000)), second], chunk=100_000)
+    first = prefetch.next_blob()
+    first.read(10)  # the first layer is being applied...
+    assert opened.wait(5)  # ...and the second is downloading
+    first.finish()
+    assert prefetch.next_blob().read(100) == b"second"
+    prefetch.stop()
 
 
 def test_a_download_that_breaks_breaks_the_reader():
@@ -429,7 +455,9 @@ def test_a_download_that_breaks_breaks_the_reader():
                 raise ConnectionResetError("the portal went away")
             return super().read(size)
 
-    ahead = ReadAhead(Verified(Broken(os.urandom(1 << 20)), ""), chunk=100_000)
+    prefetch = Prefetch([functools.partial(Verified, Broken(os.urandom(1 << 20)), "")], chunk=100_000)
+    blob = prefetch.next_blob()
     with pytest.raises(ConnectionResetError, match="went away"):
-        while ahead.read(1 << 20):
+        while blob.read(1 << 20):
             pass
+    prefetch.stop()

@@ -1,12 +1,15 @@
 """Laying the image on the mounted root: a file tarball over HTTP, or a Docker/OCI image's layers from its registry.
 
-Both are read once, as streams, straight onto the disk; both are checked against their sha256 digests.
+Both are read once, as streams, straight onto the disk; both are checked against their sha256 digests. Layers are
+downloaded one after the other by one thread, ahead of the one applying them (`Prefetch`).
 """
 
+import contextlib
+import functools
 import queue
 import threading
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,55 +42,100 @@ class Progress:
             self.report(self.reported, f"{self.done // (1 << 20)} of {self.total // (1 << 20)} MiB")
 
 
-class ReadAhead:
-    """A blob read (downloaded, hashed, counted) by a thread, up to `depth` chunks ahead of the reader that
-    decompresses it and writes the files: with two cores, both halves run at once (hashlib, zlib, the socket and the
-    file writes let go of the GIL)."""
+class Mismatch:
+    """A blob whose bytes all arrived but whose digest does not match (the error `Verified.finish` raised)."""
 
-    def __init__(self, stream: Verified, chunk: int = 1 << 20, depth: int = 8) -> None:
-        self.stream, self.chunk = stream, chunk
-        self.chunks: queue.Queue[bytes | BaseException] = queue.Queue(depth)
-        self.pending, self.ended = b"", False
-        self.thread = threading.Thread(target=self._fill, name="read-ahead", daemon=True)
+    def __init__(self, error: RegistryError) -> None:
+        self.error = error
+
+
+class Prefetch:
+    """Blobs downloaded (hashed, counted) one after the other by one thread, up to `depth` chunks ahead of the reader
+    that decompresses them and writes the files: with two cores, both halves run at once (hashlib, zlib, the socket
+    and the file writes let go of the GIL), and while layer n is applied, layer n+1 is already downloading. Memory is
+    bounded by the queue. A blob's digest is checked when its last byte has arrived; its reader hears the outcome
+    (`BlobReader.finish`) before the layer counts as applied."""
+
+    def __init__(self, blobs: Iterable[Callable[[], Verified]], chunk: int = 1 << 20, depth: int = 48) -> None:
+        self.chunk = chunk
+        self.chunks: queue.Queue[bytes | BaseException | Mismatch] = queue.Queue(depth)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._fill, args=(blobs,), name="prefetch", daemon=True)
         self.thread.start()
 
-    def _fill(self) -> None:
+    def _fill(self, blobs: Iterable[Callable[[], Verified]]) -> None:
         try:
-            while data := self.stream.read(self.chunk):
-                self.chunks.put(data)
+            for opened in blobs:
+                stream = opened()
+                while data := stream.read(self.chunk):
+                    if not self._put(data):
+                        return
+                try:
+                    stream.finish()
+                except RegistryError as error:  # the reader sees the end of the bytes first, then this
+                    self._put(Mismatch(error))
+                    return
+                if not self._put(b""):  # the blob's end: all of it arrived and its digest matches
+                    return
         except BaseException as error:  # handed to the reader, raised there
-            self.chunks.put(error)
-        else:
-            self.chunks.put(b"")
+            self._put(error)
+
+    def _put(self, item: bytes | BaseException | Mismatch) -> bool:
+        while not self.stopping.is_set():
+            with contextlib.suppress(queue.Full):
+                self.chunks.put(item, timeout=0.2)
+                return True
+        return False
+
+    def next_blob(self) -> "BlobReader":
+        return BlobReader(self.chunks)
+
+    def stop(self) -> None:
+        """No more blobs are read (an install that failed): the thread ends."""
+        self.stopping.set()
+        self.thread.join()
+
+
+class BlobReader:
+    """One blob of a `Prefetch`, as its layer's tar reader reads it. A download that failed raises where it is read
+    (and again at `finish`: a reader in another thread, zstd's feeder, may have been the one to meet it); a digest that
+    does not match is an end of the bytes for the reader and an error at `finish`, so the tar reader's own complaint
+    about a broken stream comes first and the digest explains it."""
+
+    def __init__(self, chunks: "queue.Queue[bytes | BaseException | Mismatch]") -> None:
+        self.chunks, self.pending, self.ended = chunks, memoryview(b""), False
+        self.error: BaseException | None = None
 
     def read(self, size: int, /) -> bytes:
-        """Up to `size` bytes (b"" at the end), as a layer's tar reader asks for them."""
+        """Up to `size` bytes (b"" at the end)."""
         while not self.pending and not self.ended:
             item = self.chunks.get()
-            if isinstance(item, BaseException):
-                self.ended = True
+            if isinstance(item, Mismatch):
+                self.ended, self.error = True, item.error
+            elif isinstance(item, BaseException):
+                self.ended, self.error = True, item
                 raise item
-            self.pending, self.ended = item, not item
+            else:
+                self.pending, self.ended = memoryview(item), not item
         data, self.pending = self.pending[:size], self.pending[size:]
-        return data
+        return bytes(data)
 
     def finish(self) -> None:
-        """Read to the end and check the digest (see `Verified.finish`)."""
-        while self.read(self.chunk):
+        """Read to the blob's end, which says its digest matched (or raises why not)."""
+        while self.read(1 << 20):
             pass
-        self.thread.join()
-        self.stream.finish()
+        if self.error is not None:
+            raise self.error
 
 
-def _apply(root: Path, stream: Verified) -> None:
+def _apply(root: Path, blob: BlobReader) -> None:
     """Apply a tar stream and check its digest; a corrupt download explains a broken tar better than the tar does."""
-    ahead = ReadAhead(stream)
     try:
-        apply_layer(root, ahead)
+        apply_layer(root, blob)
     except Exception:
-        ahead.finish()
+        blob.finish()
         raise
-    ahead.finish()
+    blob.finish()
 
 
 def lay_file(*, root: Path, url: str, digest: str, size: int, report: Callable[[int, str], None]) -> str:
@@ -98,7 +146,11 @@ def lay_file(*, root: Path, url: str, digest: str, size: int, report: Callable[[
     with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (checked above)
         total = int(response.headers.get("Content-Length") or size or 0)
         stream = Verified(response, digest, Progress(total, report))
-        _apply(root, stream)
+        prefetch = Prefetch([lambda: stream])
+        try:
+            _apply(root, prefetch.next_blob())
+        finally:
+            prefetch.stop()
     log(f"file image laid, sha256 {'checked' if digest else 'not recorded: not checked'}")
     return digest or "sha256:" + stream.hash.hexdigest()
 
@@ -126,7 +178,11 @@ def lay_docker(
 ) -> None:
     """Apply an image's layers in order, base first, each layer's digest verified."""
     progress = Progress(sum(layer["size"] for layer in layers), report)
-    for number, layer in enumerate(layers, 1):
-        log(f"layer {number}/{len(layers)} {layer['digest']} ({layer['size']} bytes)")
-        _apply(root, client.blob(repository, layer["digest"], progress))
+    prefetch = Prefetch(functools.partial(client.blob, repository, layer["digest"], progress) for layer in layers)
+    try:
+        for number, layer in enumerate(layers, 1):
+            log(f"layer {number}/{len(layers)} {layer['digest']} ({layer['size']} bytes)")
+            _apply(root, prefetch.next_blob())
+    finally:
+        prefetch.stop()
     log(f"{len(layers)} layers applied, digests verified")
