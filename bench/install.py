@@ -2,6 +2,7 @@
 throughput of the installer against busybox `wget` of the same file in the same VM.
 
     .venv/bin/python bench/install.py [--sizes 64 256] [--compression gz|zst] [--debian] [--cpus 1]
+    .venv/bin/python bench/install.py --concurrent 10   (ten image stages at once, no QEMU: bench/install_many.py)
 
 `--debian` adds the real-image case: the Debian 12 nginx image built from deploy/images (tests/debian_images.py:
 mmdebstrap, podman, buildah) in a registry on loopback, installed as a docker image; timed from power-on to `done`
@@ -28,9 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "installer"))
-from hosts.services import image_version_resolve_from_registry  # noqa: E402
-from provisioning.builds.services import host_enter_build  # noqa: E402
-from provisioning.catalogue.services import boot_defaults_update  # noqa: E402
 from tests.services import free_port, wait_until  # noqa: E402 (after the path is set)
 
 WORK = Path(tempfile.mkdtemp(prefix="d2b-bench-install-"))
@@ -133,7 +131,9 @@ def debian_case(bootenv, site, subnet, registry) -> dict[str, float]:  # type: i
     from django.utils import timezone
 
     from hosts import services as host_services
+    from hosts.services import image_version_resolve_from_registry
     from images import services as image_services
+    from provisioning.builds.services import host_enter_build
     from tests.debian_images import Containers, debian_images
 
     built = debian_images(Containers(WORK / "containers", registry.address), "12", ROOT / "var/cache/debian-roots")
@@ -188,7 +188,13 @@ def main() -> None:
     parser.add_argument("--compression", choices=["gz", "zst"], default="gz", help="of the file images")
     parser.add_argument("--debian", action="store_true", help="add the Debian 12 nginx image built from Dockerfiles")
     parser.add_argument("--cpus", type=int, default=1, help="vCPUs of the guest, for the installs and for wget")
+    parser.add_argument("--concurrent", type=int, default=0, help="instead: N image stages at once, without QEMU")
     options = parser.parse_args()
+    if options.concurrent:
+        import install_many  # (bench/, beside this script)
+
+        install_many.main(options.concurrent)
+        return
     global CPUS
     CPUS = options.cpus
     registry = None
@@ -210,6 +216,8 @@ def main() -> None:
     from hosts.models import Site, Subnet
     from images import services as image_services
     from installer.build import build
+    from provisioning.builds.services import host_enter_build
+    from provisioning.catalogue.services import boot_defaults_update
     from tests.host_image import MARKER, host_root, tar_directory
 
     call_command("migrate", verbosity=0)
