@@ -75,7 +75,7 @@ def world(transactional_db, settings, client):
     return world
 
 
-@settings(max_examples=1500, deadline=None, derandomize=True,
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 @given(data=st.data())
 def test_anonymous_endpoints_never_answer_a_5xx(data, world, client):

@@ -175,7 +175,7 @@ def put(world: Any, field: str, value: str) -> None:
 TOLERATED = [HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much, HealthCheck.too_slow]
 
 
-@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=TOLERATED)
+@settings(max_examples=80, deadline=None, derandomize=True, database=None, suppress_health_check=TOLERATED)
 @given(data=st.data())
 def test_any_accepted_value_renders_intact_everywhere_and_changes_no_structure(data, world, client, tmp_path):
     field = data.draw(st.sampled_from(sorted(FIELDS)), label="field")

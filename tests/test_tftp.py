@@ -292,7 +292,13 @@ DATAGRAM = st.binary(max_size=600) | st.builds(
 )  # fmt: skip
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(first=DATAGRAM, following=st.lists(DATAGRAM, max_size=6))
 def test_arbitrary_datagrams_end_at_most_their_own_exchange(tftp_port, tmp_path, first, following):
     """A drawn first datagram to the server's port, then drawn datagrams to whatever port answered (a session's):
