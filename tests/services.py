@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -158,7 +159,8 @@ class Pgbouncer:
         return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
 
     def start(self) -> "Pgbouncer":
-        self.process = subprocess.Popen(["pgbouncer", "-q", "-u", "postgres", str(self.workdir / "pgbouncer.ini")])
+        program = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"  # (Debian's; root's PATH may lack /usr/sbin)
+        self.process = subprocess.Popen([program, "-q", "-u", "postgres", str(self.workdir / "pgbouncer.ini")])
         wait_until(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close() is None,
                    what="pgbouncer")  # fmt: skip
         return self
