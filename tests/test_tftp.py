@@ -2,6 +2,7 @@
 
 import socket
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -191,9 +192,12 @@ def test_a_download_answers_each_expected_ack_once_and_refuses_anything_else():
     download = Download(b"x" * 1000, 512, 0)  # after an OACK
     first, second = b"\x00\x03\x00\x01" + b"x" * 512, b"\x00\x03\x00\x02" + b"x" * 488
     assert download.last() is None
+    assert download.again(b"\x00\x04\x00\x00") is None  # the OACK's ACK is awaited, no block was sent
     assert download.answer(b"\x00\x04\x00\x00") == first
     assert download.answer(b"\x00\x04\x00\x00") is None  # a duplicate: no second answer (Sorcerer's Apprentice)
     assert download.last() == first
+    assert download.again(b"\x00\x04\x00\x00") == first  # ... but the client waits for block 1: when due, again
+    assert download.again(b"\x00\x04\x00\x01") is None
     assert download.answer(b"\x00\x04\x00\x01\x00\x00\x00\x00") == second  # padded, as some firmware sends it
     assert download.answer(b"\x00\x04\x00\x02") is True
     for packet in [b"\x00\x04\x00", b"\x00\x03\x00\x01data", b"\x00\x01file\x00octet\x00"]:
@@ -223,7 +227,9 @@ def test_block_sizes_are_negotiated_within_rfc_2348(tftp_port, asked, answered):
             sock.sendto(b"\x00\x05\x00\x00done\x00", peer)
 
 
-def test_a_quiet_client_gets_the_last_block_again_and_a_duplicate_ack_gets_nothing(tftp_port):
+def test_a_quiet_client_gets_the_last_block_again_and_a_duplicate_ack_gets_it_only_a_timeout_after_a_send(tftp_port):
+    """The block is resent after the server's own timeout (1 s, then 2 s, ...), and when the client's timer acks the
+    block before it, provided the last send is a timeout (1 s) old: never at once (the Sorcerer's Apprentice)."""
     expected = (IPXE / "undionly.kpxe").read_bytes()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(3)
@@ -238,6 +244,13 @@ def test_a_quiet_client_gets_the_last_block_again_and_a_duplicate_ack_gets_nothi
         sock.settimeout(0.5)
         with pytest.raises(TimeoutError):
             sock.recvfrom(1000)
+        sock.settimeout(3)
+        assert sock.recvfrom(1000)[0] == second  # the server's timer: 1 s after the send; its next wait is 2 s
+        time.sleep(1.0)
+        sock.sendto(b"\x00\x04\x00\x01", session)  # the client's timer: block 2 never came
+        asked = time.monotonic()
+        assert sock.recvfrom(1000)[0] == second
+        assert time.monotonic() - asked < 0.8  # answered, not left to the server's timer (1 s later)
         sock.sendto(b"\x00\x05\x00\x00done\x00", session)  # the client gives up: the session ends
 
 

@@ -91,9 +91,11 @@ class Refused(TftpException):
 
 class Download:
     """A download's data phase (RFC 1350 with RFC 2348's block size): the client's ACK of block n is answered with
-    block n + 1, once; duplicate ACKs are not answered (no Sorcerer's Apprentice), a quiet client gets the last block
-    again after the session's timeout. A packet is made when it is sent, from the file's bytes (which every session of
-    the file shares): a client's block size costs the server nothing ahead."""
+    block n + 1, once; a quiet client gets the last block again after the session's timeout. A duplicate ACK is not
+    answered at once (that would be the Sorcerer's Apprentice); one of the block before the last sent is the client's
+    own timer saying the last block never came (`again`), and the server resends it at most once per timeout.
+    A packet is made when it is sent, from the file's bytes (which every session of the file shares): a client's block
+    size costs the server nothing ahead."""
 
     def __init__(self, data: bytes, blksize: int, acked_next: int) -> None:
         self.data, self.blksize = data, blksize
@@ -119,6 +121,12 @@ class Download:
             return True
         self.waiting += 1
         return self.packet(self.waiting)
+
+    def again(self, datagram: bytes) -> bytes | None:
+        """The last block sent, when `datagram` (an ACK) acknowledges the one before it: the client waits for it."""
+        if self.waiting and struct.unpack("!H", datagram[2:4])[0] == (self.waiting - 1) & 0xFFFF:
+            return self.packet(self.waiting)
+        return None
 
     def last(self) -> bytes | None:
         """The last block sent, for a client that went quiet (None before the first: tftpy resends its OACK)."""
@@ -240,6 +248,9 @@ class BootTftpServer(tftpy.TftpServer):
                 session.sock.sendto(packet, peer)  # (a block too big for a datagram: refused below)
                 session.last_update = time.time()
                 session.retry_count = 0  # retries are per packet: a lossy link loses a few of each transfer
+            elif time.time() - session.last_update >= session.timeout and (block := session.download.again(datagram)):
+                session.sock.sendto(block, peer)
+                session.last_update = time.time()
         except (Refused, OSError) as error:
             TFTP_TRANSFERS.labels("malformed").inc()
             logger.warning("tftp client=%s:%s outcome=malformed reason=%s", session.host, session.port, error)
