@@ -91,10 +91,8 @@ class _Select:
         """On PostgreSQL, outside a transaction, in a session that keeps them: as a statement prepared once per session,
         which PostgreSQL plans once (planning these joins costs it several times running them); else as it is."""
         session = connection.connection
-        if connection.vendor != "postgresql" or connection.in_atomic_block or session is None:
-            cursor.execute(self.sql, params)
-            return
-        if not _session_keeps_statements(session, cursor):
+        simple = connection.vendor != "postgresql" or connection.in_atomic_block or session is None
+        if simple or not _session_keeps_statements(session, cursor):
             cursor.execute(self.sql, params)
             return
         name = "dock2box_" + hashlib.blake2b(self.sql.encode(), digest_size=8).hexdigest()
