@@ -1,25 +1,32 @@
 """Apply image layers (tar changesets, base first) to a root filesystem, as the OCI image spec defines it.
 
+GNU tar writes the files; Python reads every tar header first and keeps the OCI rules. Each layer is read once, as a
+stream: its headers are parsed here (`_TarReader`), every entry is checked against what the layers below left on disk
+and what this layer wrote before it (`_Layer`), and the bytes of the entries that pass are handed to one
+`tar --extract` reading from a pipe (`_Extractor`), which creates, owns, modes and times them (numeric ids) while the
+next part is read. A path leaving the root, a path through a symlink or a non-directory, a hard link to nothing or to a
+directory, an entry type a container layer never has: the layer is refused (LayerError) before tar sees the entry.
+
 The one implementation of whiteouts: `.wh.<name>` deletes `<name>` from the layers below, `.wh..wh..opq` empties its
-directory of what the layers below put there. A layer is read once as a stream; whiteouts never delete what the same
-layer wrote before them (the paths written so far are remembered), so their place in the tar does not matter.
-A directory replaced by a file (or back) is removed first; hard links point
-at paths already written; ownership, modes and times come from the tar headers (numeric ids). Every path is checked
-to stay inside the root, and no path is written through a symlink.
+directory of what the layers below put there. Whiteout entries never reach tar: they are applied when the layer's tar
+is done, with everything the layer wrote known, so whiteouts never delete what the same layer wrote whatever their
+place in the tar. A directory replaced by anything else is removed here first, once tar has written what came before.
 """
 
 import bz2
 import contextlib
+import fcntl
 import gzip
 import lzma
 import os
 import shutil
 import stat
 import subprocess
-import tarfile
+import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +34,19 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 # How each compression a layer may have starts; anything else is read as plain tar.
 MAGIC = {b"\x28\xb5\x2f\xfd": "zstd", b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2"}
+BLOCK = 512
+ZERO_BLOCK = bytes(BLOCK)  # two of them end an archive
+CHUNK = 1 << 20  # what is read and handed on at once
+DIRECTORY, SYMLINK, HARDLINK = b"5", b"2", b"1"
+FILES = {b"0", b"7"}  # regular and contiguous: the only entries with data
+OTHERS = {b"3", b"4", b"6"}  # character and block devices, FIFOs
+KINDS = FILES | OTHERS | {DIRECTORY, SYMLINK, HARDLINK}
+EXTENDED = {b"x": "pax", b"g": "global pax", b"L": "long name", b"K": "long link"}
+TAR = [
+    "--extract", "--file=-", "--blocking-factor=2048", "--numeric-owner", "--same-owner", "--same-permissions",
+    "--delay-directory-restore",
+    "--warning=no-timestamp", "--warning=no-unknown-keyword",
+]  # fmt: skip
 
 
 class Stream(Protocol):
@@ -47,136 +67,352 @@ def _clean(name: str) -> str:
     return "/".join(parts)
 
 
-def _remove(path: str) -> None:
+def _mode(path: str) -> int:
+    """The file type and mode of `path` itself (a symlink's, not its target's); 0 for nothing there."""
     try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
+        return os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+
+
+def _remove(path: str) -> None:
+    mode = _mode(path)
     if stat.S_ISDIR(mode):
         shutil.rmtree(path)
-    else:
+    elif mode:
         os.unlink(path)
 
 
+def _number(field: bytes, what: str) -> int:
+    """A numeric header field: octal digits (NUL or space ended), or base-256 when its first bit is set (GNU)."""
+    if field[:1] == b"\x80":
+        return int.from_bytes(field[1:], "big")
+    digits = field.split(b"\x00", 1)[0].strip(b" ")
+    try:
+        return int(digits, 8) if digits else 0
+    except ValueError:
+        raise LayerError(f"a tar header's {what} is not a number: {field!r}") from None
+
+
+def _text(field: bytes) -> str:
+    return field.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class _Member:
+    name: str
+    kind: bytes
+    size: int
+    link: str
+    mtime: int
+
+
+class _TarReader:
+    """A tar stream read header by header: `next()` gives each entry (its extended headers folded in), then `keep` or
+    `drop` hands its bytes (headers and data) on to `out` or not, in pieces of about a megabyte. Entries whose data or
+    extended headers would let another tar reader find a header elsewhere than here (sparse files, a link with data)
+    are refused."""
+
+    def __init__(self, stream: Stream, out: Callable[[memoryview], None]) -> None:
+        self.stream, self.out = stream, out
+        self.buffer = bytearray()  # read ahead of the stream
+        self.sent = 0  # the buffer before `sent` is handed on; from `sent` to `decided`, kept and not yet handed on
+        self.decided = 0  # where the current entry's first (extended) header begins
+        self.at = 0  # where parsing is
+        self.member: _Member | None = None
+
+    def _fill(self, size: int) -> bool:
+        """At least `size` bytes after `at` in the buffer; False at the end of the stream."""
+        while len(self.buffer) - self.at < size:
+            data = self.stream.read(CHUNK)
+            if not data:
+                return False
+            if self.decided > CHUNK:  # what is decided is handed on, and forgotten
+                self.flush()
+                del self.buffer[: self.decided]
+                self.at -= self.decided
+                self.sent = self.decided = 0
+            self.buffer += data
+        return True
+
+    def _take(self, size: int, name: str) -> bytes:
+        if not self._fill(size):
+            raise LayerError(f"the layer ends in the middle of {name!r}")
+        piece = bytes(self.buffer[self.at : self.at + size])
+        self.at += size
+        return piece
+
+    def next(self) -> _Member | None:
+        """The next entry, or None at the end of the archive."""
+        self.decided = self.at
+        pax: dict[str, str] = {}
+        long: dict[bytes, str] = {}
+        while True:
+            if not self._fill(BLOCK):
+                if self.at == len(self.buffer):
+                    return None  # the stream ends at a header: as at the end marker
+                raise LayerError("the layer ends in the middle of a tar header")
+            header = self._take(BLOCK, "a tar header")
+            if header == ZERO_BLOCK:
+                return None
+            try:
+                stored = _number(header[148:156], "checksum")
+            except LayerError:
+                stored = -1
+            if stored != sum(header[:148]) + sum(header[156:]) + 8 * 32:
+                raise LayerError("not a tar archive, or compressed other than with gzip, xz, bzip2 or zstd")
+            kind, size = header[156:157], _number(header[124:136], "size")
+            if kind in EXTENDED:
+                data = self._take(-(-size // BLOCK) * BLOCK, EXTENDED[kind])[:size]
+                if kind == b"x":
+                    pax.update(_pax(data))
+                elif kind != b"g":
+                    long[kind] = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+                continue
+            name = _text(header[:100])
+            if header[257:263] == b"ustar\x00" and header[345] != 0:
+                name = _text(header[345:500]) + "/" + name
+            name = pax.get("path", long.get(b"L", name))
+            link = pax.get("linkpath", long.get(b"K", _text(header[157:257])))
+            if kind == b"\x00":
+                kind = DIRECTORY if name.endswith("/") else b"0"  # (a pre-POSIX directory: named with a slash)
+            if kind not in KINDS or (pax and any(key.startswith("GNU.sparse") for key in pax)):
+                raise LayerError(f"{name!r} is a tar entry of a kind container layers do not have ({kind!r})")
+            try:
+                size = int(pax.get("size", size))
+                mtime = int(float(pax["mtime"])) if "mtime" in pax else 0
+            except ValueError:
+                raise LayerError(f"{name!r} has a pax size or mtime that is not a number") from None
+            if size and kind not in FILES:
+                raise LayerError(f"{name!r} is a tar entry that carries no data, yet says it has {size} bytes")
+            if kind == DIRECTORY and "mtime" not in pax:  # (only a directory's time is needed here)
+                mtime = _number(header[136:148], "mtime")
+            self.member = _Member(name, kind, size, link, mtime)
+            return self.member
+
+    def keep(self) -> None:
+        """Hand the current entry on: its headers, then its data."""
+        assert self.member is not None
+        left = -(-self.member.size // BLOCK) * BLOCK
+        while True:
+            piece = min(left, len(self.buffer) - self.at)
+            self.at += piece
+            left -= piece
+            self.decided = self.at
+            if not left:
+                return
+            if not self._fill(1):
+                raise LayerError(f"the layer ends in the middle of {self.member.name!r}")
+
+    def drop(self) -> None:
+        """Leave the current entry out (its data, if any, is read past)."""
+        assert self.member is not None
+        self.flush()
+        self._take(-(-self.member.size // BLOCK) * BLOCK, self.member.name)
+        self.sent = self.decided = self.at
+
+    def flush(self) -> None:
+        """Hand on what is kept so far."""
+        if self.decided > self.sent:
+            view = memoryview(self.buffer)
+            try:
+                self.out(view[self.sent : self.decided])
+            finally:
+                view.release()  # (the buffer cannot grow while it is looked at)
+            self.sent = self.decided
+
+    def drain(self) -> None:
+        """Read the stream to its end (what follows the end marker is padding; a compressed stream checks its end)."""
+        while self.stream.read(CHUNK):
+            pass
+
+
+def _pax(data: bytes) -> dict[str, str]:
+    """The records of a pax extended header: `<length> <key>=<value>\\n` each."""
+    records, at = {}, 0
+    while at < len(data):
+        length, _, rest = data[at:].partition(b" ")
+        try:
+            size = int(length)
+        except ValueError:
+            raise LayerError(f"a pax header record has no length: {data[at : at + 40]!r}") from None
+        key, _, value = rest[: size - len(length) - 2].partition(b"=")
+        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        if size <= 0:
+            raise LayerError("a pax header record of no length")
+        at += size
+    return records
+
+
+class _Extractor:
+    """One `tar --extract` into the root, fed through a pipe; `finish` waits for it and says why it failed."""
+
+    def __init__(self, root: str) -> None:
+        tool = shutil.which("tar")
+        if tool is None:
+            raise LayerError("applying a layer needs GNU tar, and there is none here")
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish or kill; a pipe could fill and stop tar)
+        self.process = subprocess.Popen(  # noqa: S603 (a fixed command; the layer goes to its stdin)
+            [tool, *TAR, f"--directory={root}"], stdin=subprocess.PIPE, stderr=self.errors
+        )
+        assert self.process.stdin is not None
+        self.stdin = self.process.stdin
+        with contextlib.suppress(OSError):  # fewer, larger writes (Linux lets a pipe hold up to 1 MiB)
+            fcntl.fcntl(self.stdin.fileno(), fcntl.F_SETPIPE_SZ, CHUNK)
+
+    def feed(self, data: memoryview) -> None:
+        try:
+            self.stdin.write(data)
+        except BrokenPipeError:
+            self.finish()  # says why tar stopped
+            raise LayerError("tar stopped reading the layer") from None
+
+    def finish(self) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            self.stdin.write(2 * ZERO_BLOCK)  # the end marker
+        with contextlib.suppress(BrokenPipeError):
+            self.stdin.close()
+        if self.process.wait() != 0:
+            self.errors.seek(0)
+            message = self.errors.read().decode(errors="replace").strip().splitlines()
+            self.errors.close()
+            raise LayerError(f"tar could not apply the layer: {' / '.join(message[-3:]) or 'it failed'}")
+        self.errors.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        with contextlib.suppress(BrokenPipeError):
+            self.stdin.close()
+        self.process.wait()
+        self.errors.close()
+
+
 class _Layer:
-    """One layer being applied to `root`: the paths it wrote (whiteouts never remove those), its directories (their
-    times are set again at the end), and the directories known to be real ones, not symlinks (each parent is looked
-    at once per layer, not once per member under it)."""
+    """The rules of one layer being applied to `root`: what it wrote (`kinds`: path → tar type; its whiteouts never
+    remove those), the directories it uses as parents, and the directories below known to be real ones (each parent
+    on disk is looked at once per layer, not once per member under it)."""
 
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = str(root)
-        self.written: set[str] = set()
+        self.kinds: dict[str, bytes] = {}
+        self.parents: set[str] = {""}  # directories this layer's entries are under (tar creates missing ones)
+        self.real: dict[str, tuple[int, int]] = {}  # directories of the layers below: their times before this layer
+        self.whiteouts: list[str] = []
         self.directories: list[tuple[str, int]] = []
-        self.real: set[str] = {""}
 
-    def path(self, relative: str, *, create: bool = True) -> str:
-        """The absolute path of `relative`, refused when one of its parents is a symlink (writing through it) or not a
-        directory; missing parents are created (unless `create` is false: then nothing is, and what is missing is
-        not looked at further)."""
+    def _is_directory(self, relative: str) -> bool | None:
+        """Whether `relative` is a directory as this layer left it so far (None: this layer did not touch it)."""
+        kind = self.kinds.get(relative)
+        if kind is not None:
+            return kind == DIRECTORY
+        return True if relative in self.parents else None
+
+    def check_parents(self, relative: str, *, create: bool = True) -> None:
+        """Refuse `relative` when one of its parents is a symlink (writing through it) or not a directory; `create`:
+        the missing ones will be created (tar does), so they become this layer's."""
         parent = relative.rpartition("/")[0]
-        if parent not in self.real:
-            parts = parent.split("/")
-            for end in range(1, len(parts) + 1):
-                directory = "/".join(parts[:end])
-                if directory in self.real:
-                    continue
-                absolute = os.path.join(self.root, directory)
+        if parent in self.parents or parent in self.real:
+            return
+        parts = parent.split("/")
+        for end in range(1, len(parts) + 1):
+            directory = "/".join(parts[:end])
+            here = self._is_directory(directory)
+            if here is None and directory not in self.real:
                 try:
-                    mode = os.lstat(absolute).st_mode
+                    found: os.stat_result | None = os.lstat(os.path.join(self.root, directory))
                 except FileNotFoundError:
+                    found = None
+                mode = found.st_mode if found else 0
+                if found is None:
                     if not create:
-                        break
-                    os.mkdir(absolute)
-                    mode = stat.S_IFDIR
-                if stat.S_ISLNK(mode):
+                        return
+                    self.parents.add(directory)
+                elif stat.S_ISDIR(mode):
+                    self.real[directory] = (found.st_atime_ns, found.st_mtime_ns)
+                elif stat.S_ISLNK(mode):
                     raise LayerError(f"{relative!r} goes through the symlink {directory}")
-                if not stat.S_ISDIR(mode):
+                else:
                     raise LayerError(f"{relative!r} goes through {directory}, which is not a directory")
-                self.real.add(directory)
-        return os.path.join(self.root, relative)
+            elif here is False:
+                kind = self.kinds[directory]
+                what = "the symlink" if kind == SYMLINK else "a hard link" if kind == HARDLINK else "a non-directory"
+                raise LayerError(f"{relative!r} goes through {what} {directory}, which is not a directory")
+            if create:
+                self.parents.add(directory)
 
-    def forget(self, relative: str) -> None:
-        """`relative` is removed or replaced: it and what is under it are no longer known directories."""
-        if relative in self.real:
-            below = relative + "/"
-            self.real = {known for known in self.real if known != relative and not known.startswith(below)}
+    def replaces_directory(self, relative: str, member: _Member) -> bool:
+        """Whether writing `member` at `relative` first needs a directory there removed (tar would not)."""
+        if member.kind == DIRECTORY:
+            return False
+        here = self._is_directory(relative)
+        return here if here is not None else stat.S_ISDIR(_mode(os.path.join(self.root, relative)))
+
+    def remove_directory(self, relative: str) -> None:
+        """Remove the directory at `relative` (tar has written all before it); it and what is under it are forgotten."""
+        _remove(os.path.join(self.root, relative))
+        below = relative + "/"
+        for known in (self.real, self.kinds):
+            for path in [path for path in known if path == relative or path.startswith(below)]:
+                del known[path]
+        self.parents = {path for path in self.parents if path != relative and not path.startswith(below)}
+
+    def check_link(self, member: _Member, relative: str) -> None:
+        """A hard link's target: a path this layer or a lower one wrote, not a directory, reached without a symlink."""
+        target = _clean(member.link)
+        self.check_parents(target, create=False)
+        kind = self.kinds.get(target)
+        if kind is None and target not in self.parents:
+            with contextlib.suppress(FileNotFoundError):
+                kind = DIRECTORY if stat.S_ISDIR(os.lstat(os.path.join(self.root, target)).st_mode) else b"0"
+        if kind is None or kind == DIRECTORY or target in self.parents:
+            raise LayerError(f"{member.name!r} is a hard link to {member.link!r}, which is not a file")
+
+    def wrote(self, relative: str, member: _Member) -> None:
+        self.kinds[relative] = member.kind
+        if member.kind == DIRECTORY:
+            self.directories.append((os.path.join(self.root, relative), member.mtime))
+        else:
+            self.parents.discard(relative)
+
+    def restore_times(self, replaced: bool) -> None:
+        """The directories below keep their times (what this layer put in them is not a change of theirs, as umoci
+        has it); this layer's directories get theirs from their headers again when something was removed in them
+        after tar set them (`replaced`, or whiteouts)."""
+        if replaced or self.whiteouts:
+            for path, mtime in self.directories:
+                if stat.S_ISDIR(_mode(path)):
+                    os.utime(path, (mtime, mtime))
+        for directory, times in self.real.items():
+            path = os.path.join(self.root, directory)
+            if directory not in self.kinds and stat.S_ISDIR(_mode(path)):
+                os.utime(path, ns=times, follow_symlinks=False)
 
     def remove_lower(self, relative: str) -> None:
-        """Remove what the layers below put at `relative`, keeping what this layer already wrote there."""
+        """Remove what the layers below put at `relative`, keeping what this layer wrote there."""
         path = os.path.join(self.root, relative)
-        if relative in self.written:
+        if relative in self.kinds or relative in self.parents:
             if os.path.isdir(path) and not os.path.islink(path):
                 for child in os.listdir(path):
-                    self.remove_lower(f"{relative}/{child}")
+                    self.remove_lower(f"{relative}/{child}".lstrip("/"))
             return
-        self.forget(relative)
         _remove(path)
 
     def whiteout(self, relative: str) -> None:
-        """Apply one whiteout entry to the layers below (never to what the same layer wrote, whatever the order)."""
+        """Apply one whiteout entry to the layers below (never to what the same layer wrote); nothing when its
+        directory is no longer one (a later entry of the layer replaced it: what was below is gone)."""
         directory, _, base = relative.rpartition("/")
+        parts = directory.split("/") if directory else []
+        for end in range(1, len(parts) + 1):
+            if not stat.S_ISDIR(_mode(os.path.join(self.root, *parts[:end]))):
+                return
         if base == OPAQUE:
-            parent = self.path(relative, create=False).rpartition("/")[0]
+            parent = os.path.join(self.root, directory)
             if os.path.isdir(parent) and not os.path.islink(parent):
                 for child in os.listdir(parent):
                     self.remove_lower(f"{directory}/{child}".lstrip("/"))
         else:
-            hidden = f"{directory}/{base[len(WHITEOUT) :]}".lstrip("/")
-            self.path(hidden, create=False)
-            self.remove_lower(hidden)
-
-    def write(self, archive: tarfile.TarFile, member: tarfile.TarInfo, relative: str) -> None:
-        path = self.path(relative)
-        try:
-            existing: int | None = os.lstat(path).st_mode
-        except FileNotFoundError:
-            existing = None
-        if existing is not None and not (member.isdir() and stat.S_ISDIR(existing)):
-            self.forget(relative)
-            _remove(path)
-        if member.isdir():
-            if existing is None or not stat.S_ISDIR(existing):
-                os.mkdir(path)
-            self.real.add(relative)
-            self.directories.append((path, int(member.mtime)))
-        elif member.issym():
-            os.symlink(member.linkname, path)
-        elif member.islnk():
-            source = self.path(_clean(member.linkname), create=False)
-            if not os.path.exists(source) or os.path.isdir(source):
-                raise LayerError(f"{member.name!r} is a hard link to {member.linkname!r}, which is not a file")
-            os.link(source, path)
-            return  # a hard link shares the metadata of its target
-        elif member.isfile():
-            self._file(archive, member, path)
-            return
-        elif member.ischr() or member.isblk():
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            os.mknod(path, kind | member.mode, os.makedev(member.devmajor, member.devminor))
-        elif member.isfifo():
-            os.mkfifo(path)
-        else:
-            return
-        os.lchown(path, member.uid, member.gid)
-        if not member.issym():
-            os.chmod(path, stat.S_IMODE(member.mode))
-        os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
-
-    @staticmethod
-    def _file(archive: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
-        """A regular file's bytes and metadata, through one descriptor."""
-        source = archive.extractfile(member)
-        assert source is not None
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            while data := source.read(1 << 20):
-                os.write(descriptor, data)
-            os.fchown(descriptor, member.uid, member.gid)
-            os.fchmod(descriptor, stat.S_IMODE(member.mode))
-            os.utime(descriptor, (member.mtime, member.mtime))
-        finally:
-            os.close(descriptor)
+            self.remove_lower(f"{directory}/{base[len(WHITEOUT) :]}".lstrip("/"))
 
 
 class _Prefixed:
@@ -257,9 +493,8 @@ class _Zstd:
 def apply_layer(root: Path, stream: Stream) -> None:
     """Apply one layer (a tar stream, plain or gzip/xz/bz2/zstd-compressed) to `root`, reading it once, front to back.
 
-    The stream need not seek: the installer applies layers as they come from the registry. It is decompressed here,
-    in large pieces, and tarfile reads plain tar: tarfile's own decompression keeps what it decompressed as one bytes
-    object and cuts every read (each 512-byte header) off its front, copying the rest each time.
+    The stream need not seek: the installer applies layers as they come from the registry. It is decompressed here
+    (zstd by its tool), in large pieces.
     """
     head = stream.read(max(len(magic) for magic in MAGIC))
     prefixed = _Prefixed(head, stream)
@@ -279,25 +514,41 @@ def apply_layer(root: Path, stream: Stream) -> None:
 
 def _apply_tar(root: Path, stream: Stream) -> None:
     layer = _Layer(root)
-    try:  # closed by the `with` below; a stream mode only reads
-        archive = tarfile.open(fileobj=stream, mode="r|", bufsize=1 << 14)  # type: ignore[call-overload]  # noqa: SIM115
-    except tarfile.ReadError as error:
-        raise LayerError(
-            f"not a tar archive, or compressed other than with gzip, xz, bzip2 or zstd ({error})"
-        ) from error
-    with archive:
-        for member in archive:
+    extractor = _Extractor(layer.root)
+    reader = _TarReader(stream, lambda data: extractor.feed(data))
+    replaced = False  # a directory was removed or whited out: the times of this layer's directories are set again
+    try:
+        while (member := reader.next()) is not None:
             relative = _clean(member.name)
-            if not relative:
+            base = relative.rpartition("/")[2]
+            if not relative:  # the root itself: its owner and mode are the target's
+                reader.drop()
                 continue
-            if relative.rpartition("/")[2].startswith(WHITEOUT):
-                layer.whiteout(relative)
+            if base.startswith(WHITEOUT):
+                layer.check_parents(relative, create=False)
+                layer.whiteouts.append(relative)
+                reader.drop()
                 continue
-            layer.write(archive, member, relative)
-            layer.written.add(relative)
-    for path, mtime in layer.directories:  # again: writing inside a directory changes its time
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.utime(path, (mtime, mtime))
+            layer.check_parents(relative)
+            if member.kind == HARDLINK:
+                layer.check_link(member, relative)
+            if layer.replaces_directory(relative, member):
+                reader.flush()
+                extractor.finish()  # tar has written everything before this entry
+                layer.remove_directory(relative)
+                extractor = _Extractor(layer.root)
+                replaced = True
+            layer.wrote(relative, member)
+            reader.keep()
+        reader.flush()
+        reader.drain()
+    except BaseException:
+        extractor.kill()
+        raise
+    extractor.finish()
+    for relative in layer.whiteouts:
+        layer.whiteout(relative)
+    layer.restore_times(replaced)
 
 
 def apply_layers(root: Path, layers: Iterable[Stream]) -> None:

@@ -3,10 +3,10 @@
     python -m installer.build --flavour cloud --out var/bootenv
 
 The kernel and busybox-static come from the Debian archive (`apt-get download`, unpacked with `dpkg-deb -x`, never
-installed); the tools busybox lacks (sfdisk, mke2fs, mkfs.vfat, lvm, extlinux) and Python are copied from this
-machine with the libraries `ldd` names; only the standard-library modules the installer imports are taken. File
-times are fixed and the archive sorted, so the same inputs give the same initrd. `manage.py bootenv` builds and
-registers the result as a version of a boot image.
+installed); the tools busybox lacks (sfdisk, mke2fs, mkfs.vfat, lvm, extlinux, GNU tar: see images/layers.py) and
+Python are copied from this machine with the libraries `ldd` names; only the standard-library modules the installer
+imports are taken. File times are fixed and the archive sorted, so the same inputs give the same initrd.
+`manage.py bootenv` builds and registers the result as a version of a boot image.
 """
 
 import argparse
@@ -30,7 +30,7 @@ MODULES = [
 ]  # fmt: skip
 GENERIC_DIRECTORIES = ["drivers/net/ethernet", "drivers/ata", "drivers/scsi", "drivers/nvme", "drivers/md",
                        "drivers/block", "drivers/virtio", "drivers/message/fusion"]  # fmt: skip
-TOOLS = ["sfdisk", "mke2fs", "mkfs.vfat", "lvm", "extlinux", "ip", "zstd", PYTHON]
+TOOLS = ["sfdisk", "mke2fs", "mkfs.vfat", "lvm", "extlinux", "ip", "zstd", "tar", PYTHON]
 FILES = [
     "/etc/mke2fs.conf",
     "/usr/lib/syslinux/mbr/mbr.bin",

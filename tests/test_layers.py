@@ -20,9 +20,11 @@ pytestmark = pytest.mark.slow
 
 
 def entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644, uid: int = 0, gid: int = 0,
-          link: str = "") -> tuple[tarfile.TarInfo, bytes]:  # fmt: skip
+          link: str = "", mtime: int = 1_700_000_000,
+          device: tuple[int, int] = (0, 0)) -> tuple[tarfile.TarInfo, bytes]:  # fmt: skip
     info = tarfile.TarInfo(name)
-    info.type, info.mode, info.uid, info.gid, info.linkname, info.mtime = kind, mode, uid, gid, link, 1_700_000_000
+    info.type, info.mode, info.uid, info.gid, info.linkname, info.mtime = kind, mode, uid, gid, link, mtime
+    info.devmajor, info.devminor = device
     info.size = len(data) if kind == tarfile.REGTYPE else 0
     return info, data
 
@@ -57,6 +59,11 @@ LAYERS = [
         entry("srv/file", data=b"file"),
         entry("home/", D),
         entry("home/old", data=b"old"),
+        entry("dev/", D, mtime=1_600_000_000),
+        entry("dev/null", tarfile.CHRTYPE, mode=0o666, device=(1, 3)),
+        entry("dev/loop0", tarfile.BLKTYPE, mode=0o660, gid=6, device=(7, 0)),
+        entry("dev/fifo", tarfile.FIFOTYPE, mode=0o600, mtime=1_500_000_000),
+        entry("usr/bin/dated", data=b"old times", mtime=1_000_000_000),
     ],
     [
         entry("etc/os-release", data=b"ID=top\n"),
@@ -102,7 +109,7 @@ def oci_image(layout: Path, layers: list[bytes]) -> None:
 
 
 def describe(root: Path) -> dict[str, tuple]:
-    """Every path: type, mode, owner, link target or content, and which paths share its inode."""
+    """Every path: type, mode, owner, device, time, link target or content, and which paths share its inode."""
     inodes: dict[int, list[str]] = {}
     found = {}
     for directory, names, files in os.walk(root):
@@ -113,8 +120,8 @@ def describe(root: Path) -> dict[str, tuple]:
             inodes.setdefault(info.st_ino, []).append(relative)
             content = os.readlink(path) if stat.S_ISLNK(info.st_mode) else (
                 path.read_bytes() if stat.S_ISREG(info.st_mode) else b"")  # fmt: skip
-            found[relative] = (stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, content,
-                               info.st_ino)  # fmt: skip
+            found[relative] = (stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
+                               info.st_rdev, int(info.st_mtime), content, info.st_ino)  # fmt: skip
     return {path: (*values[:-1], tuple(sorted(inodes[values[-1]]))) for path, values in found.items()}
 
 
@@ -200,3 +207,68 @@ def test_a_directory_replaced_by_a_symlink_is_not_written_through(tmp_path):
 def test_a_whiteout_creates_nothing(tmp_path):
     apply_layer(tmp_path, io.BytesIO(tar([entry("gone/deeper/.wh.thing"), entry("none/.wh..wh..opq")])))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_hard_link_to_a_symlink_links_the_symlink_not_what_it_points_to(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_text("host file")
+    root = tmp_path / "root"
+    apply_layer(root, io.BytesIO(tar([entry("evil", L, link=str(outside))])))
+    apply_layer(root, io.BytesIO(tar([entry("x", H, link="evil")])))
+    assert (root / "x").is_symlink() and os.readlink(root / "x") == str(outside)
+    assert outside.stat().st_nlink == 1
+
+
+def test_a_whiteout_under_a_directory_the_layer_then_replaces_with_a_symlink_deletes_nothing_outside(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_text("keep me")
+    root = tmp_path / "root"
+    apply_layer(root, io.BytesIO(tar([entry("d/", D), entry("d/victim", data=b"lower")])))
+    apply_layer(root, io.BytesIO(tar([entry("d/.wh.victim"), entry("d", L, link=str(outside))])))
+    assert (root / "d").is_symlink()
+    assert (outside / "victim").read_text() == "keep me"
+
+
+def test_a_directory_the_layer_wrote_into_and_then_replaced_by_a_file_ends_a_file(tmp_path):
+    """The later entry wins: tar writes what came before, the directory is removed, the file written. The layer's
+    own root entry (`./`) leaves the target's root as it is."""
+    root = tmp_path / "root"
+    root.mkdir(mode=0o755)
+    entries = [entry("./", D, mode=0o700), entry("a/", D), entry("a/x", data=b"x"), entry("a", data=b"now a file"),
+               entry("b/", D, mtime=1_200_000_000), entry("b/c", data=b"c")]  # fmt: skip
+    apply_layer(root, io.BytesIO(tar(entries)))
+    assert (root / "a").read_bytes() == b"now a file"
+    assert int((root / "b").stat().st_mtime) == 1_200_000_000  # set again after the directory's removal
+    assert stat.S_IMODE(root.stat().st_mode) == 0o755
+
+
+def header_edited(blob: bytes, offset: int, **fields: bytes) -> bytes:
+    """`blob` with the tar header at `offset` changed (`kind`, `size`, `name`) and its checksum made right again."""
+    header = bytearray(blob[offset : offset + 512])
+    places = {"name": (0, 100), "size": (124, 136), "kind": (156, 157)}
+    for field, value in fields.items():
+        start, end = places[field]
+        header[start:end] = value.ljust(end - start, b"\0")
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return blob[:offset] + bytes(header) + blob[offset + 512 :]
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda blob: blob[:1500], "ends in the middle of 'etc/big'"),
+        (lambda blob: blob[:520] + b"\x01" + blob[521:], "not a tar archive"),  # the second header's checksum
+        (lambda blob: header_edited(blob, 512, kind=b"S"), "a kind container layers do not have"),  # GNU sparse
+        (lambda blob: header_edited(blob, 512, kind=b"2", size=b"00000000012"), "carries no data, yet says it has 10"),
+        (lambda blob: header_edited(blob, 512, kind=b"D"), "a kind container layers do not have"),  # GNU dump dir
+    ],
+)
+def test_a_tar_whose_headers_another_reader_could_read_otherwise_is_refused(tmp_path, damage, reason):
+    """Python reads the headers and tar writes the files: any entry two tar readers might cut differently (a sparse
+    file, a link with data, a header whose checksum is wrong) is refused before tar sees it."""
+    blob = tar([entry("etc/", D), entry("etc/big", data=os.urandom(5000)), entry("etc/last", data=b"last")])
+    with pytest.raises(LayerError, match=reason):
+        apply_layer(tmp_path / "root", io.BytesIO(damage(blob)))
+    assert not (tmp_path / "root/etc/last").exists()
