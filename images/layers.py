@@ -407,10 +407,8 @@ class _Layer:
             if not stat.S_ISDIR(_mode(os.path.join(self.root, *parts[:end]))):
                 return
         if base == OPAQUE:
-            parent = os.path.join(self.root, directory)
-            if os.path.isdir(parent) and not os.path.islink(parent):
-                for child in os.listdir(parent):
-                    self.remove_lower(f"{directory}/{child}".lstrip("/"))
+            for child in os.listdir(os.path.join(self.root, directory)):
+                self.remove_lower(f"{directory}/{child}".lstrip("/"))
         else:
             self.remove_lower(f"{directory}/{base[len(WHITEOUT) :]}".lstrip("/"))
 
@@ -422,7 +420,7 @@ class _Prefixed:
         self.head, self.stream = head, stream
 
     def read(self, size: int, /) -> bytes:
-        """Whole reads (tarfile reads a block to find the compression): the head and then the stream's bytes."""
+        """Whole reads: the head and then the stream's bytes."""
         if not self.head:
             return self.stream.read(size)
         data, self.head = self.head[:size], self.head[size:]

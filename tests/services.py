@@ -294,10 +294,13 @@ class Gunicorn:
 class Nginx:
     """nginx as deploy/nginx/dock2box.conf deploys it, on a free loopback port, balancing `upstreams`."""
 
-    def __init__(self, workdir: Path, upstreams: list[str]) -> None:
+    def __init__(self, workdir: Path, upstreams: list[str], media: Path | None = None) -> None:
+        """`media`: the portal's MEDIA_ROOT, which nginx sends stored files from (DOCK2BOX_FILES_ACCEL_REDIRECT)."""
         self.workdir, self.port = workdir, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         site = (ROOT / "deploy" / "nginx" / "dock2box.conf").read_text()
+        if media is not None:
+            site = site.replace("alias /var/lib/dock2box/media/;", f"alias {media}/;")
         servers = "".join(f"    server {upstream} max_fails=3 fail_timeout=5s;\n" for upstream in upstreams)
         site = re.sub(r"(    server \S+ max_fails=3 fail_timeout=5s;\n)+", servers, site)
         site = site.replace("    listen 80;", f"    listen 127.0.0.1:{self.port};")
