@@ -13,6 +13,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from images.layers import LayerError, apply_layer, apply_layers
 
@@ -272,3 +274,41 @@ def test_a_tar_whose_headers_another_reader_could_read_otherwise_is_refused(tmp_
     with pytest.raises(LayerError, match=reason):
         apply_layer(tmp_path / "root", io.BytesIO(damage(blob)))
     assert not (tmp_path / "root/etc/last").exists()
+
+
+NAME_PART = st.text(alphabet="abcé-_.", min_size=1, max_size=40).filter(lambda part: part not in (".", ".."))
+MEMBER = st.tuples(
+    st.lists(NAME_PART, min_size=1, max_size=5).map("/".join),  # long names need a pax or GNU long-name header
+    st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE]),
+    st.integers(0, 3000),
+    st.lists(NAME_PART, min_size=1, max_size=4).map("/".join),
+)
+
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(members=st.lists(MEMBER, max_size=12), form=st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT]))
+def test_the_header_reader_cuts_a_tar_where_tarfile_does_and_hands_on_every_byte(members, form):
+    """The entries Python checks are the entries tar writes: the same names, kinds, sizes and links as tarfile reads,
+    and the bytes handed on are the archive's own, up to its end marker."""
+    from images.layers import _TarReader
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=form) as archive:
+        for name, kind, size, link in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, link if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+            info.size = size if kind == tarfile.REGTYPE else 0
+            archive.addfile(info, io.BytesIO(bytes(info.size)) if kind == tarfile.REGTYPE else None)
+    blob = raw.getvalue()
+    handed: list[bytes] = []
+    reader = _TarReader(io.BytesIO(blob), lambda data: handed.append(bytes(data)))
+    seen = []
+    while (member := reader.next()) is not None:
+        seen.append((member.name, member.kind, member.size, member.link))
+        reader.keep()
+    reader.flush()
+    with tarfile.open(fileobj=io.BytesIO(blob)) as archive:
+        expected = [(info.name, info.type, info.size, info.linkname) for info in archive]
+    assert [(name.rstrip("/"), kind, size, link) for name, kind, size, link in seen] == expected
+    kept = b"".join(handed)
+    assert blob.startswith(kept) and not blob[len(kept) :].strip(b"\0")
