@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from images.layers import LayerError, apply_layer, apply_layers
@@ -276,17 +276,23 @@ def test_a_tar_whose_headers_another_reader_could_read_otherwise_is_refused(tmp_
     assert not (tmp_path / "root/etc/last").exists()
 
 
-NAME_PART = st.text(alphabet="abcé-_.", min_size=1, max_size=40).filter(lambda part: part not in (".", ".."))
+NAME_PART = st.text(alphabet="abcé-_.", min_size=1, max_size=120).filter(lambda part: part not in (".", ".."))
 MEMBER = st.tuples(
-    st.lists(NAME_PART, min_size=1, max_size=5).map("/".join),  # long names need a pax or GNU long-name header
+    st.lists(NAME_PART, min_size=1, max_size=5).map("/".join),  # over 100 bytes: a pax or GNU long-name header
     st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE]),
     st.integers(0, 3000),
     st.lists(NAME_PART, min_size=1, max_size=4).map("/".join),
 )
 
 
+LONG = [("d/" + "n" * 150, tarfile.REGTYPE, 700, ""), ("l" * 120, tarfile.SYMTYPE, 0, "t" * 130),
+        ("é/" + "h" * 110, tarfile.LNKTYPE, 0, "d/" + "n" * 150)]  # fmt: skip
+
+
 @settings(max_examples=60, deadline=None, database=None, derandomize=True)
 @given(members=st.lists(MEMBER, max_size=12), form=st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT]))
+@example(members=LONG, form=tarfile.GNU_FORMAT)
+@example(members=LONG, form=tarfile.PAX_FORMAT)
 def test_the_header_reader_cuts_a_tar_where_tarfile_does_and_hands_on_every_byte(members, form):
     """The entries Python checks are the entries tar writes: the same names, kinds, sizes and links as tarfile reads,
     and the bytes handed on are the archive's own, up to its end marker."""
