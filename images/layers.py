@@ -19,6 +19,7 @@ import fcntl
 import gzip
 import lzma
 import os
+import queue
 import shutil
 import stat
 import subprocess
@@ -245,7 +246,8 @@ def _pax(data: bytes) -> dict[str, str]:
 
 
 class _Extractor:
-    """One `tar --extract` into the root, fed through a pipe; `finish` waits for it and says why it failed."""
+    """One `tar --extract` into the root, fed through a pipe by a thread of its own (the kernel copies one piece into
+    the pipe while the reader parses the next); `finish` waits for both and says why tar failed."""
 
     def __init__(self, root: str) -> None:
         tool = shutil.which("tar")
@@ -259,19 +261,34 @@ class _Extractor:
         self.stdin = self.process.stdin
         with contextlib.suppress(OSError):  # fewer, larger writes (Linux lets a pipe hold up to 1 MiB)
             fcntl.fcntl(self.stdin.fileno(), fcntl.F_SETPIPE_SZ, CHUNK)
+        self.pieces: queue.Queue[bytes | None] = queue.Queue(4)
+        self.broken = False  # tar stopped reading
+        self.writer = threading.Thread(target=self._write, name="tar-feed", daemon=True)
+        self.writer.start()
 
-    def feed(self, data: memoryview) -> None:
-        try:
-            self.stdin.write(data)
-        except BrokenPipeError:
-            self.finish()  # says why tar stopped
-            raise LayerError("tar stopped reading the layer") from None
-
-    def finish(self) -> None:
+    def _write(self) -> None:
+        """Each piece to tar, then (after None) the end marker; once tar stopped reading, the rest is dropped."""
+        while (piece := self.pieces.get()) is not None:
+            if not self.broken:
+                try:
+                    self.stdin.write(piece)
+                except BrokenPipeError:
+                    self.broken = True
         with contextlib.suppress(BrokenPipeError):
-            self.stdin.write(2 * ZERO_BLOCK)  # the end marker
+            self.stdin.write(2 * ZERO_BLOCK)
         with contextlib.suppress(BrokenPipeError):
             self.stdin.close()
+
+    def feed(self, data: memoryview) -> None:
+        if self.broken:
+            self.finish()  # says why tar stopped
+            raise LayerError("tar stopped reading the layer")
+        self.pieces.put(bytes(data))
+
+    def finish(self) -> None:
+        if self.writer.is_alive():
+            self.pieces.put(None)
+            self.writer.join()
         if self.process.wait() != 0:
             self.errors.seek(0)
             message = self.errors.read().decode(errors="replace").strip().splitlines()
@@ -280,17 +297,19 @@ class _Extractor:
         self.errors.close()
 
     def kill(self) -> None:
-        self.process.kill()
-        with contextlib.suppress(BrokenPipeError):
-            self.stdin.close()
+        self.process.kill()  # (a piece being written meets a broken pipe: the writer drops the rest)
+        if self.writer.is_alive():
+            self.pieces.put(None)
+            self.writer.join()
         self.process.wait()
         self.errors.close()
 
 
 class _Layer:
     """The rules of one layer being applied to `root`: what it wrote (`kinds`: path → tar type; its whiteouts never
-    remove those), the directories it uses as parents, and the directories below known to be real ones (each parent
-    on disk is looked at once per layer, not once per member under it)."""
+    remove those), the directories it uses as parents, and what the layers below have at each of those: nothing, or a
+    real directory (looked at once per layer, with the names of its subdirectories: whether an entry replaces a
+    directory below is then known without a look at the disk per entry, where tar is writing)."""
 
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -298,8 +317,20 @@ class _Layer:
         self.kinds: dict[str, bytes] = {}
         self.parents: set[str] = {""}  # directories this layer's entries are under (tar creates missing ones)
         self.real: dict[str, tuple[int, int]] = {}  # directories of the layers below: their times before this layer
+        self.subdirectories: dict[str, set[str]] = {}  # ... and the names of their own subdirectories
+        self.fresh: set[str] = set()  # directories this layer makes where the layers below have none
         self.whiteouts: list[str] = []
         self.directories: list[tuple[str, int]] = []
+        self._found("", os.lstat(self.root))
+
+    def _found(self, directory: str, found: os.stat_result | None) -> None:
+        """What the layers below have at `directory`, which this layer makes or uses as a directory."""
+        if found is None or not stat.S_ISDIR(found.st_mode):
+            self.fresh.add(directory)
+            return
+        self.real[directory] = (found.st_atime_ns, found.st_mtime_ns)
+        with os.scandir(os.path.join(self.root, directory)) as entries:
+            self.subdirectories[directory] = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
 
     def _is_directory(self, relative: str) -> bool | None:
         """Whether `relative` is a directory as this layer left it so far (None: this layer did not touch it)."""
@@ -327,9 +358,9 @@ class _Layer:
                 if found is None:
                     if not create:
                         return
-                    self.parents.add(directory)
+                    self._found(directory, None)
                 elif stat.S_ISDIR(mode):
-                    self.real[directory] = (found.st_atime_ns, found.st_mtime_ns)
+                    self._found(directory, found)
                 elif stat.S_ISLNK(mode):
                     raise LayerError(f"{relative!r} goes through the symlink {directory}")
                 else:
@@ -346,16 +377,25 @@ class _Layer:
         if member.kind == DIRECTORY:
             return False
         here = self._is_directory(relative)
-        return here if here is not None else stat.S_ISDIR(_mode(os.path.join(self.root, relative)))
+        if here is not None:
+            return here
+        parent, _, name = relative.rpartition("/")
+        if parent in self.fresh:
+            return False
+        below = self.subdirectories.get(parent)
+        return name in below if below is not None else stat.S_ISDIR(_mode(os.path.join(self.root, relative)))
 
     def remove_directory(self, relative: str) -> None:
         """Remove the directory at `relative` (tar has written all before it); it and what is under it are forgotten."""
         _remove(os.path.join(self.root, relative))
         below = relative + "/"
-        for known in (self.real, self.kinds):
+        for known in (self.real, self.kinds, self.subdirectories):
             for path in [path for path in known if path == relative or path.startswith(below)]:
                 del known[path]
         self.parents = {path for path in self.parents if path != relative and not path.startswith(below)}
+        self.fresh = {path for path in self.fresh if path != relative and not path.startswith(below)}
+        parent, _, name = relative.rpartition("/")
+        self.subdirectories.get(parent, set()).discard(name)
 
     def check_link(self, member: _Member, relative: str) -> None:
         """A hard link's target: a path this layer or a lower one wrote, not a directory, reached without a symlink."""
@@ -369,6 +409,11 @@ class _Layer:
             raise LayerError(f"{member.name!r} is a hard link to {member.link!r}, which is not a file")
 
     def wrote(self, relative: str, member: _Member) -> None:
+        if member.kind == DIRECTORY and relative not in self.real and relative not in self.fresh:
+            try:
+                self._found(relative, os.lstat(os.path.join(self.root, relative)))  # (tar has not been here yet)
+            except FileNotFoundError:
+                self._found(relative, None)
         self.kinds[relative] = member.kind
         if member.kind == DIRECTORY:
             self.directories.append((os.path.join(self.root, relative), member.mtime))
@@ -459,6 +504,9 @@ class _Zstd:
         self.process = subprocess.Popen(  # noqa: S603 (a fixed command; the data goes to its stdin)
             [tool, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
+        for pipe in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):  # fewer, larger reads and writes
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, CHUNK)  # type: ignore[union-attr]
         self.feeder = threading.Thread(target=self._feed, args=(stream,), daemon=True)
         self.feeder.start()
 

@@ -318,3 +318,9 @@ def test_the_header_reader_cuts_a_tar_where_tarfile_does_and_hands_on_every_byte
     assert [(name.rstrip("/"), kind, size, link) for name, kind, size, link in seen] == expected
     kept = b"".join(handed)
     assert blob.startswith(kept) and not blob[len(kept) :].strip(b"\0")
+
+
+def test_what_tar_cannot_write_fails_the_layer_with_tars_reason(tmp_path):
+    entries = [entry("etc/", D), entry("etc/" + "n" * 300, data=b"a name longer than a filesystem allows")]
+    with pytest.raises(LayerError, match=r"tar could not apply the layer: .*File name too long"):
+        apply_layer(tmp_path / "root", io.BytesIO(tar(entries)))
