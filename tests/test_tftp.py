@@ -1,5 +1,6 @@
 """The TFTP server, as a real process, against real clients (tftpy's and atftp)."""
 
+import contextlib
 import socket
 import subprocess
 import time
@@ -252,6 +253,34 @@ def test_a_quiet_client_gets_the_last_block_again_and_a_duplicate_ack_gets_it_on
         assert sock.recvfrom(1000)[0] == second
         assert time.monotonic() - asked < 0.8  # answered, not left to the server's timer (1 s later)
         sock.sendto(b"\x00\x05\x00\x00done\x00", session)  # the client gives up: the session ends
+
+
+def test_a_repeated_request_gets_the_first_answer_again_and_an_unanswered_oack_waits_double(tftp_port):
+    """The client's timer asking again for its transfer (its first block lost, as it sees it) is answered at once
+    when the last send is a timeout old; an OACK nobody acknowledges is resent after 1 s, then after 2 s more."""
+    request = b"\x00\x01undionly.kpxe\x00octet\x00"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(request, ("127.0.0.1", tftp_port))
+        first, session = sock.recvfrom(1000)
+        assert sock.recvfrom(1000)[0] == first  # the server's timer, 1 s after
+        time.sleep(1.0)
+        sock.sendto(request, ("127.0.0.1", tftp_port))
+        asked = time.monotonic()
+        assert sock.recvfrom(1000)[0] == first
+        assert time.monotonic() - asked < 0.8  # answered, not left to the server's timer (1 s later)
+        sock.sendto(b"\x00\x05\x00\x00done\x00", session)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        sock.sendto(b"\x00\x01undionly.kpxe\x00octet\x00blksize\x001468\x00", ("127.0.0.1", tftp_port))
+        started, oacks = time.monotonic(), []
+        while time.monotonic() - started < 3.8:
+            with contextlib.suppress(TimeoutError):
+                packet, session = sock.recvfrom(2000)
+                assert packet[:2] == b"\x00\x06"
+                oacks.append(round(time.monotonic() - started, 1))
+        assert len(oacks) == 3, oacks  # at once, after 1 s, after 2 s more
+        sock.sendto(b"\x00\x05\x00\x00done\x00", session)
 
 
 def test_retries_count_per_packet_so_a_lossy_link_finishes_its_download(tftp_port):

@@ -193,13 +193,16 @@ class BootTftpServer(tftpy.TftpServer):
             self.shutdown_immediately = False
 
     def _begin(self, ready: selectors.BaseSelector, timeout: float, retries: int) -> None:
-        """A request on the server's port: a new session on its own socket (a repeat of one in flight is dropped)."""
+        """A request on the server's port: a new session on its own socket. A repeat of one in flight is the client's
+        timer saying the first answer never came: answered with it again, at most once per timeout."""
         try:
             buffer, (address, port) = self.sock.recvfrom(MAX_BLKSIZE)
         except OSError:  # an ICMP error for an earlier datagram, or nothing after all
             return
         key = f"{address}:{port}"
-        if key in self.sessions:
+        if (session := self.sessions.get(key)) is not None:
+            if time.time() - session.last_update >= session.timeout:
+                self._resend(session, time.time())
             return
         request = request_within_rfc(buffer)
         if request is None:
@@ -284,12 +287,18 @@ class BootTftpServer(tftpy.TftpServer):
         session.retry_count += 1
         if session.retry_count >= session.retries:
             self._finish(ready, session)
-        elif session.download is not None and (last := session.download.last()) is not None:
-            with contextlib.suppress(OSError):
-                session.sock.sendto(last, (session.host, session.tidport or session.port))
-            session.last_update = now
         else:
-            session.state.resendLast()
+            self._resend(session, now)
+
+    @staticmethod
+    def _resend(session: GuardedContext, now: float) -> None:
+        """The session's last packet again (a block, or tftpy's OACK or first block); the next wait counts from now."""
+        with contextlib.suppress(OSError):
+            if session.download is not None and (last := session.download.last()) is not None:
+                session.sock.sendto(last, (session.host, session.tidport or session.port))
+            else:
+                session.state.resendLast()
+        session.last_update = now
 
     def _finish(self, ready: selectors.BaseSelector, session: GuardedContext) -> None:
         if self.sessions.pop(session.key, None) is None:
