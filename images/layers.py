@@ -397,14 +397,13 @@ class _Layer:
         parent, _, name = relative.rpartition("/")
         self.subdirectories.get(parent, set()).discard(name)
 
-    def check_link(self, member: _Member, relative: str) -> None:
+    def check_link(self, member: _Member) -> None:
         """A hard link's target: a path this layer or a lower one wrote, not a directory, reached without a symlink."""
         target = _clean(member.link)
         self.check_parents(target, create=False)
         kind = self.kinds.get(target)
-        if kind is None and target not in self.parents:
-            with contextlib.suppress(FileNotFoundError):
-                kind = DIRECTORY if stat.S_ISDIR(os.lstat(os.path.join(self.root, target)).st_mode) else b"0"
+        if kind is None and target not in self.parents and (mode := _mode(os.path.join(self.root, target))):
+            kind = DIRECTORY if stat.S_ISDIR(mode) else b"0"
         if kind is None or kind == DIRECTORY or target in self.parents:
             raise LayerError(f"{member.name!r} is a hard link to {member.link!r}, which is not a file")
 
@@ -577,7 +576,7 @@ def _apply_tar(root: Path, stream: Stream) -> None:
                 continue
             layer.check_parents(relative)
             if member.kind == HARDLINK:
-                layer.check_link(member, relative)
+                layer.check_link(member)
             if layer.replaces_directory(relative, member):
                 reader.flush()
                 extractor.finish()  # tar has written everything before this entry
