@@ -1,11 +1,12 @@
 """Apply image layers (tar changesets, base first) to a root filesystem, as the OCI image spec defines it.
 
 GNU tar writes the files; Python reads every tar header first and keeps the OCI rules. Each layer is read once, as a
-stream: its headers are parsed here (`_TarReader`), every entry is checked against what the layers below left on disk
-and what this layer wrote before it (`_Layer`), and the bytes of the entries that pass are handed to one
-`tar --extract` reading from a pipe (`_Extractor`), which creates, owns, modes and times them (numeric ids) while the
-next part is read. A path leaving the root, a path through a symlink or a non-directory, a hard link to nothing or to a
-directory, an entry type a container layer never has: the layer is refused (LayerError) before tar sees the entry.
+stream: its headers are parsed (`images.tarstream.TarReader`), every entry is checked here against what the layers
+below left on disk and what this layer wrote before it (`_Layer`), and the bytes of the entries that pass are handed
+to one `tar --extract` reading from a pipe (`tarstream.Extractor`), which creates, owns, modes and times them
+(numeric ids) while the next part is read. A path leaving the root, a path through a symlink or a non-directory, a
+hard link to nothing or to a directory, an entry type a container layer never has: the layer is refused (LayerError)
+before tar sees the entry.
 
 The one implementation of whiteouts: `.wh.<name>` deletes `<name>` from the layers below, `.wh..wh..opq` empties its
 directory of what the layers below put there. Whiteout entries never reach tar: they are applied when the layer's tar
@@ -19,45 +20,31 @@ import fcntl
 import gzip
 import lzma
 import os
-import queue
 import shutil
 import stat
 import subprocess
-import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from images.tarstream import (
+    CHUNK,
+    DIRECTORY,
+    HARDLINK,
+    SYMLINK,
+    Extractor,
+    LayerError,
+    Member,
+    Stream,
+    TarReader,
+)
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 # How each compression a layer may have starts; anything else is read as plain tar.
 MAGIC = {b"\x28\xb5\x2f\xfd": "zstd", b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2"}
-BLOCK = 512
-ZERO_BLOCK = bytes(BLOCK)  # two of them end an archive
-CHUNK = 1 << 20  # what is read and handed on at once
-DIRECTORY, SYMLINK, HARDLINK = b"5", b"2", b"1"
-FILES = {b"0", b"7"}  # regular and contiguous: the only entries with data
-OTHERS = {b"3", b"4", b"6"}  # character and block devices, FIFOs
-KINDS = FILES | OTHERS | {DIRECTORY, SYMLINK, HARDLINK}
-EXTENDED = {b"x": "pax", b"g": "global pax", b"L": "long name", b"K": "long link"}
-TAR = [
-    "--extract", "--file=-", "--blocking-factor=2048", "--numeric-owner", "--same-owner", "--same-permissions",
-    "--delay-directory-restore",
-    "--warning=no-timestamp", "--warning=no-unknown-keyword",
-]  # fmt: skip
-
-
-class Stream(Protocol):
-    """What a layer is read from: anything with `read` (a file, an HTTP response, a digest-checking wrapper)."""
-
-    def read(self, size: int, /) -> bytes: ...
-
-
-class LayerError(Exception):
-    """A layer that cannot be applied safely (a path escaping the root, a link to nowhere)."""
 
 
 def _clean(name: str) -> str:
@@ -82,227 +69,6 @@ def _remove(path: str) -> None:
         shutil.rmtree(path)
     elif mode:
         os.unlink(path)
-
-
-def _number(field: bytes, what: str) -> int:
-    """A numeric header field: octal digits (NUL or space ended), or base-256 when its first bit is set (GNU)."""
-    if field[:1] == b"\x80":
-        return int.from_bytes(field[1:], "big")
-    digits = field.split(b"\x00", 1)[0].strip(b" ")
-    try:
-        return int(digits, 8) if digits else 0
-    except ValueError:
-        raise LayerError(f"a tar header's {what} is not a number: {field!r}") from None
-
-
-def _text(field: bytes) -> str:
-    return field.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
-
-
-@dataclass
-class _Member:
-    name: str
-    kind: bytes
-    size: int
-    link: str
-    mtime: int
-
-
-class _TarReader:
-    """A tar stream read header by header: `next()` gives each entry (its extended headers folded in), then `keep` or
-    `drop` hands its bytes (headers and data) on to `out` or not, in pieces of about a megabyte. Entries whose data or
-    extended headers would let another tar reader find a header elsewhere than here (sparse files, a link with data)
-    are refused."""
-
-    def __init__(self, stream: Stream, out: Callable[[memoryview], None]) -> None:
-        self.stream, self.out = stream, out
-        self.buffer = bytearray()  # read ahead of the stream
-        self.sent = 0  # the buffer before `sent` is handed on; from `sent` to `decided`, kept and not yet handed on
-        self.decided = 0  # where the current entry's first (extended) header begins
-        self.at = 0  # where parsing is
-        self.member: _Member | None = None
-
-    def _fill(self, size: int) -> bool:
-        """At least `size` bytes after `at` in the buffer; False at the end of the stream."""
-        while len(self.buffer) - self.at < size:
-            data = self.stream.read(CHUNK)
-            if not data:
-                return False
-            if self.decided > CHUNK:  # what is decided is handed on, and forgotten
-                self.flush()
-                del self.buffer[: self.decided]
-                self.at -= self.decided
-                self.sent = self.decided = 0
-            self.buffer += data
-        return True
-
-    def _take(self, size: int, name: str) -> bytes:
-        if not self._fill(size):
-            raise LayerError(f"the layer ends in the middle of {name!r}")
-        piece = bytes(self.buffer[self.at : self.at + size])
-        self.at += size
-        return piece
-
-    def next(self) -> _Member | None:
-        """The next entry, or None at the end of the archive."""
-        self.decided = self.at
-        pax: dict[str, str] = {}
-        long: dict[bytes, str] = {}
-        while True:
-            if not self._fill(BLOCK):
-                if self.at == len(self.buffer):
-                    return None  # the stream ends at a header: as at the end marker
-                raise LayerError("the layer ends in the middle of a tar header")
-            header = self._take(BLOCK, "a tar header")
-            if header == ZERO_BLOCK:
-                return None
-            try:
-                stored = _number(header[148:156], "checksum")
-            except LayerError:
-                stored = -1
-            if stored != sum(header[:148]) + sum(header[156:]) + 8 * 32:
-                raise LayerError("not a tar archive, or compressed other than with gzip, xz, bzip2 or zstd")
-            kind, size = header[156:157], _number(header[124:136], "size")
-            if kind in EXTENDED:
-                data = self._take(-(-size // BLOCK) * BLOCK, EXTENDED[kind])[:size]
-                if kind == b"x":
-                    pax.update(_pax(data))
-                elif kind != b"g":
-                    long[kind] = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
-                continue
-            name = _text(header[:100])
-            if header[257:263] == b"ustar\x00" and header[345] != 0:
-                name = _text(header[345:500]) + "/" + name
-            name = pax.get("path", long.get(b"L", name))
-            link = pax.get("linkpath", long.get(b"K", _text(header[157:257])))
-            if kind == b"\x00":
-                kind = DIRECTORY if name.endswith("/") else b"0"  # (a pre-POSIX directory: named with a slash)
-            if kind not in KINDS or (pax and any(key.startswith("GNU.sparse") for key in pax)):
-                raise LayerError(f"{name!r} is a tar entry of a kind container layers do not have ({kind!r})")
-            try:
-                size = int(pax.get("size", size))
-                mtime = int(float(pax["mtime"])) if "mtime" in pax else 0
-            except ValueError:
-                raise LayerError(f"{name!r} has a pax size or mtime that is not a number") from None
-            if size and kind not in FILES:
-                raise LayerError(f"{name!r} is a tar entry that carries no data, yet says it has {size} bytes")
-            if kind == DIRECTORY and "mtime" not in pax:  # (only a directory's time is needed here)
-                mtime = _number(header[136:148], "mtime")
-            self.member = _Member(name, kind, size, link, mtime)
-            return self.member
-
-    def keep(self) -> None:
-        """Hand the current entry on: its headers, then its data."""
-        assert self.member is not None
-        left = -(-self.member.size // BLOCK) * BLOCK
-        while True:
-            piece = min(left, len(self.buffer) - self.at)
-            self.at += piece
-            left -= piece
-            self.decided = self.at
-            if not left:
-                return
-            if not self._fill(1):
-                raise LayerError(f"the layer ends in the middle of {self.member.name!r}")
-
-    def drop(self) -> None:
-        """Leave the current entry out (its data, if any, is read past)."""
-        assert self.member is not None
-        self.flush()
-        self._take(-(-self.member.size // BLOCK) * BLOCK, self.member.name)
-        self.sent = self.decided = self.at
-
-    def flush(self) -> None:
-        """Hand on what is kept so far."""
-        if self.decided > self.sent:
-            view = memoryview(self.buffer)
-            try:
-                self.out(view[self.sent : self.decided])
-            finally:
-                view.release()  # (the buffer cannot grow while it is looked at)
-            self.sent = self.decided
-
-    def drain(self) -> None:
-        """Read the stream to its end (what follows the end marker is padding; a compressed stream checks its end)."""
-        while self.stream.read(CHUNK):
-            pass
-
-
-def _pax(data: bytes) -> dict[str, str]:
-    """The records of a pax extended header: `<length> <key>=<value>\\n` each."""
-    records, at = {}, 0
-    while at < len(data):
-        length, _, rest = data[at:].partition(b" ")
-        try:
-            size = int(length)
-        except ValueError:
-            raise LayerError(f"a pax header record has no length: {data[at : at + 40]!r}") from None
-        key, _, value = rest[: size - len(length) - 2].partition(b"=")
-        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        if size <= 0:
-            raise LayerError("a pax header record of no length")
-        at += size
-    return records
-
-
-class _Extractor:
-    """One `tar --extract` into the root, fed through a pipe by a thread of its own (the kernel copies one piece into
-    the pipe while the reader parses the next); `finish` waits for both and says why tar failed."""
-
-    def __init__(self, root: str) -> None:
-        tool = shutil.which("tar")
-        if tool is None:
-            raise LayerError("applying a layer needs GNU tar, and there is none here")
-        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish or kill; a pipe could fill and stop tar)
-        self.process = subprocess.Popen(  # noqa: S603 (a fixed command; the layer goes to its stdin)
-            [tool, *TAR, f"--directory={root}"], stdin=subprocess.PIPE, stderr=self.errors
-        )
-        assert self.process.stdin is not None
-        self.stdin = self.process.stdin
-        with contextlib.suppress(OSError):  # fewer, larger writes (Linux lets a pipe hold up to 1 MiB)
-            fcntl.fcntl(self.stdin.fileno(), fcntl.F_SETPIPE_SZ, CHUNK)
-        self.pieces: queue.Queue[bytes | None] = queue.Queue(4)
-        self.broken = False  # tar stopped reading
-        self.writer = threading.Thread(target=self._write, name="tar-feed", daemon=True)
-        self.writer.start()
-
-    def _write(self) -> None:
-        """Each piece to tar, then (after None) the end marker; once tar stopped reading, the rest is dropped."""
-        while (piece := self.pieces.get()) is not None:
-            if not self.broken:
-                try:
-                    self.stdin.write(piece)
-                except BrokenPipeError:
-                    self.broken = True
-        with contextlib.suppress(BrokenPipeError):
-            self.stdin.write(2 * ZERO_BLOCK)
-        with contextlib.suppress(BrokenPipeError):
-            self.stdin.close()
-
-    def feed(self, data: memoryview) -> None:
-        if self.broken:
-            self.finish()  # says why tar stopped
-            raise LayerError("tar stopped reading the layer")
-        self.pieces.put(bytes(data))
-
-    def finish(self) -> None:
-        if self.writer.is_alive():
-            self.pieces.put(None)
-            self.writer.join()
-        if self.process.wait() != 0:
-            self.errors.seek(0)
-            message = self.errors.read().decode(errors="replace").strip().splitlines()
-            self.errors.close()
-            raise LayerError(f"tar could not apply the layer: {' / '.join(message[-3:]) or 'it failed'}")
-        self.errors.close()
-
-    def kill(self) -> None:
-        self.process.kill()  # (a piece being written meets a broken pipe: the writer drops the rest)
-        if self.writer.is_alive():
-            self.pieces.put(None)
-            self.writer.join()
-        self.process.wait()
-        self.errors.close()
 
 
 class _Layer:
@@ -372,7 +138,7 @@ class _Layer:
             if create:
                 self.parents.add(directory)
 
-    def replaces_directory(self, relative: str, member: _Member) -> bool:
+    def replaces_directory(self, relative: str, member: Member) -> bool:
         """Whether writing `member` at `relative` first needs a directory there removed (tar would not)."""
         if member.kind == DIRECTORY:
             return False
@@ -397,7 +163,7 @@ class _Layer:
         parent, _, name = relative.rpartition("/")
         self.subdirectories.get(parent, set()).discard(name)
 
-    def check_link(self, member: _Member) -> None:
+    def check_link(self, member: Member) -> None:
         """A hard link's target: a path this layer or a lower one wrote, not a directory, reached without a symlink."""
         target = _clean(member.link)
         self.check_parents(target, create=False)
@@ -407,7 +173,7 @@ class _Layer:
         if kind is None or kind == DIRECTORY or target in self.parents:
             raise LayerError(f"{member.name!r} is a hard link to {member.link!r}, which is not a file")
 
-    def wrote(self, relative: str, member: _Member) -> None:
+    def wrote(self, relative: str, member: Member) -> None:
         if member.kind == DIRECTORY and relative not in self.real and relative not in self.fresh:
             try:
                 self._found(relative, os.lstat(os.path.join(self.root, relative)))  # (tar has not been here yet)
@@ -559,8 +325,8 @@ def apply_layer(root: Path, stream: Stream) -> None:
 
 def _apply_tar(root: Path, stream: Stream) -> None:
     layer = _Layer(root)
-    extractor = _Extractor(layer.root)
-    reader = _TarReader(stream, lambda data: extractor.feed(data))
+    extractor = Extractor(layer.root)
+    reader = TarReader(stream, lambda data: extractor.feed(data))
     replaced = False  # a directory was removed or whited out: the times of this layer's directories are set again
     try:
         while (member := reader.next()) is not None:
@@ -581,7 +347,7 @@ def _apply_tar(root: Path, stream: Stream) -> None:
                 reader.flush()
                 extractor.finish()  # tar has written everything before this entry
                 layer.remove_directory(relative)
-                extractor = _Extractor(layer.root)
+                extractor = Extractor(layer.root)
                 replaced = True
             layer.wrote(relative, member)
             reader.keep()

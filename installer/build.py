@@ -179,7 +179,7 @@ def _installer(root: Path) -> None:
     shutil.copytree(REPO / "installer/d2b_installer", target / "d2b_installer",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     (target / "images").mkdir()
-    for name in ("__init__.py", "layers.py", "registry.py"):
+    for name in ("__init__.py", "layers.py", "tarstream.py", "registry.py"):
         shutil.copy2(REPO / "images" / name, target / "images" / name)
     shutil.copy2(REPO / "installer/udhcpc.sh", target / "udhcpc.sh")
     shutil.copy2(REPO / "installer/init", root / "init")

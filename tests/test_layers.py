@@ -296,7 +296,7 @@ LONG = [("d/" + "n" * 150, tarfile.REGTYPE, 700, ""), ("l" * 120, tarfile.SYMTYP
 def test_the_header_reader_cuts_a_tar_where_tarfile_does_and_hands_on_every_byte(members, form):
     """The entries Python checks are the entries tar writes: the same names, kinds, sizes and links as tarfile reads,
     and the bytes handed on are the archive's own, up to its end marker."""
-    from images.layers import _TarReader
+    from images.tarstream import TarReader
 
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=form) as archive:
@@ -307,7 +307,7 @@ def test_the_header_reader_cuts_a_tar_where_tarfile_does_and_hands_on_every_byte
             archive.addfile(info, io.BytesIO(bytes(info.size)) if kind == tarfile.REGTYPE else None)
     blob = raw.getvalue()
     handed: list[bytes] = []
-    reader = _TarReader(io.BytesIO(blob), lambda data: handed.append(bytes(data)))
+    reader = TarReader(io.BytesIO(blob), lambda data: handed.append(bytes(data)))
     seen = []
     while (member := reader.next()) is not None:
         seen.append((member.name, member.kind, member.size, member.link))

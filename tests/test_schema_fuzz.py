@@ -40,11 +40,13 @@ def test_the_api_answers_every_generated_request_within_its_schema(live_server, 
     run = subprocess.run(
         [str(Path(sys.executable).parent / "schemathesis"), "run", f"{live_server.url}/api/schema/",
          "--checks", "not_a_server_error,response_schema_conformance", "--max-examples", "5", "--seed", "1",
-         "--workers", "4", "--header", f"Authorization: Token {key}", "--continue-on-failure",
+         "--workers", "1", "--header", f"Authorization: Token {key}", "--continue-on-failure",
          "--exclude-path-regex", "power",
          "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,  # its example cache stays out of the checkout
     )  # fmt: skip
+    # (One worker: in threads, Hypothesis describing its lambdas at once trips CPython 3.11.7's ast.parse, "AST
+    # constructor recursion depth mismatch", a crash of the runner seen once in CI.)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     selected, available = map(int, re.search(r"Selected: (\d+)/(\d+)", run.stdout).groups())
     tested = int(re.search(r"Tested: (\d+)", run.stdout).group(1))
