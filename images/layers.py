@@ -55,12 +55,18 @@ def _clean(name: str) -> str:
     return "/".join(parts)
 
 
-def _mode(path: str) -> int:
-    """The file type and mode of `path` itself (a symlink's, not its target's); 0 for nothing there."""
+def _lstat(path: str) -> os.stat_result | None:
+    """What is at `path` itself (a symlink, not its target); None for nothing there."""
     try:
-        return os.lstat(path).st_mode
+        return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return 0
+        return None
+
+
+def _mode(path: str) -> int:
+    """The file type and mode of `path` itself; 0 for nothing there."""
+    found = _lstat(path)
+    return found.st_mode if found else 0
 
 
 def _remove(path: str) -> None:
@@ -116,10 +122,7 @@ class _Layer:
             directory = "/".join(parts[:end])
             here = self._is_directory(directory)
             if here is None and directory not in self.real:
-                try:
-                    found: os.stat_result | None = os.lstat(os.path.join(self.root, directory))
-                except FileNotFoundError:
-                    found = None
+                found = _lstat(os.path.join(self.root, directory))
                 mode = found.st_mode if found else 0
                 if found is None:
                     if not create:
@@ -175,10 +178,7 @@ class _Layer:
 
     def wrote(self, relative: str, member: Member) -> None:
         if member.kind == DIRECTORY and relative not in self.real and relative not in self.fresh:
-            try:
-                self._found(relative, os.lstat(os.path.join(self.root, relative)))  # (tar has not been here yet)
-            except FileNotFoundError:
-                self._found(relative, None)
+            self._found(relative, _lstat(os.path.join(self.root, relative)))  # (tar has not been here yet)
         self.kinds[relative] = member.kind
         if member.kind == DIRECTORY:
             self.directories.append((os.path.join(self.root, relative), member.mtime))
@@ -326,8 +326,8 @@ def apply_layer(root: Path, stream: Stream) -> None:
 def _apply_tar(root: Path, stream: Stream) -> None:
     layer = _Layer(root)
     extractor = Extractor(layer.root)
-    reader = TarReader(stream, lambda data: extractor.feed(data))
-    replaced = False  # a directory was removed or whited out: the times of this layer's directories are set again
+    reader = TarReader(stream, lambda data: extractor.feed(data))  # (the extractor of the moment: see below)
+    replaced = False  # a directory was removed: the times of this layer's directories are set again
     try:
         while (member := reader.next()) is not None:
             relative = _clean(member.name)

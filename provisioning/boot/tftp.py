@@ -251,9 +251,8 @@ class BootTftpServer(tftpy.TftpServer):
                 session.sock.sendto(packet, peer)  # (a block too big for a datagram: refused below)
                 session.last_update = time.time()
                 session.retry_count = 0  # retries are per packet: a lossy link loses a few of each transfer
-            elif time.time() - session.last_update >= session.timeout and (block := session.download.again(datagram)):
-                session.sock.sendto(block, peer)
-                session.last_update = time.time()
+            elif time.time() - session.last_update >= session.timeout and session.download.again(datagram):
+                self._resend(session, time.time())
         except (Refused, OSError) as error:
             TFTP_TRANSFERS.labels("malformed").inc()
             logger.warning("tftp client=%s:%s outcome=malformed reason=%s", session.host, session.port, error)
