@@ -45,7 +45,7 @@ def main() -> None:
 
     from hosts.models import Interface
     from provisioning.boot import scripts
-    from provisioning.boot.render.ipxe import BootRequest
+    from provisioning.boot.menu import BootRequest
 
     portal = os.environ["DOCK2BOX_PUBLIC_URL"]
     groups = {

@@ -51,12 +51,22 @@ def golden(name: str, text: str) -> None:
 
 
 def script(client, url: str, **extra: str) -> str:
+    """The script a boot URL answers: iPXE's, or (`/grub...`) a GRUB config that GRUB's own parser accepts."""
     response = client.get(url, **extra)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     text = response.content.decode()
-    assert text.startswith("#!ipxe\n")
+    if url.startswith("/grub"):
+        grub_check(text)
+    else:
+        assert text.startswith("#!ipxe\n")
     return text
+
+
+def grub_check(text: str) -> None:
+    """GRUB's own parser (`grub-script-check`, Debian's grub-common) accepts `text`."""
+    checked = subprocess.run(["grub-script-check"], input=text, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, f"{checked.stdout}{checked.stderr}\n{text}"
 
 
 def kind(sql: str) -> str:
@@ -614,7 +624,7 @@ def test_scripts_rendered_ahead_are_the_long_ways_and_their_first_answer_writes_
     settings.DOCK2BOX_PUBLIC_URL = ""
     assert boot_scripts_render_ahead() == 0  # a script's portal is not known before a host asks
     settings.DOCK2BOX_PUBLIC_URL = "http://portal.example.com:8000"
-    assert boot_scripts_render_ahead() == 4  # two hosts, two platforms; eth1 shows the address it boots with
+    assert boot_scripts_render_ahead() == 6  # two hosts, iPXE on two platforms and GRUB; eth1 shows its boot address
     urls = [f"/ipxe?mac={mac}&platform=pcbios&ip=10.0.0.{n}" for mac, n in [(IDLE_MAC, 12), (BUILD_MAC, 11)]]
     with CaptureQueriesContext(connection) as queries:
         ahead = [script(client, url) for url in urls]
@@ -626,7 +636,7 @@ def test_scripts_rendered_ahead_are_the_long_ways_and_their_first_answer_writes_
     with CaptureQueriesContext(connection) as queries:
         assert [script(client, url) for url in urls] == ahead
     assert [kind(query["sql"]) for query in queries] == ["SELECT"]
-    urls += [url.replace("pcbios", "efi") for url in urls]
+    urls += [url.replace("pcbios", "efi") for url in urls] + [url.replace("/ipxe", "/grub") for url in urls]
     ahead += [script(client, url) for url in urls[2:]]
     settings.DOCK2BOX_BOOT_CACHE_SECONDS = 0
     assert [script(client, url) for url in urls] == ahead  # what the long way renders
@@ -637,14 +647,14 @@ def test_rendering_ahead_leaves_to_the_boot_what_only_a_boot_may_do(client, serv
 
     portal = "http://portal.example.com:8000"
     Build.objects.filter(pk=served_world.build.pk).update(bootloader_started=timezone.now())
-    assert scripts_render_ahead(portal=portal, now=timezone.now()) == 2  # the build past its bootloader: not ahead
+    assert scripts_render_ahead(portal=portal, now=timezone.now()) == 3  # the build past its bootloader: not ahead
     assert "choose --default local" in script(client, f"/ipxe?mac={BUILD_MAC}&platform=pcbios")
     assert Build.objects.get(pk=served_world.build.pk).state == "unconfirmed"  # closed by the boot, not ahead
     host_enter_build(host=served_world.idle_host)
     later = timezone.now() + timedelta(seconds=1)
-    assert scripts_render_ahead(portal=portal, now=later) == 4  # build.ams1 left build mode; idle.ams1 entered it
+    assert scripts_render_ahead(portal=portal, now=later) == 6  # build.ams1 left build mode; idle.ams1 entered it
     Build.objects.filter(host=served_world.idle_host).update(last_activity=timezone.now() - timedelta(days=1))
-    assert scripts_render_ahead(portal=portal, now=later) == 2  # its token is due to be renewed: by the boot
+    assert scripts_render_ahead(portal=portal, now=later) == 3  # its token is due to be renewed: by the boot
 
 
 def test_a_change_after_rendering_ahead_is_on_the_next_boot(client, served_world):

@@ -1,15 +1,15 @@
 """Per-host boot scripts kept in the shared cache between boots: the boot path's short way.
 
-A known host's script is stored after the boot path rendered it, stamped with two generations read before any of
-the data it was rendered from: the data generation and its MAC's (`dock2box.changes`). A later boot request of the
-same MAC (and the same address, netmask, gateway, platform and portal) is answered from the entry while both are
+A known host's script is stored after the boot path rendered it, stamped with two generations read before any of the
+data it was rendered from: the data generation and its MAC's (`dock2box.changes`). A later boot request of the same MAC
+(and the same address, netmask, gateway, platform, boot loader and portal) is answered from the entry while both are
 still the current ones, read from the shared cache in the same round trip as the entry, never from a process's memo.
 Every service write moves one of them when its transaction commits, before the request that made it is answered: a
 change of a host (its record, interfaces, builds) moves its MACs' generations, any other change the data generation.
-That includes each change of a build a script depends on (build mode entered, a version picked, the `bootloader`,
-`done` and `failed` events, an unconfirmed build closed). So once an installer's `done` is answered, by any worker of
-any instance, no script cached before it is handed out again: the host boots its disk. One host's install does not
-make the others' scripts stale.
+That includes each change of a build a script depends on (build mode entered, a version picked, the `bootloader`, `done`
+and `failed` events, an unconfirmed build closed). So once an installer's `done` is answered, by any worker of any
+instance, no script cached before it is handed out again: the host boots its disk. One host's install does not make the
+others' scripts stale.
 
 Entries are stored only in autocommit (inside a transaction the writes a script follows could still roll back) and
 are used until the moment they were rendered plus `DOCK2BOX_BOOT_CACHE_SECONDS` (`expires`; storing an entry again,
@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from dock2box.cache import shared
 from dock2box.changes import GENERATION_KEY, mac_generation_key
-from provisioning.boot.render.ipxe import BootRequest
+from provisioning.boot.menu import BootRequest
 
 Stamp = tuple[str, str]  # the data generation and the MAC's
 ENTRY_FORMAT = 3  # in every key: entries of an earlier `BootEntry` (other fields) are never read back
@@ -59,10 +59,10 @@ class BootEntry:
     token: str | None = None
 
 
-def boot_entry_key(*, portal: str, mac: str, platform: str) -> str:
-    """The cache key of the script answering a boot of `mac` on `platform` from `portal` (everything the script
-    depends on besides the data and the request's address, which an entry holds)."""
-    text = "|".join((str(ENTRY_FORMAT), portal, mac, platform))
+def boot_entry_key(*, portal: str, mac: str, platform: str, loader: str) -> str:
+    """The cache key of the script answering a boot of `mac` on `platform` by `loader` from `portal` (everything the
+    script depends on besides the data and the request's address, which an entry holds)."""
+    text = "|".join((str(ENTRY_FORMAT), portal, mac, platform, loader))
     return "dock2box:boot:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 

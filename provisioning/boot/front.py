@@ -12,17 +12,18 @@ from django.utils import timezone
 from dock2box.actors import acting_as
 from dock2box.validators import normalise_mac
 from provisioning.boot import scripts as bootscripts
+from provisioning.boot.menu import path_loader
 from provisioning.boot.render import ipxe
 from provisioning.boot.views import boot_request, logger
 
 
 class BootFront:
-    """The boot path's front door, in front of Django (`dock2box/wsgi.py`): `GET /ipxe` answered from a good cache
-    entry and `GET /boot.ipxe`, without Django's request handling (URL resolution, middleware, request and response
-    objects), which costs as much as the cached answer itself. Only where nothing is in doubt: `DOCK2BOX_PUBLIC_URL`
-    set (no Host header makes the portal's address), plain HTTP, a Host Django accepts, no body, a valid MAC, a good
-    entry. Everything else, and any error, goes to Django, whose views answer it the same way (the same functions:
-    `bootscripts.cached_script` first there too). The headers are the ones Django's stack gives a script
+    """The boot path's front door, in front of Django (`dock2box/wsgi.py`): `GET /ipxe` and `GET /grub` answered from a
+    good cache entry, and `GET /boot.ipxe`, without Django's request handling (URL resolution, middleware, request and
+    response objects), which costs as much as the cached answer itself. Only where nothing is in doubt:
+    `DOCK2BOX_PUBLIC_URL` set (no Host header makes the portal's address), plain HTTP, a Host Django accepts, no body, a
+    valid MAC, a good entry. Everything else, and any error, goes to Django, whose views answer it the same way (the
+    same functions: `bootscripts.cached_script` first there too). The headers are the ones Django's stack gives a script
     (`SCRIPT_HEADERS`, checked against it by the tests)."""
 
     def __init__(self, django: Callable[..., Iterable[bytes]]) -> None:
@@ -30,7 +31,7 @@ class BootFront:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         script = None
-        if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO") in ("/ipxe", "/boot.ipxe"):
+        if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO") in ("/ipxe", "/grub", "/boot.ipxe"):
             try:
                 script = self._script(environ)
             except Exception:  # Django answers it (and logs what goes wrong there)
@@ -62,8 +63,9 @@ class BootFront:
             mac = normalise_mac(query.get("mac", ""))
         except ValidationError:
             return None
+        boot = boot_request(query, mac, loader=path_loader(environ["PATH_INFO"]))
         with acting_as("boot path"):
-            return bootscripts.cached_script(portal=portal, boot=boot_request(query, mac), now=timezone.now())
+            return bootscripts.cached_script(portal=portal, boot=boot, now=timezone.now())
 
 
 SCRIPT_HEADERS = [

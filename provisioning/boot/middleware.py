@@ -17,7 +17,8 @@ from django.http import HttpRequest, HttpResponse
 from django.http.request import validate_host
 
 from dock2box.middleware import answers_scripts
-from provisioning.boot.render import ipxe
+from provisioning.boot.menu import path_loader
+from provisioning.boot.render import RENDERERS
 
 logger = logging.getLogger("dock2box.boot")
 
@@ -38,7 +39,7 @@ class BootHostGuard:
                 else:
                     logger.warning("boot request with a Host not allowed and no DOCK2BOX_PUBLIC_URL: booting the disk")
                     message = "the portal does not know its own address (set DOCK2BOX_PUBLIC_URL)"
-                    script = ipxe.notice_script(message=message)
+                    script = RENDERERS[path_loader(request.path)].notice(message=message)
                     response = HttpResponse(script, content_type="text/plain; charset=utf-8")
                     response["Cache-Control"] = "no-store"
                     return response

@@ -19,7 +19,8 @@ from django.core.signing import BadSignature, TimestampSigner
 
 from dock2box.changes import generation_forget
 from provisioning.boot import cache as bootcache
-from provisioning.boot.render import ipxe
+from provisioning.boot.menu import BootRequest, Install, menu_decide
+from provisioning.boot.render import RENDERERS
 from provisioning.builds.selectors import (
     BootLookup,
     build_installs,
@@ -41,15 +42,16 @@ from provisioning.metrics import BOOT_REQUESTS
 logger = logging.getLogger("dock2box.boot")
 PICK_SALT = "dock2box.menu-install"
 PICK_MAX_AGE = 900  # seconds a menu's signed version entries stay usable
-AHEAD_PLATFORMS = ("pcbios", "efi")  # what iPXE's ${platform} says on the machines it boots
+# What boots: iPXE's ${platform} on BIOS and UEFI machines, and GRUB (the Secure Boot chain, UEFI only).
+AHEAD = (("pcbios", "ipxe"), ("efi", "ipxe"), ("efi", "grub"))
 AHEAD_BATCH = 500  # interfaces per statement and per cache round trip when rendering ahead
 UNCONFIRMED = "the install wrote its bootloader but did not report done: booting the disk"
 ENDED = "its build ended while it booted: booting the disk"
 
 
-def host_script(*, portal: str, boot: ipxe.BootRequest, now: datetime, details: Mapping[str, str]) -> str:
+def host_script(*, portal: str, boot: BootRequest, now: datetime, details: Mapping[str, str]) -> str:
     """The script answering a boot of `boot.mac`; `details` is what an unknown MAC said of itself (kept)."""
-    key = bootcache.boot_entry_key(portal=portal, mac=boot.mac, platform=boot.platform)
+    key = bootcache.boot_entry_key(portal=portal, mac=boot.mac, platform=boot.platform, loader=boot.loader)
     stamp, entry = bootcache.boot_entry_get(key, boot)
     if entry is not None and _still_true(entry):  # nothing changed since this host's script was rendered
         return _cached_answer(key, entry, boot, now)
@@ -59,8 +61,8 @@ def host_script(*, portal: str, boot: ipxe.BootRequest, now: datetime, details: 
         discovered_host_record(
             mac=boot.mac, now=now, details={**details, "ip": boot.ip or None, "platform": boot.platform}
         )
-        boot_log(boot.mac, "-", boot.platform, "unknown", "")
-        return ipxe.menu_script(portal=portal, request=boot, catalogue=catalogue, settings=None, install=None)
+        boot_log(boot, "-", "unknown", "")
+        return RENDERERS[boot.loader].menu(menu_decide(request=boot, catalogue=catalogue, settings=None, install=None))
 
     interface = lookup.interface
     host = interface.host
@@ -86,7 +88,7 @@ def host_script(*, portal: str, boot: ipxe.BootRequest, now: datetime, details: 
         build_id=lookup.build_id,
     )  # fmt: skip
     outcome = "build" if token else "known"
-    boot_log(boot.mac, host.fqdn, boot.platform, outcome, notice)
+    boot_log(boot, host.fqdn, outcome, notice)
     if stamp is not None and stamp[0] == catalogue.generation:  # read before all the data it shows
         expires = bootcache.boot_entry_expires(now)
         entry = bootcache.BootEntry(
@@ -97,10 +99,10 @@ def host_script(*, portal: str, boot: ipxe.BootRequest, now: datetime, details: 
     return script
 
 
-def cached_script(*, portal: str, boot: ipxe.BootRequest, now: datetime) -> str | None:
+def cached_script(*, portal: str, boot: BootRequest, now: datetime) -> str | None:
     """The short way alone (the boot front's): the script from a good entry, writing what the long way would; None
     where the long way must answer."""
-    key = bootcache.boot_entry_key(portal=portal, mac=boot.mac, platform=boot.platform)
+    key = bootcache.boot_entry_key(portal=portal, mac=boot.mac, platform=boot.platform, loader=boot.loader)
     _, entry = bootcache.boot_entry_get(key, boot)
     return None if entry is None or not _still_true(entry) else _cached_answer(key, entry, boot, now)
 
@@ -110,7 +112,7 @@ def _still_true(entry: bootcache.BootEntry) -> bool:
     return entry.build_id is None or build_installs(build_id=entry.build_id, token=entry.token or "")
 
 
-def _cached_answer(key: str, entry: bootcache.BootEntry, boot: ipxe.BootRequest, now: datetime) -> str:
+def _cached_answer(key: str, entry: bootcache.BootEntry, boot: BootRequest, now: datetime) -> str:
     """Answer from an entry, writing what the long way would have: last seen when due, a first boot ahead's."""
     seen = boot_seen(host_id=entry.host_id, last_seen=entry.last_seen, now=now)
     if entry.first_boot_build_id is not None:
@@ -118,16 +120,16 @@ def _cached_answer(key: str, entry: bootcache.BootEntry, boot: ipxe.BootRequest,
     if seen != entry.last_seen or entry.first_boot_build_id is not None:
         again = dataclasses.replace(entry, last_seen=seen, first_boot_build_id=None)
         bootcache.boot_entries_put({key: again}, expires=entry.expires)  # its time bound does not move
-    boot_log(boot.mac, entry.fqdn, boot.platform, entry.outcome, entry.notice)
+    boot_log(boot, entry.fqdn, entry.outcome, entry.notice)
     return entry.script
 
 
 def scripts_render_ahead(*, portal: str, now: datetime) -> int:
-    """Render and store the scripts of every known MAC for each of `AHEAD_PLATFORMS`, as its next boot would get
-    them, where that boot would write nothing but last seen and a build's first boot (those the short way writes).
-    Skipped, and rendered on their boot: a host entering build mode without a build or with a token due to be
-    touched, a build past its bootloader, an interface without an address (its script shows the one it boots
-    with). Returns how many scripts were stored."""
+    """Render and store the scripts of every known MAC for each of `AHEAD` (platform and boot loader), as its next boot
+    would get them, where that boot would write nothing but last seen and a build's first boot (those the short way
+    writes). Skipped, and rendered on their boot: a host entering build mode without a build or with a token due to be
+    touched, a build past its bootloader, an interface without an address (its script shows the one it boots with).
+    Returns how many scripts were stored."""
     stored, after = 0, 0
     while batch := interface_ids_after(after=after, limit=AHEAD_BATCH):
         stamps = bootcache.boot_stamps([mac for _, mac in batch])  # before the data they stamp
@@ -162,10 +164,10 @@ def _entries_ahead(
             return {}
         token, first_boot_build_id = lookup.build_token, None if lookup.build_first_boot else lookup.build_id
     entries = {}
-    for platform in AHEAD_PLATFORMS:
-        boot = ipxe.BootRequest(mac=interface.mac, ip=interface.ip, platform=platform)
+    for platform, loader in AHEAD:
+        boot = BootRequest(mac=interface.mac, ip=interface.ip, platform=platform, loader=loader)
         script = _render(portal=portal, boot=boot, catalogue=catalogue, settings=settings, token=token, notice=notice)
-        key = bootcache.boot_entry_key(portal=portal, mac=interface.mac, platform=platform)
+        key = bootcache.boot_entry_key(portal=portal, mac=interface.mac, platform=platform, loader=loader)
         entries[key] = bootcache.BootEntry(
             stamp, script, "build" if token else "known", host.pk, host.fqdn, notice, host.last_seen, until,
             bootcache.boot_entry_expires(now), first_boot_build_id=first_boot_build_id,
@@ -177,29 +179,29 @@ def _entries_ahead(
 def _render(
     *,
     portal: str,
-    boot: ipxe.BootRequest,
+    boot: BootRequest,
     catalogue: Catalogue,
     settings: HostSettings,
     token: str | None,
     notice: str,
     build_id: int | None = None,
 ) -> str:
-    return ipxe.menu_script(
-        portal=portal,
+    menu = menu_decide(
         request=boot,
         catalogue=catalogue,
         settings=settings,
-        install=install_lines(portal, settings, token) if token else None,
+        install=install_entry(portal, settings, token, boot.mac) if token else None,
         pick_url=_pick_url(portal, boot, build_id) if django_settings.DOCK2BOX_MENU_INSTALL else None,
         notice=notice,
     )
+    return RENDERERS[boot.loader].menu(menu)
 
 
-def boot_log(mac: str, fqdn: str, platform: str, outcome: str, notice: str) -> None:
+def boot_log(boot: BootRequest, fqdn: str, outcome: str, notice: str) -> None:
     BOOT_REQUESTS.labels(outcome).inc()
     logger.info(
-        "boot mac=%s host=%s platform=%s outcome=%s%s",
-        mac, fqdn, platform or "-", outcome, f" notice={notice!r}" if notice else "",
+        "boot mac=%s host=%s platform=%s loader=%s outcome=%s%s",
+        boot.mac, fqdn, boot.platform or "-", boot.loader, outcome, f" notice={notice!r}" if notice else "",
     )  # fmt: skip
 
 
@@ -207,7 +209,7 @@ def _pick_text(mac: str, image: str, version: str, client: str, build_id: int | 
     return f"{mac}|{image}|{version}|{client}|{build_id or ''}"
 
 
-def _pick_url(portal: str, boot: ipxe.BootRequest, build_id: int | None) -> Callable[[str, str], str]:
+def _pick_url(portal: str, boot: BootRequest, build_id: int | None) -> Callable[[str, str], str]:
     """Signed, short-lived URLs for the menu's versions, bound to the machine that asked for the menu (its address as
     the portal sees it) and to its build as it was (none, or which): only that menu, from that machine, before its
     build changed, can pick an install."""
@@ -216,13 +218,13 @@ def _pick_url(portal: str, boot: ipxe.BootRequest, build_id: int | None) -> Call
         signed = TimestampSigner(salt=PICK_SALT).sign(_pick_text(boot.mac, image, version, boot.client, build_id))
         _, stamp, signature = signed.rsplit(":", 2)
         platform = f"&platform={boot.platform}" if boot.platform else ""
-        return (f"{portal}/ipxe/install?mac={boot.mac}&image={image}&version={version}{platform}"
+        return (f"{portal}/{boot.loader}/install?mac={boot.mac}&image={image}&version={version}{platform}"
                 f"&stamp={stamp}&sig={signature}")  # fmt: skip
 
     return url
 
 
-def pick_granted(*, boot: ipxe.BootRequest, image: str, version: str, build_id: int | None, signed: str) -> bool:
+def pick_granted(*, boot: BootRequest, image: str, version: str, build_id: int | None, signed: str) -> bool:
     """Whether `signed` (`<stamp>:<signature>` of a picked version's URL) is one the portal made for this machine and
     this build state less than PICK_MAX_AGE seconds ago."""
     text = f"{_pick_text(boot.mac, image, version, boot.client, build_id)}:{signed}"
@@ -233,9 +235,12 @@ def pick_granted(*, boot: ipxe.BootRequest, image: str, version: str, build_id: 
     return True
 
 
-def install_lines(portal: str, settings: HostSettings, token: str) -> list[str]:
-    """The install entry's commands for a host in build mode (install_problem() was asked first)."""
+def install_entry(portal: str, settings: HostSettings, token: str, mac: str) -> Install:
+    """The install entry of a host in build mode booting from `mac` (install_problem() was asked first)."""
     files = boot_file_urls(settings=settings, portal=portal)
     if files is None:
         raise RuntimeError(f"{settings.host.fqdn}: no boot environment")
-    return ipxe.install_lines(portal=portal, settings=settings, token=token, kernel_url=files[0], initrd_url=files[1])
+    return Install(
+        label=settings.image_label, fqdn=settings.host.fqdn, mac=mac, kernel_url=files[0], initrd_url=files[1],
+        config_url=f"{portal}/config/{token}", kopts=settings.kopts,
+    )  # fmt: skip

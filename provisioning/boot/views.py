@@ -20,7 +20,8 @@ from dock2box.actors import acting_as
 from dock2box.http import client_address, ip_or_empty, portal_url
 from dock2box.validators import normalise_mac
 from provisioning.boot import scripts as bootscripts
-from provisioning.boot.render import ipxe
+from provisioning.boot.menu import BootRequest, path_loader
+from provisioning.boot.render import RENDERERS, ipxe
 from provisioning.builds.selectors import interface_for_boot
 from provisioning.builds.services import build_install_chosen
 from provisioning.catalogue.resolve import host_settings, install_problem
@@ -50,10 +51,8 @@ def never_fails(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
             BOOT_REQUESTS.labels("error").inc()
             logger.exception("boot request failed: %s", request.get_full_path()[:300])
             message = "the portal had an internal error; see its log"
-            again = _same_request(request)
-            return _script(
-                ipxe.ask_again_script(message=message, url=again) if again else ipxe.notice_script(message=message)
-            )
+            again, render = _same_request(request), RENDERERS[path_loader(request.path)]
+            return _script(render.ask_again(message=message, url=again) if again else render.notice(message=message))
 
     wrapper.answers_scripts = True  # type: ignore[attr-defined]  # (dock2box.middleware.answers_scripts)
     return wrapper
@@ -80,15 +79,18 @@ def _detail(value: str | None) -> str:
     return value if value and _DETAIL_RE.match(value) else ""
 
 
-def boot_request(query: Mapping[str, str], mac: str, ip_param: str = "ip", client: str = "") -> ipxe.BootRequest:
+def boot_request(
+    query: Mapping[str, str], mac: str, ip_param: str = "ip", client: str = "", loader: str = "ipxe"
+) -> BootRequest:
     platform = query.get("platform", "")
-    return ipxe.BootRequest(
+    return BootRequest(
         mac=mac,
         ip=ip_or_empty(query.get(ip_param)),
         netmask=ip_or_empty(query.get("netmask")),
         gateway=ip_or_empty(query.get("gateway")),
-        platform=platform if platform in ("pcbios", "efi") else "",
+        platform="efi" if loader == "grub" else (platform if platform in ("pcbios", "efi") else ""),
         client=client,
+        loader=loader,
     )
 
 
@@ -102,7 +104,7 @@ def boot_ipxe(request: HttpRequest) -> HttpResponse:
 
 
 def host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> HttpResponse:
-    platform = request.GET.get("platform", "")
+    platform, loader = request.GET.get("platform", ""), path_loader(request.path)
     try:
         mac = normalise_mac(raw_mac or "")
     except ValidationError:
@@ -110,16 +112,17 @@ def host_menu(request: HttpRequest, raw_mac: str | None, ip_param: str) -> HttpR
         BOOT_REQUESTS.labels("error").inc()
         logger.info("boot mac=%s outcome=error reason=bad-mac", shown or "-")
         reason = f"'{shown}' is not a MAC address" if raw_mac else "the request named no MAC address"
-        return _script(ipxe.notice_script(message=reason, platform=platform if platform in ("pcbios", "efi") else ""))
+        platform = platform if platform in ("pcbios", "efi") else ""
+        return _script(RENDERERS[loader].notice(message=reason, platform=platform))
     details = {name: _detail(request.GET.get(name)) for name in ("uuid", "serial", "asset", "buildarch")}
-    boot = boot_request(request.GET, mac, ip_param, client_address(request))
+    boot = boot_request(request.GET, mac, ip_param, client_address(request), loader)
     return _script(bootscripts.host_script(portal=portal_url(request), boot=boot, now=timezone.now(), details=details))
 
 
 @require_GET
 @never_fails
 def host_ipxe(request: HttpRequest) -> HttpResponse:
-    """`/ipxe?mac=...`: the per-host menu."""
+    """`/ipxe?mac=...` and `/grub?mac=...`: the per-host menu, for iPXE or for GRUB."""
     with acting_as("boot path"):
         return host_menu(request, request.GET.get("mac"), "ip")
 
@@ -127,43 +130,43 @@ def host_ipxe(request: HttpRequest) -> HttpResponse:
 @require_GET
 @never_fails
 def install_chosen(request: HttpRequest) -> HttpResponse:
-    """`/ipxe/install?mac=&version=`: a version picked by hand in the menu."""
-    platform = request.GET.get("platform", "")
+    """`/ipxe/install?mac=&version=` (and `/grub/install`): a version picked by hand in the menu."""
+    platform, loader = request.GET.get("platform", ""), path_loader(request.path)
     platform = platform if platform in ("pcbios", "efi") else ""
+    notice = RENDERERS[loader].notice
     try:
         mac = normalise_mac(request.GET.get("mac", ""))
     except ValidationError:
-        return _script(ipxe.notice_script(message="the install request named no valid MAC", platform=platform))
+        return _script(notice(message="the install request named no valid MAC", platform=platform))
     if not django_settings.DOCK2BOX_MENU_INSTALL:
-        return _script(ipxe.notice_script(message="installing from the menu is off", platform=platform))
+        return _script(notice(message="installing from the menu is off", platform=platform))
     image_name, version_name = request.GET.get("image", ""), request.GET.get("version", "")
     lookup = interface_for_boot(mac=mac)
-    boot = ipxe.BootRequest(mac=mac, platform=platform, client=client_address(request))
+    boot = BootRequest(mac=mac, platform=platform, client=client_address(request), loader=loader)
     signed = f"{request.GET.get('stamp', '')}:{request.GET.get('sig', '')}"
     build_id = lookup.build_id if lookup else None
     if not bootscripts.pick_granted(
         boot=boot, image=image_name, version=version_name, build_id=build_id, signed=signed
     ):
         message = "this menu is old, not the portal's, or not this machine's; boot again"
-        return _script(ipxe.notice_script(message=message, platform=platform))
+        return _script(notice(message=message, platform=platform))
     catalogue = catalogue_get()
     image = catalogue.images.get(image_name)
     versions = image.version_list if image is not None else []  # type: ignore[attr-defined]
     version = next((item for item in versions if item.version == version_name), None)
     if lookup is None or version is None:
         message = "register this MAC as a host before installing it" if lookup is None else "that version is gone"
-        return _script(ipxe.notice_script(message=message, platform=platform))
+        return _script(notice(message=message, platform=platform))
     interface, portal = lookup.interface, portal_url(request)
     settings = host_settings(host=interface.host, interface=interface, catalogue=catalogue, version_id=version.pk)
     problem = install_problem(settings)
     if problem:
-        return _script(ipxe.notice_script(message=f"cannot install: {problem}", platform=platform))
+        return _script(notice(message=f"cannot install: {problem}", platform=platform))
     try:
         with acting_as(f"boot menu ({client_address(request)})"):
             build = build_install_chosen(host=interface.host, version_id=version.pk)
     except ValidationError as error:
-        return _script(ipxe.notice_script(message=f"cannot install: {error.messages[0]}", platform=platform))
+        return _script(notice(message=f"cannot install: {error.messages[0]}", platform=platform))
     logger.info("boot mac=%s host=%s outcome=build version=%s", mac, interface.host.fqdn, settings.image_label)
-    return _script(
-        ipxe.install_script(install=bootscripts.install_lines(portal, settings, str(build.token)), platform=platform)
-    )
+    install = bootscripts.install_entry(portal, settings, str(build.token), mac)
+    return _script(RENDERERS[loader].install(install=install, platform=platform))

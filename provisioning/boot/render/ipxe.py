@@ -5,13 +5,7 @@ Every value that lands in a script is either one of ours (labels, URLs built her
 Operator-written menu item commands are iPXE by design and go in as written.
 """
 
-import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from images.models import Image
-from provisioning.catalogue.resolve import HostSettings
-from provisioning.catalogue.selectors import Catalogue
+from provisioning.boot.menu import BootMenu, ImageChoice, Install, banner
 
 LOCAL_BIOS = "sanboot --no-describe --drive 0x80 || exit"
 LOCAL_UEFI = "exit"
@@ -21,23 +15,6 @@ BOOT_QUERY = (
     "mac=${netX/mac}&uuid=${uuid}&serial=${serial:uristring}&asset=${asset:uristring}"
     "&buildarch=${buildarch:uristring}&platform=${platform:uristring}&ip=${netX/ip}"
 )
-WIDTH = 60
-
-
-@dataclass(frozen=True)
-class BootRequest:
-    """What a booting host told us, already checked: only safe values survive."""
-
-    mac: str
-    ip: str = ""
-    netmask: str = ""
-    gateway: str = ""
-    platform: str = ""  # "pcbios", "efi" or "" (unknown)
-    client: str = ""  # its address as the portal sees it (behind trusted proxies, X-Forwarded-For's)
-
-
-def _banner(text: str) -> str:
-    return f" {text} ".center(WIDTH, "-")
 
 
 def _local_boot(platform: str) -> str:
@@ -111,33 +88,34 @@ def ask_again_script(*, message: str, url: str) -> str:
     )
 
 
-def install_lines(*, portal: str, settings: HostSettings, token: str, kernel_url: str, initrd_url: str) -> list[str]:
-    """Load the boot environment with the installer's kernel arguments (DESIGN.md, boot path step 4)."""
+def install_lines(install: Install) -> list[str]:
+    """Load the boot environment with the installer's kernel arguments (DESIGN.md, boot path step 4): the address iPXE
+    got from DHCP goes to the installer."""
     args = " ".join(
         part
         for part in [
             "initrd=initrd",
-            f"d2b.config={portal}/config/{token}",
+            f"d2b.config={install.config_url}",
             "BOOTIF=01-${netX/mac:hexhyp}",
             "d2b.ip=${netX/ip} d2b.netmask=${netX/netmask} d2b.gateway=${netX/gateway} d2b.dns=${dns}",
-            settings.kopts,
+            install.kopts,
         ]
         if part
     )
     return [
-        f"echo Dock2Box: installing {settings.image_label} on {settings.host.fqdn}",
-        f"kernel {kernel_url} {args} || goto failed",
-        f"initrd --name initrd {initrd_url} || goto failed",
+        f"echo Dock2Box: installing {install.label} on {install.fqdn}",
+        f"kernel {install.kernel_url} {args} || goto failed",
+        f"initrd --name initrd {install.initrd_url} || goto failed",
         "boot || goto failed",
     ]
 
 
-def install_script(*, install: list[str], platform: str) -> str:
+def install_script(*, install: Install, platform: str) -> str:
     """A script that only installs (a version picked by hand); if the boot environment does not load, boot locally."""
     return "\n".join(
         [
             "#!ipxe",
-            *install,
+            *install_lines(install),
             ":local",
             ":failed",
             "echo Dock2Box: the install did not start; booting from local disk in 10 seconds",
@@ -146,28 +124,6 @@ def install_script(*, install: list[str], platform: str) -> str:
             "",
         ]
     )
-
-
-def _identity(request: BootRequest, settings: HostSettings | None, catalogue: Catalogue, notice: str) -> list[str]:
-    if settings is None:
-        subnet = catalogue.subnet_for(request.ip)
-        lines = [
-            _banner("Unregistered"),
-            f"mac: {request.mac}",
-            f"ip: {request.ip or '-'}  subnet: {subnet or '-'}  site: {subnet.site if subnet else '-'}",
-            "Register this MAC as a host to install it.",
-        ]
-    else:
-        interface = settings.interface
-        lines = [
-            _banner("Registered"),
-            f"hostname: {settings.host.fqdn}",
-            f"site: {settings.site or '-'}  subnet: {settings.subnet or '-'}",
-            f"ip: {(interface.ip if interface else None) or request.ip or 'dhcp'}  mac: {request.mac}",
-            f"build: {'yes' if settings.host.build else 'no'}  image: {settings.image_label}",
-        ]
-    lines += textwrap.wrap(f"Note: {notice}", WIDTH) if notice else []  # a menu line longer than the screen is cut
-    return [f"item --gap -- {line}" for line in lines]
 
 
 # Where an install entry goes when the boot environment does not load: back to the menu.
@@ -180,87 +136,58 @@ FAILED_TARGET = [
 ]
 
 
-def menu_script(
-    *,
-    portal: str,
-    request: BootRequest,
-    catalogue: Catalogue,
-    settings: HostSettings | None,
-    install: list[str] | None,
-    pick_url: Callable[[str, str], str] | None = None,
-    notice: str = "",
-) -> str:
-    """The per-host menu. `install` holds the install entry's commands when the host is in build mode; `pick_url`
-    gives the URL that installs an image version picked by hand (None: picking is off, the versions only show);
-    `notice` is a line of ours saying why a host in build mode boots its disk."""
-    defaults = catalogue.defaults
-    menu = settings.menu if settings else catalogue.menus.get(defaults.pxe_menu_id or 0)
-    items = list(getattr(menu, "item_list", [])) if menu else []
-    title = menu.title if menu else defaults.menu_name
-    timeout = (
-        defaults.build_timeout
-        if install
-        else (menu.timeout if menu and menu.timeout is not None else defaults.menu_timeout)
-    )
-    default_key = menu.default_key(items) if menu else None
-    default = "install" if install else (f"m-{default_key}" if default_key else "local")
-    name = settings.host.fqdn if settings else "unregistered host"
-    images = sorted(catalogue.images.values(), key=lambda image: image.name)
-
+def menu_script(menu: BootMenu) -> str:
+    """The per-host menu, as iPXE runs it."""
     lines = [
         "#!ipxe",
-        f"# Dock2Box menu for {name} ({request.mac})",
-        f"set menu-timeout {timeout * 1000}",
-        f"set submenu-timeout {defaults.submenu_timeout * 1000}",
+        f"# Dock2Box menu for {menu.name} ({menu.mac})",
+        f"set menu-timeout {menu.timeout * 1000}",
+        f"set submenu-timeout {menu.submenu_timeout * 1000}",
         ":start",
-        f"menu -- {title}",  # a title may start with "-": never an option
-        *_identity(request, settings, catalogue, notice),
-        f"item --gap -- {_banner('Menu')}",
+        f"menu -- {menu.title}",  # a title may start with "-": never an option
+        *[f"item --gap -- {line}" for line in menu.identity],
+        f"item --gap -- {banner('Menu')}",
     ]
-    if install:
-        lines.append(f"item install Install {settings.image_label if settings else ''}")
+    if menu.install:
+        lines.append(f"item install Install {menu.install.label}")
     lines.append("item local Boot from local disk")
-    lines += [f"item m-{item.key} {item.label}" for item in items]
-    if images:
-        lines.append(f"item --gap -- {_banner('Images')}")
-        lines += [f"item i{number} {image.name}" for number, image in enumerate(images, 1)]
+    lines += [f"item m-{item.key} {item.label}" for item in menu.items]
+    if menu.images:
+        lines.append(f"item --gap -- {banner('Images')}")
+        lines += [f"item i{number} {image.name}" for number, image in enumerate(menu.images, 1)]
     lines += [
-        f"choose --default {default} --timeout ${{menu-timeout}} target && goto ${{target}} || goto local",
+        f"choose --default {menu.default} --timeout ${{menu-timeout}} target && goto ${{target}} || goto local",
         ":local",
         "echo Dock2Box: booting from local disk",
-        _local_boot(request.platform),
+        _local_boot(menu.platform),
         "goto start",
     ]
-    if install:
-        lines += [":install", *install]
-    for item in items:
-        lines += [f":m-{item.key}", *item.commands.replace("\r\n", "\n").split("\n"), "goto start"]
-    for number, image in enumerate(images, 1):
-        lines += _image_submenu(number, image, defaults.submenu_name, pick_url)
+    if menu.install:
+        lines += [":install", *install_lines(menu.install)]
+    for item in menu.items:
+        lines += [f":m-{item.key}", *item.commands, "goto start"]
+    for number, image in enumerate(menu.images, 1):
+        lines += _image_submenu(number, image, menu.submenu_heading)
     return "\n".join([*lines, *FAILED_TARGET])
 
 
-def _image_submenu(number: int, image: Image, heading: str, pick_url: Callable[[str, str], str] | None) -> list[str]:
+def _image_submenu(number: int, image: ImageChoice, heading: str) -> list[str]:
     """An image's submenu (label `i<number>`): its versions newest first, each installing when picked (or saying that
     this menu cannot start installs)."""
-    versions = image.version_list  # type: ignore[attr-defined]
     lines = [
         f":i{number}",
         f"menu -- {image.name}",
-        f"item --gap -- {_banner(heading)}",
+        f"item --gap -- {banner(heading)}",
         "item --key 0x08 start Back (backspace)",
     ]
-    lines += [
-        f"item i{number}v{index} {version.version} ({version.timestamp:%Y-%m-%d %H:%M})"
-        for index, version in enumerate(versions, 1)
-    ]
-    first = f"i{number}v1" if versions else "start"
+    lines += [f"item i{number}v{index} {version.label}" for index, version in enumerate(image.versions, 1)]
+    first = f"i{number}v1" if image.versions else "start"
     lines.append(f"choose --default {first} --timeout ${{submenu-timeout}} target && goto ${{target}} || goto start")
-    for index, version in enumerate(versions, 1):
-        if pick_url is None:
+    for index, version in enumerate(image.versions, 1):
+        if version.pick_url is None:
             pick = ["echo Dock2Box: this menu cannot start installs; put the host in build mode in the portal",
                     "sleep 5", "goto start"]  # fmt: skip
         else:
-            pick = [f"chain --autofree {pick_url(image.name, version.version)} || goto start"]
+            pick = [f"chain --autofree {version.pick_url} || goto start"]
         lines += [f":i{number}v{index}", *pick]
     return lines

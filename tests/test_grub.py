@@ -1,0 +1,204 @@
+"""The Secure Boot chain's GRUB configs: the same decisions as the iPXE scripts, in GRUB's language."""
+
+import re
+import shlex
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from provisioning.boot.relay import relay_name, relay_url
+from provisioning.boot.render import grub
+from provisioning.builds.services import host_enter_build
+from provisioning.catalogue.services import boot_defaults_update, pxe_menu_update
+from tests.boot_world import BUILD_MAC, IDLE_MAC, UNKNOWN_MAC, make_world
+from tests.test_boot import golden, grub_check, script
+
+
+@pytest.fixture
+def world(transactional_db, settings):
+    settings.DOCK2BOX_PUBLIC_URL = "http://portal.example.com:8000"
+    return make_world()
+
+
+# The two languages, read back into what a menu offers ------------------------------------------------------------
+
+
+def ipxe_offer(text: str) -> dict:
+    """What an iPXE menu script offers: title, timeout, default, the top entries in order, each image's versions,
+    the install (kernel, initrd, installer arguments)."""
+    lines = text.split("\n")
+    offer: dict = {"entries": [], "versions": {}, "install": None, "notice": None}
+    section = "top"
+    for line in lines:
+        if line.startswith(":"):
+            section = line[1:]
+        elif line.startswith("set menu-timeout "):
+            offer["timeout"] = int(line.split()[-1]) // 1000
+        elif line.startswith("menu -- ") and section == "start":
+            offer["title"] = line.removeprefix("menu -- ")
+        elif line.startswith("item --gap -- ") and section == "start":
+            offer["entries"].append(("gap", line.removeprefix("item --gap -- ")))
+        elif line.startswith("item ") and section == "start":
+            _, key, label = line.split(" ", 2)
+            offer["entries"].append((key, label))
+        elif line.startswith("item i") and section.startswith("i"):
+            _, key, label = line.split(" ", 2)
+            offer["versions"].setdefault(section, []).append((key, label))
+        elif line.startswith("choose --default ") and section == "start":
+            offer["default"] = line.split()[2]
+        elif line.startswith("kernel ") and section == "install":
+            words = line.removesuffix(" || goto failed").split()
+            offer["install"] = {"kernel": words[1], "args": _installer_args(words[2:])}
+        elif line.startswith("initrd --name initrd ") and section == "install":
+            offer["install"]["initrd"] = line.split()[3]
+        elif line.startswith("chain --autofree ") and section.startswith("i"):
+            offer["versions"].setdefault("picks", []).append(_picked(line.split()[2]))
+    return offer
+
+
+def grub_offer(text: str) -> dict:
+    """The same, read from a GRUB menu config (relayed URLs read back)."""
+    offer: dict = {"entries": [], "versions": {}, "install": None, "notice": None}
+    menu = ""  # the submenu we are in
+    entry = ""
+    for raw in text.split("\n"):
+        line = raw.strip()
+        words = shlex.split(line) if line and not line.startswith("#") else []
+        if not words:
+            continue
+        if words[0] == "set" and words[1].startswith("timeout=") and not menu:
+            offer["timeout"] = int(words[1].split("=")[1])
+        elif words[0] == "set" and words[1].startswith("default=") and not menu:
+            offer["default"] = words[1].split("=")[1]
+        elif words[0] == "submenu":
+            menu = words[3]
+            offer["entries"].append((menu, words[1]))
+        elif words[0] == "menuentry":
+            title, entry = words[1], words[3]
+            if menu:
+                if not entry.endswith("-gap"):
+                    offer["versions"].setdefault(menu, []).append((entry, title))
+            elif entry == "title":
+                offer["title"] = title
+            elif entry.startswith("gap-"):
+                offer["entries"].append(("gap", title))
+            else:
+                offer["entries"].append((entry, title))
+        elif words[0] == "linux" and entry == "install":
+            offer["install"] = {"kernel": relay_url(words[1][1:]), "args": _installer_args(words[2:])}
+        elif words[0] == "initrd" and entry == "install":
+            offer["install"]["initrd"] = relay_url(words[1][1:])
+        elif words[0] == "configfile" and menu:
+            offer["versions"].setdefault("picks", []).append(_picked(relay_url(words[1][1:])))
+        elif line == "}" and raw == "}":
+            menu = ""
+    return offer
+
+
+def _picked(url: str) -> tuple[str, str]:
+    query = parse_qs(urlsplit(url).query)
+    return query["image"][0], query["version"][0]
+
+
+def _installer_args(words: list[str]) -> list[str]:
+    """The installer's arguments that carry a decision: the config and the options; the network facts each loader
+    passes its own way (iPXE its DHCP lease, GRUB the boot NIC for the installer's own DHCP) are left out."""
+    return [word for word in words if not word.startswith(("initrd=", "BOOTIF=", "d2b.ip=", "d2b.netmask=",
+                                                            "d2b.gateway=", "d2b.dns="))]  # fmt: skip
+
+
+CASES = [
+    "build",  # build mode: the install entry, the default
+    "idle",  # installed: the local disk by default
+    "unknown",  # an unknown MAC: discovery
+    "default-item",  # a menu whose default is one of its items
+    "picks",  # versions that install when picked
+    "problem",  # build mode, but it cannot install: a notice and the local disk
+]
+
+
+def _urls(case: str, world, settings) -> tuple[str, str]:
+    mac, query = {"build": (BUILD_MAC, "&ip=10.0.0.11"), "unknown": (UNKNOWN_MAC, "&ip=10.0.0.99")}.get(
+        case, (IDLE_MAC, "&ip=10.0.0.12")
+    )
+    if case == "default-item":
+        pxe_menu_update(menu=world.menu, data={"default_item": world.menu.items.get()})
+    elif case == "picks":
+        settings.DOCK2BOX_MENU_INSTALL = True
+    elif case == "problem":
+        host_enter_build(host=world.idle_host)
+        boot_defaults_update(data={"boot_version": None})  # no boot environment now
+    return f"/ipxe?mac={mac}&platform=efi{query}", f"/grub?mac={mac}{query}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_boot_decision_renders_the_same_in_ipxe_and_grub(client, world, settings, case):
+    ipxe_url, grub_url = _urls(case, world, settings)
+    ipxe_text = script(client, ipxe_url)
+    grub_text = script(client, grub_url)  # (GRUB's own parser accepts it)
+    offer = ipxe_offer(ipxe_text)
+    assert grub_offer(grub_text) == offer
+    assert offer["entries"] and offer["title"] and offer["timeout"] and offer["default"]  # (what is compared is there)
+    assert (offer["install"] is not None) == (case == "build")
+    assert ("picks" in offer["versions"]) == (case == "picks")
+    assert (offer["default"] == "m-shell") == (case == "default-item")
+    assert ("in build mode, but" in grub_text) == (case == "problem")
+
+
+# Goldens ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("known-build.grub", f"/grub?mac={BUILD_MAC}&ip=10.0.0.11"),
+        ("known-idle.grub", f"/grub?mac={IDLE_MAC}&ip=10.0.0.12"),
+        ("unknown.grub", f"/grub?mac={UNKNOWN_MAC}&ip=10.0.0.99"),
+        ("bad-mac.grub", "/grub?mac=12345"),
+    ],
+)
+def test_grub_configs_match_their_goldens(client, world, name, url):
+    text = script(client, url)
+    golden(name, re.sub(r"'/r/[A-Za-z0-9_.-]+'", lambda found: f"'/r/{relay_url(found[0][2:-1])}'", text))
+
+
+def test_the_stage_config_asks_for_the_host_by_mac_and_else_boots_the_disk():
+    text = grub.stage_config()
+    grub_check(text)
+    golden("stage.grub", text)
+
+
+# Quoting and the relay -------------------------------------------------------------------------------------------
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=40))
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_any_value_is_one_grub_word_that_expands_nothing(value):
+    quoted = grub.quote(value)
+    assert shlex.split(quoted) == [value]  # POSIX single quotes: GRUB's
+
+
+@pytest.mark.parametrize("value", ["x'; reboot; echo '", "$(reboot)", "${prefix}", "a}\nmenuentry b {", "--id x"])
+def test_hostile_values_reach_grub_as_text(value):
+    if "\n" in value:
+        with pytest.raises(ValueError):
+            grub.quote(value)
+        return
+    text = f"echo {grub.quote(value)}\nmenuentry {grub.quote(value)} --id 'x' {{\n  true\n}}\n"
+    grub_check(text)
+    assert shlex.split(text.split("\n")[0]) == ["echo", value]
+
+
+def test_a_relayed_name_holds_only_what_the_portal_signed(settings):
+    url = "http://portal.example.com:8000/files/boot/bootenv/1/kernel"
+    name = relay_name(url)
+    assert name.startswith("r/") and relay_url(name) == url
+    assert relay_url(name[:-1] + ("A" if name[-1] != "A" else "B")) is None  # signature broken
+    forged = relay_name(url).replace(name.split(".")[0], relay_name("http://169.254.169.254/").split(".")[0])
+    assert relay_url(forged) is None  # another URL under this signature
+    assert relay_url("r/garbage") is None and relay_url("grub/grub.cfg") is None
+    settings.SECRET_KEY = "another portal's key"
+    assert relay_url(name) is None
