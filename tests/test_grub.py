@@ -2,9 +2,13 @@
 
 import re
 import shlex
+import socket
+import subprocess
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import tftpy
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -14,7 +18,9 @@ from provisioning.boot.render import grub
 from provisioning.builds.services import host_enter_build
 from provisioning.catalogue.services import boot_defaults_update, pxe_menu_update
 from tests.boot_world import BUILD_MAC, IDLE_MAC, UNKNOWN_MAC, make_world
+from tests.services import free_port, manage, stop, wait_until
 from tests.test_boot import golden, grub_check, script
+from tests.test_tftp import fetch
 
 
 @pytest.fixture
@@ -202,3 +208,41 @@ def test_a_relayed_name_holds_only_what_the_portal_signed(settings):
     assert relay_url("r/garbage") is None and relay_url("grub/grub.cfg") is None
     settings.SECRET_KEY = "another portal's key"
     assert relay_url(name) is None
+
+
+# The TFTP server relays what the portal answers GRUB -------------------------------------------------------------
+
+
+@pytest.fixture
+def relaying_tftp(live_server, world, tmp_path):
+    """`manage.py tftpd` in front of the live portal, as the signed GRUB reaches both."""
+    port = free_port(socket.SOCK_DGRAM)
+    log = tmp_path / "tftpd.log"
+    process = manage("tftpd", "--bind", "127.0.0.1", "--port", str(port), env={"DOCK2BOX_PUBLIC_URL": live_server.url},
+                     stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    wait_until(lambda: "serving" in log.read_text(), what="tftpd")
+    yield port, log
+    stop(process)
+
+
+def test_the_tftp_server_serves_the_signed_chain_and_relays_the_portals_grub_configs(
+    client, live_server, settings, relaying_tftp, tmp_path, caplog
+):
+    port, log = relaying_tftp
+    settings.DOCK2BOX_PUBLIC_URL = live_server.url  # (what the portal writes into its answers)
+    for name, path in [("shimx64.efi", settings.DOCK2BOX_SHIM_EFI), ("grubx64.efi", settings.DOCK2BOX_GRUB_EFI)]:
+        assert fetch(port, name, tmp_path, 1468) == Path(path).read_bytes()
+    assert fetch(port, "grub/grub.cfg", tmp_path).decode() == grub.stage_config()
+
+    text = fetch(port, f"grub/host-{BUILD_MAC}.cfg", tmp_path).decode()  # the name the stage config asks
+    grub_check(text)
+    assert "menuentry 'hostname: build.ams1.example.com'" in text and "set default='install'" in text
+    assert (
+        "boot mac=52:54:00:00:00:01 host=build.ams1.example.com platform=efi loader=grub outcome=build" in caplog.text
+    )
+    relayed = relay_name(f"{live_server.url}/boot.ipxe")
+    assert fetch(port, relayed, tmp_path) == client.get("/boot.ipxe").content  # a URL the portal signed
+    for refused in [relayed[:-2] + "xx", f"r/{relayed.split('.')[0][2:]}", "grub/host-zz.cfg", "grub/host-.cfg"]:
+        with pytest.raises(tftpy.TftpShared.TftpException):
+            fetch(port, refused, tmp_path)
+    assert f"tftp file={relayed} client=127.0.0.1" in log.read_text()

@@ -8,11 +8,18 @@ signature holds, so it relays what the portal wrote and nothing a client makes u
 
 import base64
 import binascii
+import hashlib
+import logging
+import os
+from pathlib import Path
 
+import requests
 from django.core.signing import BadSignature, Signer
 
+logger = logging.getLogger("dock2box.tftp")
 PREFIX = "r/"
 _SALT = "dock2box.tftp-relay"
+TIMEOUT = (5, 120)  # seconds to connect, and between two reads of a large file
 
 
 def relay_name(url: str) -> str:
@@ -31,3 +38,44 @@ def relay_url(name: str) -> str | None:
     except (BadSignature, binascii.Error, UnicodeDecodeError, ValueError):
         return None
     return url if url.startswith(("http://", "https://")) else None
+
+
+class Relay:
+    """Fetches relayed URLs into files the TFTP server serves (it serves real files only: `BootFiles`). A URL's file
+    is kept with its validators (ETag, Last-Modified) and fetched again only when the server says it changed; a
+    file asked with `once` (a per-host config) is fetched every time, under a name of its own, and read once."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.validators: dict[str, dict[str, str]] = {}  # URL → headers for a conditional GET of its kept file
+        self.session = requests.Session()
+
+    def fetch(self, url: str, *, client: str, once: bool = False) -> Path | None:
+        """The file holding `url`'s body (None when it could not be had), asked for on behalf of `client` (its
+        address goes as X-Forwarded-For: the portal sees the booting host behind a trusted proxy)."""
+        key = hashlib.blake2b(url.encode(), digest_size=16).hexdigest()
+        path = self.directory / (f"once-{key}-{client}-{os.getpid()}" if once else key)
+        headers = {"X-Forwarded-For": client}
+        if not once and path.exists():
+            headers.update(self.validators.get(url, {}))
+        try:
+            with self.session.get(url, headers=headers, timeout=TIMEOUT, stream=True) as response:
+                if response.status_code == 304:
+                    return path
+                response.raise_for_status()
+                part = path.with_name(f"{path.name}.{os.getpid()}.part")
+                with part.open("wb") as out:
+                    for chunk in response.iter_content(1 << 20):
+                        out.write(chunk)
+                part.replace(path)  # (a server process reading the old one keeps it)
+        except (requests.RequestException, OSError) as error:
+            logger.warning("tftp relay url=%s client=%s outcome=failed reason=%s", url[:200], client, error)
+            return None
+        if not once:
+            kept = {
+                "If-None-Match": response.headers.get("ETag"),
+                "If-Modified-Since": response.headers.get("Last-Modified"),
+            }
+            self.validators[url] = {name: value for name, value in kept.items() if value}
+        return path

@@ -1,9 +1,11 @@
-"""The TFTP server: iPXE binaries and a generated first-stage script, nothing else.
+"""The TFTP server: iPXE binaries and a generated first-stage script; for the Secure Boot chain, Debian's signed shim
+and network GRUB, GRUB's first config, and what the portal answers GRUB (relayed: GRUB speaks TFTP only).
 
 tftpy serves files from its root directory before it asks us, so its root is an empty private directory and every
 download goes through `BootFiles.open`: a fixed set of names, each a real file (tftpy ends the server after an
-in-memory file, upstream issue #155). Uploads are refused. Names outside the set, `../` and absolute paths get a
-TFTP error and a log line.
+in-memory file, upstream issue #155), a host's GRUB config (`grub/host-<MAC>.cfg`, the portal's `/grub` for that MAC)
+and URLs the portal signed (`provisioning.boot.relay`). Uploads are refused. Names outside these, `../` and absolute
+paths get a TFTP error and a log line.
 
 tftpy lets anything but its own TftpException escape its server loop (a non-ASCII file name, an option value that is
 not a number, a block size too big to send), and the loop's way out closes every transfer in flight. Every session
@@ -34,17 +36,23 @@ from pathlib import Path
 from typing import IO, Any
 
 import tftpy
+from django.core.exceptions import ValidationError
 from tftpy.TftpContexts import TftpContextServer
 from tftpy.TftpPacketTypes import TftpPacketERR
 from tftpy.TftpShared import MAX_BLKSIZE, TftpException, TftpTimeoutExpectACK
 from tftpy.TftpStates import TftpStateExpectACK
 
+from dock2box.validators import normalise_mac
+from provisioning.boot.relay import Relay, relay_url
+from provisioning.boot.render.grub import stage_config
 from provisioning.boot.render.ipxe import stage0_script
 from provisioning.metrics import TFTP_TRANSFERS
 
 logger = logging.getLogger("dock2box.tftp")
 BINARIES = ["undionly.kpxe", "ipxe.efi", "snponly.efi"]
 STAGE0 = "stage0.ipxe"
+GRUB_STAGE = "grub/grub.cfg"  # where Debian's signed network GRUB looks first (its prefix is /grub)
+SHIM, GRUB = "shimx64.efi", "grubx64.efi"  # shim loads the name grubx64.efi from where it came
 
 
 ILLEGAL_OPERATION, OPTION_REFUSED = 4, 8  # error codes: RFC 1350, RFC 2347
@@ -221,13 +229,16 @@ class BootTftpServer(tftpy.TftpServer):
             session.download = Download(self._content(session), session.getBlocksize(), session.next_block)
 
     def _content(self, session: GuardedContext) -> bytes:
-        """The bytes of the session's file, read once while it stays as it is (the served set is a few files)."""
+        """The bytes of the session's file, read once while it stays as it is (the served set is a few files); a file
+        removed already (a host's config, made for this request) is read and not kept."""
         stat = os.fstat(session.fileobj.fileno())
         version, name = (stat.st_mtime_ns, stat.st_size), session.fileobj.name
         kept = self.contents.get(name)
         if kept is None or kept[0] != version:
-            session.fileobj.seek(0)
-            kept = self.contents[name] = (version, session.fileobj.read())
+            session.fileobj.seek(0)  # (tftpy may have read the first block)
+            kept = (version, session.fileobj.read())
+            if stat.st_nlink:
+                self.contents[name] = kept
         return kept[1]
 
     def _step(self, ready: selectors.BaseSelector, session: GuardedContext) -> None:
@@ -308,31 +319,54 @@ class BootTftpServer(tftpy.TftpServer):
 
 
 class BootFiles:
-    """The served set: name → a file on disk."""
+    """The served set: name → a file on disk; a host's GRUB config and signed URLs, relayed from the portal."""
 
-    def __init__(self, *, ipxe_dir: Path, portal: str, workdir: Path) -> None:
+    def __init__(self, *, ipxe_dir: Path, signed: dict[str, Path], portal: str, workdir: Path) -> None:
         self.root = workdir / "empty-root"
         self.root.mkdir(parents=True, exist_ok=True)
-        stage0 = workdir / STAGE0
-        stage0.write_text(stage0_script(portal=portal))
-        self.files: dict[str, Path] = {STAGE0: stage0}
+        self.portal = portal
+        self.relay = Relay(workdir / "relayed")
+        self.files: dict[str, Path] = {}
+        for name, text in [(STAGE0, stage0_script(portal=portal)), (GRUB_STAGE, stage_config())]:
+            self.files[name] = workdir / name.replace("/", "-")
+            self.files[name].write_text(text)
         # The binaries are found once, by fixed name (Debian links ipxe.efi to /boot): a request never names a path.
-        for name in BINARIES:
-            path = (ipxe_dir / name).resolve()
-            if path.is_file():
-                self.files[name] = path
+        found = {name: ipxe_dir / name for name in BINARIES} | signed
+        for name, path in found.items():
+            if path.resolve().is_file():
+                self.files[name] = path.resolve()
             else:
-                logger.warning("tftp: %s not found in %s; it will not be served", name, ipxe_dir)
+                logger.warning("tftp: %s not found at %s; it will not be served", name, path)
 
     def open(self, name: str, raddress: str = "", rport: int = 0, **kwargs: Any) -> IO[bytes] | None:
-        path = self.files.get(name.lstrip("/"))
+        name = name.lstrip("/")
+        path = self.files.get(name)
+        if path is None:
+            path = self._relayed(name, raddress)
         if path is None:
             TFTP_TRANSFERS.labels("refused").inc()
             logger.warning("tftp file=%r client=%s:%s outcome=refused", name[:200], raddress, rport)
             return None
         TFTP_TRANSFERS.labels("served").inc()
-        logger.info("tftp file=%s client=%s:%s outcome=served", name.lstrip("/"), raddress, rport)
-        return path.open("rb")
+        logger.info("tftp file=%s client=%s:%s outcome=served", name[:200], raddress, rport)
+        file = path.open("rb")
+        if path.name.startswith("once-"):
+            path.unlink()  # read once, by this session (the open file stays readable)
+        return file
+
+    def _relayed(self, name: str, client: str) -> Path | None:
+        """A host's GRUB config (`grub/host-<MAC>.cfg`: the portal's answer for that MAC, asked on behalf of the
+        client), or a URL the portal signed; None for any other name."""
+        if name.startswith("grub/host-") and name.endswith(".cfg"):
+            try:
+                mac = normalise_mac(name.removeprefix("grub/host-").removesuffix(".cfg"))
+            except ValidationError:
+                return None
+            return self.relay.fetch(f"{self.portal}/grub?mac={mac}&ip={client}", client=client, once=True)
+        url = relay_url(name)
+        if url is None:
+            return None
+        return self.relay.fetch(url, client=client, once=url.startswith(f"{self.portal}/grub/"))
 
     def refuse_upload(self, path: str, context: Any) -> None:
         logger.warning("tftp upload=%r client=%s outcome=refused", str(path)[:200], getattr(context, "host", "?"))
@@ -342,11 +376,13 @@ class BootFiles:
 class BootFileServer:
     """A tftpy server over `BootFiles` that keeps serving whatever a client sends."""
 
-    def __init__(self, *, ipxe_dir: Path, portal: str, workdir: Path | None = None) -> None:
+    def __init__(
+        self, *, ipxe_dir: Path, portal: str, signed: dict[str, Path] | None = None, workdir: Path | None = None
+    ) -> None:
         self._workdir = tempfile.TemporaryDirectory(prefix="dock2box-tftp-") if workdir is None else None
         base = Path(self._workdir.name) if self._workdir else workdir
         assert base is not None
-        self.files = BootFiles(ipxe_dir=ipxe_dir, portal=portal, workdir=base)
+        self.files = BootFiles(ipxe_dir=ipxe_dir, signed=signed or {}, portal=portal, workdir=base)
         self._stopping = threading.Event()
         self.server: tftpy.TftpServer | None = None
         self.port = 0

@@ -1,4 +1,5 @@
-"""`manage.py tftpd`: the TFTP server for PXE ROMs (iPXE binaries and the first-stage script)."""
+"""`manage.py tftpd`: the TFTP server for PXE ROMs (iPXE binaries and the first-stage script; shim and GRUB for Secure
+Boot, and what the portal answers GRUB)."""
 
 import contextlib
 import logging
@@ -10,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.boot.tftp import BootFileServer
+from provisioning.boot.tftp import GRUB, SHIM, BootFileServer
 
 
 class Command(BaseCommand):
@@ -31,7 +32,8 @@ class Command(BaseCommand):
             raise CommandError("Several processes share one port: name it (--port).")
         # tftpy logs every packet at INFO; keep its warnings (refused paths) and errors.
         logging.getLogger("tftpy").setLevel(logging.WARNING)
-        server = BootFileServer(ipxe_dir=Path(ipxe_dir), portal=settings.DOCK2BOX_PUBLIC_URL)
+        signed = {SHIM: Path(settings.DOCK2BOX_SHIM_EFI), GRUB: Path(settings.DOCK2BOX_GRUB_EFI)}
+        server = BootFileServer(ipxe_dir=Path(ipxe_dir), signed=signed, portal=settings.DOCK2BOX_PUBLIC_URL)
         if processes <= 1:
             try:
                 server.serve(bind=bind, port=port)
