@@ -106,7 +106,7 @@ class SiteAdmin(MaskedSecretsAdmin):
     fieldsets = [
         (None, {"fields": ["name", "description", "domain", "dns_servers", "ntp_servers"]}),
         ("Sources", {"fields": ["file_uri", "registry"]}),
-        ("Defaults for its hosts", {"fields": ["image", "boot_version", "pxe_menu"]}),
+        ("Defaults for its hosts", {"fields": ["image", "boot_version", "pxe_menu", "secure_boot"]}),
         (
             "Secrets (given only to installers with a valid build token)",
             {
@@ -219,7 +219,22 @@ class HostAdmin(ServiceAdmin):
     fieldsets = [
         (None, {"fields": ["fqdn", "site", "image", "image_version", "build", "status", "last_seen"]}),
         ("Deployment", {"fields": ["installed", "deployed_digest", "boot_seconds"]}),
-        ("Install", {"fields": ["debug", "gpt", "kexec", "volmgt", "legacynet", "kopts", "boot_version", "pxe_menu"]}),
+        (
+            "Install",
+            {
+                "fields": [
+                    "debug",
+                    "gpt",
+                    "kexec",
+                    "secure_boot",
+                    "volmgt",
+                    "legacynet",
+                    "kopts",
+                    "boot_version",
+                    "pxe_menu",
+                ]
+            },
+        ),
         ("Identity", {"fields": ["serial", "uuid", "asset_tag", "labels", "created", "updated"]}),
     ]
 

@@ -22,13 +22,13 @@ from images.selectors import image_list, image_version_named
 
 SITE_FIELDS = [
     "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry", "image", "boot_version",
-    "pxe_menu", "registry_username", "registry_password", "root_password_hash", "ssh_authorized_keys",
+    "pxe_menu", "secure_boot", "registry_username", "registry_password", "root_password_hash", "ssh_authorized_keys",
 ]  # fmt: skip
 SUBNET_FIELDS = ["network", "site", "description", "gateway", "vlan", "dns_servers", "dhcp", "reserved"]
 # `build` and `status` are not here: build mode changes only through provisioning's build services.
 HOST_FIELDS = [
-    "fqdn", "site", "image", "image_version", "boot_version", "debug", "gpt", "kexec", "volmgt", "legacynet", "kopts",
-    "pxe_menu", "serial", "uuid", "asset_tag", "labels",
+    "fqdn", "site", "image", "image_version", "boot_version", "debug", "gpt", "kexec", "secure_boot", "volmgt",
+    "legacynet", "kopts", "pxe_menu", "serial", "uuid", "asset_tag", "labels",
 ]  # fmt: skip
 INTERFACE_FIELDS = ["host", "name", "mac", "ip", "subnet", "netmask", "gateway", "dhcp", "primary"]
 # The power fields of a BMC are not here: only the power services write them.

@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 
 from provisioning import metrics
-from provisioning.boot.views import boot_ipxe, host_ipxe, install_chosen
+from provisioning.boot.views import boot_binary, boot_ipxe, host_ipxe, install_chosen
 from provisioning.builds.views import booted, build_events, host_config
 from provisioning.compat.pxe import pxe_compat
 from provisioning.storage.views import stored_file
@@ -15,6 +15,7 @@ urlpatterns = [
     path("ipxe/install", install_chosen, name="install-chosen"),
     path("grub", host_ipxe, name="host-grub"),
     path("grub/install", install_chosen, name="install-chosen-grub"),
+    path("boot/<str:name>", boot_binary, name="boot-binary"),
     re_path(r"^pxe/(?P<mac>[\s\S]*)\Z", pxe_compat, name="pxe-compat"),  # any path under it: a script, never a 404
     path("config/<str:token>", host_config, name="host-config"),
     path("config/<str:token>/events", build_events, name="build-events"),

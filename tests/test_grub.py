@@ -246,3 +246,20 @@ def test_the_tftp_server_serves_the_signed_chain_and_relays_the_portals_grub_con
         with pytest.raises(tftpy.TftpShared.TftpException):
             fetch(port, refused, tmp_path)
     assert f"tftp file={relayed} client=127.0.0.1" in log.read_text()
+
+
+def test_the_portal_serves_the_first_stages_by_fixed_name_for_http_boot(client, settings):
+    shim = Path(settings.DOCK2BOX_SHIM_EFI).read_bytes()
+    whole = client.get("/boot/shimx64.efi")
+    assert whole.status_code == 200 and b"".join(whole.streaming_content) == shim
+    assert int(whole["Content-Length"]) == len(shim)
+    head = client.head("/boot/grubx64.efi")  # firmware asks HEAD first
+    assert head.status_code == 200 and int(head["Content-Length"]) == Path(settings.DOCK2BOX_GRUB_EFI).stat().st_size
+    assert head.content == b""
+    part = client.get("/boot/snponly.efi", HTTP_RANGE="bytes=100-199")
+    assert (
+        part.status_code == 206
+        and b"".join(part.streaming_content) == (Path(settings.DOCK2BOX_IPXE_DIR, "snponly.efi").read_bytes()[100:200])
+    )
+    for name in ["grub.cfg", "..%2F..%2Fetc%2Fpasswd", "stage0.ipxe"]:
+        assert client.get(f"/boot/{name}").status_code == 404

@@ -61,7 +61,8 @@ def _boot_and_check(portal, bootfile: str, tmp_path, uefi: bool) -> None:
     assert f"mac: {VM_MAC}" in console and "--delete Dock2Box lab" in console
     assert any(line.startswith("boot script=boot.ipxe") for line in requests.lines), requests.lines
     platform = "efi" if uefi else "pcbios"
-    assert f"boot mac={VM_MAC} host=qemu01.lab.example.com platform={platform} outcome=known" in requests.lines
+    boot = f"boot mac={VM_MAC} host=qemu01.lab.example.com platform={platform} loader=ipxe outcome=known"
+    assert boot in requests.lines
     assert Host.objects.get(fqdn="qemu01.lab.example.com").last_seen is not None
 
 

@@ -35,7 +35,7 @@ class SiteSerializer(WriteOnlySecretsSerializer):
         model = Site
         fields = [
             "id", "url", "name", "description", "domain", "dns_servers", "ntp_servers", "file_uri", "registry",
-            "image", "boot_version", "pxe_menu", *SITE_SECRETS, "secrets_set", "created", "updated",
+            "image", "boot_version", "pxe_menu", "secure_boot", *SITE_SECRETS, "secrets_set", "created", "updated",
         ]  # fmt: skip
         extra_kwargs = {"url": {"view_name": "site-detail"}, **{name: {"write_only": True} for name in SITE_SECRETS}}
 
@@ -97,8 +97,9 @@ class HostSerializer(serializers.ModelSerializer):
         model = Host
         fields = [
             "id", "url", "fqdn", "site", "image", "version", "boot_version", "build", "status", "deployment",
-            "installed", "deployed_digest", "boot_seconds", "debug", "gpt", "kexec", "volmgt", "legacynet", "kopts",
-            "pxe_menu", "serial", "uuid", "asset_tag", "labels", "interfaces", "last_seen", "created", "updated",
+            "installed", "deployed_digest", "boot_seconds", "debug", "gpt", "kexec", "secure_boot", "volmgt",
+            "legacynet", "kopts", "pxe_menu", "serial", "uuid", "asset_tag", "labels", "interfaces", "last_seen",
+            "created", "updated",
         ]  # fmt: skip
         read_only_fields = ["build", "status", "installed", "deployed_digest", "boot_seconds", "last_seen"]
         extra_kwargs = {"url": {"view_name": "host-detail"}}

@@ -59,6 +59,9 @@ class Host(models.Model):
     debug = models.BooleanField(default=False, help_text="Do not reboot after the install.")
     gpt = models.BooleanField("GPT", null=True, blank=True)
     kexec = models.BooleanField(null=True, blank=True)
+    secure_boot = models.BooleanField(
+        null=True, blank=True, help_text="UEFI Secure Boot on (shim and signed GRUB); empty means the site's."
+    )
     volmgt = models.CharField("volume management", max_length=10, choices=VolumeManagement.choices, blank=True)
     legacynet = models.BooleanField("legacy interface names", default=False)
     kopts = models.CharField(
@@ -99,6 +102,10 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return self.fqdn
+
+    def secure_boot_with(self, site: Site | None) -> bool:
+        """Whether this host boots with Secure Boot: its own setting, else its site's (`site`: its site)."""
+        return self.secure_boot if self.secure_boot is not None else bool(site is not None and site.secure_boot)
 
     @property
     def hostname(self) -> str:

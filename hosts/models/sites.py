@@ -83,6 +83,9 @@ class Site(models.Model):
     )
     boot_version = boot_version_field()
     pxe_menu = pxe_menu_field()
+    secure_boot = models.BooleanField(
+        default=False, help_text="Its hosts boot with UEFI Secure Boot on: shim, Debian's signed GRUB and kernel."
+    )
     # Secrets (SITE_SECRETS): handed only to an installer holding a valid build token, never read back.
     registry_username = models.CharField(max_length=100, blank=True, validators=[validate_username])
     registry_password = models.CharField(max_length=200, blank=True, validators=[validate_credential])

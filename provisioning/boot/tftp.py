@@ -2,10 +2,10 @@
 and network GRUB, GRUB's first config, and what the portal answers GRUB (relayed: GRUB speaks TFTP only).
 
 tftpy serves files from its root directory before it asks us, so its root is an empty private directory and every
-download goes through `BootFiles.open`: a fixed set of names, each a real file (tftpy ends the server after an
-in-memory file, upstream issue #155), a host's GRUB config (`grub/host-<MAC>.cfg`, the portal's `/grub` for that MAC)
-and URLs the portal signed (`provisioning.boot.relay`). Uploads are refused. Names outside these, `../` and absolute
-paths get a TFTP error and a log line.
+download goes through `BootFiles.open` (`provisioning.boot.binaries`): a fixed set of names, each a real file (tftpy
+ends the server after an in-memory file, upstream issue #155), a host's GRUB config (`grub/host-<MAC>.cfg`, the portal's
+`/grub` for that MAC) and URLs the portal signed (`provisioning.boot.relay`). Uploads are refused. Names outside these,
+`../` and absolute paths get a TFTP error and a log line.
 
 tftpy lets anything but its own TftpException escape its server loop (a non-ASCII file name, an option value that is
 not a number, a block size too big to send), and the loop's way out closes every transfer in flight. Every session
@@ -33,26 +33,18 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import tftpy
-from django.core.exceptions import ValidationError
 from tftpy.TftpContexts import TftpContextServer
 from tftpy.TftpPacketTypes import TftpPacketERR
 from tftpy.TftpShared import MAX_BLKSIZE, TftpException, TftpTimeoutExpectACK
 from tftpy.TftpStates import TftpStateExpectACK
 
-from dock2box.validators import normalise_mac
-from provisioning.boot.relay import Relay, relay_url
-from provisioning.boot.render.grub import stage_config
-from provisioning.boot.render.ipxe import stage0_script
+from provisioning.boot.binaries import BootFiles
 from provisioning.metrics import TFTP_TRANSFERS
 
 logger = logging.getLogger("dock2box.tftp")
-BINARIES = ["undionly.kpxe", "ipxe.efi", "snponly.efi"]
-STAGE0 = "stage0.ipxe"
-GRUB_STAGE = "grub/grub.cfg"  # where Debian's signed network GRUB looks first (its prefix is /grub)
-SHIM, GRUB = "shimx64.efi", "grubx64.efi"  # shim loads the name grubx64.efi from where it came
 
 
 ILLEGAL_OPERATION, OPTION_REFUSED = 4, 8  # error codes: RFC 1350, RFC 2347
@@ -318,71 +310,14 @@ class BootTftpServer(tftpy.TftpServer):
         session.end()
 
 
-class BootFiles:
-    """The served set: name → a file on disk; a host's GRUB config and signed URLs, relayed from the portal."""
-
-    def __init__(self, *, ipxe_dir: Path, signed: dict[str, Path], portal: str, workdir: Path) -> None:
-        self.root = workdir / "empty-root"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.portal = portal
-        self.relay = Relay(workdir / "relayed")
-        self.files: dict[str, Path] = {}
-        for name, text in [(STAGE0, stage0_script(portal=portal)), (GRUB_STAGE, stage_config())]:
-            self.files[name] = workdir / name.replace("/", "-")
-            self.files[name].write_text(text)
-        # The binaries are found once, by fixed name (Debian links ipxe.efi to /boot): a request never names a path.
-        found = {name: ipxe_dir / name for name in BINARIES} | signed
-        for name, path in found.items():
-            if path.resolve().is_file():
-                self.files[name] = path.resolve()
-            else:
-                logger.warning("tftp: %s not found at %s; it will not be served", name, path)
-
-    def open(self, name: str, raddress: str = "", rport: int = 0, **kwargs: Any) -> IO[bytes] | None:
-        name = name.lstrip("/")
-        path = self.files.get(name)
-        if path is None:
-            path = self._relayed(name, raddress)
-        if path is None:
-            TFTP_TRANSFERS.labels("refused").inc()
-            logger.warning("tftp file=%r client=%s:%s outcome=refused", name[:200], raddress, rport)
-            return None
-        TFTP_TRANSFERS.labels("served").inc()
-        logger.info("tftp file=%s client=%s:%s outcome=served", name[:200], raddress, rport)
-        file = path.open("rb")
-        if path.name.startswith("once-"):
-            path.unlink()  # read once, by this session (the open file stays readable)
-        return file
-
-    def _relayed(self, name: str, client: str) -> Path | None:
-        """A host's GRUB config (`grub/host-<MAC>.cfg`: the portal's answer for that MAC, asked on behalf of the
-        client), or a URL the portal signed; None for any other name."""
-        if name.startswith("grub/host-") and name.endswith(".cfg"):
-            try:
-                mac = normalise_mac(name.removeprefix("grub/host-").removesuffix(".cfg"))
-            except ValidationError:
-                return None
-            return self.relay.fetch(f"{self.portal}/grub?mac={mac}&ip={client}", client=client, once=True)
-        url = relay_url(name)
-        if url is None:
-            return None
-        return self.relay.fetch(url, client=client, once=url.startswith(f"{self.portal}/grub/"))
-
-    def refuse_upload(self, path: str, context: Any) -> None:
-        logger.warning("tftp upload=%r client=%s outcome=refused", str(path)[:200], getattr(context, "host", "?"))
-        return None
-
-
 class BootFileServer:
     """A tftpy server over `BootFiles` that keeps serving whatever a client sends."""
 
-    def __init__(
-        self, *, ipxe_dir: Path, portal: str, signed: dict[str, Path] | None = None, workdir: Path | None = None
-    ) -> None:
+    def __init__(self, *, binaries: dict[str, Path], portal: str, workdir: Path | None = None) -> None:
         self._workdir = tempfile.TemporaryDirectory(prefix="dock2box-tftp-") if workdir is None else None
         base = Path(self._workdir.name) if self._workdir else workdir
         assert base is not None
-        self.files = BootFiles(ipxe_dir=ipxe_dir, signed=signed or {}, portal=portal, workdir=base)
+        self.files = BootFiles(binaries=binaries, portal=portal, workdir=base)
         self._stopping = threading.Event()
         self.server: tftpy.TftpServer | None = None
         self.port = 0

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_safe
 
@@ -20,6 +21,7 @@ from dock2box.actors import acting_as
 from dock2box.http import client_address, ip_or_empty, portal_url
 from dock2box.validators import normalise_mac
 from provisioning.boot import scripts as bootscripts
+from provisioning.boot.binaries import boot_binaries
 from provisioning.boot.menu import BootRequest, path_loader
 from provisioning.boot.render import RENDERERS, ipxe
 from provisioning.builds.selectors import interface_for_boot
@@ -27,6 +29,7 @@ from provisioning.builds.services import build_install_chosen
 from provisioning.catalogue.resolve import host_settings, install_problem
 from provisioning.catalogue.selectors import catalogue_get
 from provisioning.metrics import BOOT_REQUESTS
+from provisioning.storage.views import ranged_file
 
 logger = logging.getLogger("dock2box.boot")
 
@@ -170,3 +173,15 @@ def install_chosen(request: HttpRequest) -> HttpResponse:
     logger.info("boot mac=%s host=%s outcome=build version=%s", mac, interface.host.fqdn, settings.image_label)
     install = bootscripts.install_entry(portal, settings, str(build.token), mac)
     return _script(RENDERERS[loader].install(install=install, platform=platform))
+
+
+@require_safe
+def boot_binary(request: HttpRequest, name: str) -> HttpResponseBase:
+    """`/boot/<name>`: a first stage by its fixed name (`provisioning.boot.binaries`), for UEFI HTTP boot; HEAD too,
+    and ranges."""
+    path = boot_binaries().get(name)
+    if path is None or not path.is_file():
+        return HttpResponse("No such boot file.\n", status=404, content_type="text/plain")
+    stat = path.stat()
+    logger.info("boot file=%s client=%s", name, client_address(request))
+    return ranged_file(request, size=stat.st_size, modified=stat.st_mtime, opener=lambda: path.open("rb"))

@@ -23,6 +23,7 @@ class HostSettings:
     gpt: bool
     kexec: bool
     uefi: bool
+    secure_boot: bool  # the host's, else its site's: shim → signed GRUB → signed kernel, from PXE to the disk
     debug: bool
     volmgt: str
     kopts: str  # the boot image's, then the image's, then the host's
@@ -91,6 +92,7 @@ def host_settings(
         gpt=bool(_first_given(host.gpt, image.gpt if image else None)),
         kexec=bool(_first_given(host.kexec, image.kexec if image else None)),
         uefi=bool(image.uefi) if image else False,
+        secure_boot=host.secure_boot_with(site),
         debug=host.debug or bool(image and image.debug),
         volmgt=str(_first_given(host.volmgt, image.volmgt if image else None) or ""),
         kopts=kopts,

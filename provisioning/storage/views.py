@@ -1,7 +1,7 @@
 """Stored files of image versions, served with `Range` support (or handed to nginx)."""
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from django.conf import settings as django_settings
@@ -28,10 +28,18 @@ def stored_file(request: HttpRequest, area: str, image: str, version: str, kind:
         response = HttpResponse(content_type="application/octet-stream")
         response["X-Accel-Redirect"] = django_settings.DOCK2BOX_FILES_ACCEL_REDIRECT.rstrip("/") + "/" + stored.name
         return response
-    size = stored.size
+    modified = stored.storage.get_modified_time(str(stored.name)).timestamp()
+    return ranged_file(request, size=stored.size, modified=modified, opener=lambda: stored.open("rb"))
+
+
+def ranged_file(
+    request: HttpRequest, *, size: int, modified: float, opener: Callable[[], IO[bytes]]
+) -> HttpResponseBase:
+    """A file of `size` bytes last changed at `modified` (a timestamp), with `Range` (a single range) and `If-Range`
+    (an ETag, or a date equal to Last-Modified); a HEAD gets the headers alone (firmware asks it before an HTTP
+    boot)."""
     start, end = 0, size - 1
-    modified = stored.storage.get_modified_time(str(stored.name))
-    etag, last_modified = f'"{size:x}-{int(modified.timestamp() * 1e6):x}"', http_date(modified.timestamp())
+    etag, last_modified = f'"{size:x}-{int(modified * 1e6):x}"', http_date(modified)
     header = request.headers.get("Range", "")
     if header and request.headers.get("If-Range", etag) not in (etag, last_modified):
         header = ""  # a range of another version of the file than the client holds: the whole file (RFC 9110)
@@ -48,16 +56,19 @@ def stored_file(request: HttpRequest, area: str, image: str, version: str, kind:
             response = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"
             return response
-    handle = stored.open("rb")
-    handle.seek(start)
-    streamed = StreamingHttpResponse(_read_span(handle, end - start + 1), content_type="application/octet-stream")
-    streamed["Content-Length"] = str(end - start + 1)
-    streamed["Accept-Ranges"] = "bytes"
-    streamed["ETag"], streamed["Last-Modified"] = etag, last_modified
+    if request.method == "HEAD":
+        answer: HttpResponseBase = HttpResponse(content_type="application/octet-stream")
+    else:
+        handle = opener()
+        handle.seek(start)
+        answer = StreamingHttpResponse(_read_span(handle, end - start + 1), content_type="application/octet-stream")
+    answer["Content-Length"] = str(end - start + 1)
+    answer["Accept-Ranges"] = "bytes"
+    answer["ETag"], answer["Last-Modified"] = etag, last_modified
     if match:
-        streamed.status_code = 206
-        streamed["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return streamed
+        answer.status_code = 206
+        answer["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return answer
 
 
 def _read_span(handle: IO[bytes], length: int, chunk: int = 1 << 20) -> Iterator[bytes]:

@@ -25,7 +25,7 @@ class Command(BaseCommand):
         tftp_server = tftp_server or urlsplit(portal).hostname or ""
         subnets = list(Subnet.objects.select_related("site").order_by("network"))
         interfaces = list(
-            Interface.objects.select_related("host").filter(ip__isnull=False).order_by("host__fqdn", "name")
+            Interface.objects.select_related("host__site").filter(ip__isnull=False).order_by("host__fqdn", "name")
         )
         if site:
             subnets = [subnet for subnet in subnets if subnet.site.name == site]

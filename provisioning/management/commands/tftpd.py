@@ -5,13 +5,13 @@ import contextlib
 import logging
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.boot.tftp import GRUB, SHIM, BootFileServer
+from provisioning.boot.binaries import boot_binaries
+from provisioning.boot.tftp import BootFileServer
 
 
 class Command(BaseCommand):
@@ -32,8 +32,8 @@ class Command(BaseCommand):
             raise CommandError("Several processes share one port: name it (--port).")
         # tftpy logs every packet at INFO; keep its warnings (refused paths) and errors.
         logging.getLogger("tftpy").setLevel(logging.WARNING)
-        signed = {SHIM: Path(settings.DOCK2BOX_SHIM_EFI), GRUB: Path(settings.DOCK2BOX_GRUB_EFI)}
-        server = BootFileServer(ipxe_dir=Path(ipxe_dir), signed=signed, portal=settings.DOCK2BOX_PUBLIC_URL)
+        binaries = boot_binaries(ipxe_dir=ipxe_dir)
+        server = BootFileServer(binaries=binaries, portal=settings.DOCK2BOX_PUBLIC_URL)
         if processes <= 1:
             try:
                 server.serve(bind=bind, port=port)
