@@ -211,6 +211,8 @@ DOCK2BOX_IPXE_DIR = env.str("DOCK2BOX_IPXE_DIR", default="/usr/lib/ipxe")
 # The Secure Boot chain's first stages: Debian's signed shim (shim-signed) and network GRUB (grub-efi-amd64-signed).
 DOCK2BOX_SHIM_EFI = env.str("DOCK2BOX_SHIM_EFI", default="/usr/lib/shim/shimx64.efi.signed")
 DOCK2BOX_GRUB_EFI = env.str("DOCK2BOX_GRUB_EFI", default="/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
+# Where the TFTP server reaches the portal to relay its answers to GRUB (default: DOCK2BOX_PUBLIC_URL).
+DOCK2BOX_TFTP_PORTAL_URL = env.str("DOCK2BOX_TFTP_PORTAL_URL", default="")
 DOCK2BOX_TFTP_BIND = env.str("DOCK2BOX_TFTP_BIND", default="0.0.0.0")  # noqa: S104 - a PXE server listens on the LAN
 DOCK2BOX_TFTP_PORT = env.int("DOCK2BOX_TFTP_PORT", default=69)
 # TFTP server processes sharing the port (the kernel spreads requests among them): one per core by default.

@@ -9,6 +9,9 @@ from pathlib import Path
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Secure Boot enforced, Microsoft's keys enrolled (shim is signed by them): Debian's ovmf.
+OVMF_SECURE_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_SECURE_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -17,19 +20,26 @@ class Machine:
 
     def __init__(self, *, mac: str, bootfile: str, workdir: Path, uefi: bool = False, disks: list[Path] = (),
                  memory: int = 512, nic: str = "virtio-net-pci", sata: bool = False,
-                 forwards: list[tuple[int, str, int]] = (), restrict: bool = False):  # fmt: skip
+                 forwards: list[tuple[int, str, int]] = (), restrict: bool = False, secure_boot: bool = False,
+                 tftp: Path | None = None):  # fmt: skip
         """`forwards`: (port on 127.0.0.1, guest address, guest port) for TCP; `restrict`: the guest reaches nothing
-        outside (not the host's loopback either), while the forwards still reach it."""
+        outside (not the host's loopback either), while the forwards still reach it. `secure_boot`: UEFI firmware
+        that enforces Secure Boot, and the firmware's own PXE (no iPXE option ROM on the NIC); `tftp`: the directory
+        QEMU's user network serves by TFTP on 10.0.2.2:69 (firmware PXE asks port 69)."""
         args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-m", str(memory), "-boot", "n"]
         netdev = ["user", "id=n0", f"bootfile={bootfile}"] if bootfile else ["user", "id=n0"]
+        netdev += [f"tftp={tftp}"] if tftp else []
         netdev += [f"hostfwd=tcp:127.0.0.1:{port}-{address}:{guest}" for port, address, guest in forwards]
         netdev += ["restrict=on"] if restrict else []
-        args += ["-netdev", ",".join(netdev), "-device", f"{nic},netdev=n0,mac={mac}"]
-        if uefi:
+        rom = ",romfile=" if secure_boot else ""
+        args += ["-netdev", ",".join(netdev), "-device", f"{nic},netdev=n0,mac={mac}{rom}"]
+        if uefi or secure_boot:
             variables = workdir / "OVMF_VARS.fd"
-            shutil.copy(OVMF_VARS, variables)
-            args += ["-machine", "q35"]
-            args += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}"]
+            shutil.copy(OVMF_SECURE_VARS if secure_boot else OVMF_VARS, variables)
+            args += ["-machine", "q35,smm=on" if secure_boot else "q35"]
+            args += ["-global", "driver=cfi.pflash01,property=secure,value=on"] if secure_boot else []
+            code = OVMF_SECURE_CODE if secure_boot else OVMF_CODE
+            args += ["-drive", f"if=pflash,format=raw,readonly=on,file={code}"]
             args += ["-drive", f"if=pflash,format=raw,file={variables}"]
         if sata:  # disks on an AHCI controller, as on real machines
             args += ["-device", "ahci,id=ahci"]

@@ -35,11 +35,13 @@ def boot_binaries(*, ipxe_dir: str | None = None) -> dict[str, Path]:
 class BootFiles:
     """The served set: name → a file on disk; a host's GRUB config and signed URLs, relayed from the portal."""
 
-    def __init__(self, *, binaries: dict[str, Path], portal: str, workdir: Path) -> None:
+    def __init__(self, *, binaries: dict[str, Path], portal: str, workdir: Path, reach: str = "") -> None:
+        """`portal`: its public URL (what the scripts name); `reach`: where this server reaches it (default: the
+        same)."""
         self.root = workdir / "empty-root"
         self.root.mkdir(parents=True, exist_ok=True)
         self.portal = portal
-        self.relay = Relay(workdir / "relayed")
+        self.relay = Relay(workdir / "relayed", public=portal, reach=reach or portal)
         self.files: dict[str, Path] = {}
         for name, text in [(STAGE0, stage0_script(portal=portal)), (GRUB_STAGE, stage_config())]:
             self.files[name] = workdir / name.replace("/", "-")

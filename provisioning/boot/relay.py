@@ -43,9 +43,11 @@ def relay_url(name: str) -> str | None:
 class Relay:
     """Fetches relayed URLs into files the TFTP server serves (it serves real files only: `BootFiles`). A URL's file
     is kept with its validators (ETag, Last-Modified) and fetched again only when the server says it changed; a
-    file asked with `once` (a per-host config) is fetched every time, under a name of its own, and read once."""
+    file asked with `once` (a per-host config) is fetched every time, under a name of its own, and read once.
+    The portal's own URLs (under `public`) are fetched from `reach` (where the TFTP server reaches the portal)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, public: str, reach: str) -> None:
+        self.public, self.reach = public, reach
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.validators: dict[str, dict[str, str]] = {}  # URL → headers for a conditional GET of its kept file
@@ -54,6 +56,8 @@ class Relay:
     def fetch(self, url: str, *, client: str, once: bool = False) -> Path | None:
         """The file holding `url`'s body (None when it could not be had), asked for on behalf of `client` (its
         address goes as X-Forwarded-For: the portal sees the booting host behind a trusted proxy)."""
+        if url.startswith(f"{self.public}/"):
+            url = self.reach + url.removeprefix(self.public)
         key = hashlib.blake2b(url.encode(), digest_size=16).hexdigest()
         path = self.directory / (f"once-{key}-{client}-{os.getpid()}" if once else key)
         headers = {"X-Forwarded-For": client}

@@ -313,11 +313,11 @@ class BootTftpServer(tftpy.TftpServer):
 class BootFileServer:
     """A tftpy server over `BootFiles` that keeps serving whatever a client sends."""
 
-    def __init__(self, *, binaries: dict[str, Path], portal: str, workdir: Path | None = None) -> None:
+    def __init__(self, *, binaries: dict[str, Path], portal: str, reach: str = "", workdir: Path | None = None) -> None:
         self._workdir = tempfile.TemporaryDirectory(prefix="dock2box-tftp-") if workdir is None else None
         base = Path(self._workdir.name) if self._workdir else workdir
         assert base is not None
-        self.files = BootFiles(binaries=binaries, portal=portal, workdir=base)
+        self.files = BootFiles(binaries=binaries, portal=portal, workdir=base, reach=reach)
         self._stopping = threading.Event()
         self.server: tftpy.TftpServer | None = None
         self.port = 0

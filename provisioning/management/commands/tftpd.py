@@ -33,7 +33,9 @@ class Command(BaseCommand):
         # tftpy logs every packet at INFO; keep its warnings (refused paths) and errors.
         logging.getLogger("tftpy").setLevel(logging.WARNING)
         binaries = boot_binaries(ipxe_dir=ipxe_dir)
-        server = BootFileServer(binaries=binaries, portal=settings.DOCK2BOX_PUBLIC_URL)
+        server = BootFileServer(
+            binaries=binaries, portal=settings.DOCK2BOX_PUBLIC_URL, reach=settings.DOCK2BOX_TFTP_PORTAL_URL
+        )
         if processes <= 1:
             try:
                 server.serve(bind=bind, port=port)
