@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from images.efi import signature
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3.11"
 EPOCH = 1_700_000_000  # every file's time in the initrd
@@ -36,6 +38,8 @@ FILES = [
     "/usr/lib/syslinux/mbr/mbr.bin",
     "/usr/lib/syslinux/mbr/gptmbr.bin",
     "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+    "/usr/lib/shim/shimx64.efi.signed",  # Secure Boot: for images that carry no signed loader of their own
+    "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
 ]
 # Imported lazily (or by `python -m`), so a probe of the installer's imports does not see them.
 LAZY_MODULES = ["runpy", "gzip", "lzma", "bz2", "zlib", "ssl", "encodings.idna", "encodings.latin_1", "encodings.ascii"]
@@ -55,6 +59,7 @@ class BootEnvironment:
     version: str
     kernel: Path
     initrd: Path
+    signer: str  # who signed the kernel (Debian's are signed: it boots under Secure Boot, shim checks it)
 
 
 def _run(*command: str, cwd: Path | None = None) -> str:
@@ -179,7 +184,7 @@ def _installer(root: Path) -> None:
     shutil.copytree(REPO / "installer/d2b_installer", target / "d2b_installer",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     (target / "images").mkdir()
-    for name in ("__init__.py", "layers.py", "tarstream.py", "registry.py"):
+    for name in ("__init__.py", "layers.py", "tarstream.py", "registry.py", "efi.py"):
         shutil.copy2(REPO / "images" / name, target / "images" / name)
     shutil.copy2(REPO / "installer/udhcpc.sh", target / "udhcpc.sh")
     shutil.copy2(REPO / "installer/init", root / "init")
@@ -216,6 +221,9 @@ def build(*, out: Path, flavour: str = "cloud", cache: Path | None = None) -> Bo
         work = Path(temporary)
         kernel_root, root = work / "kernel", work / "root"
         vmlinuz, release = unpack_kernel(flavour, cache, kernel_root)
+        signer = signature(vmlinuz)
+        if signer is None:
+            raise RuntimeError(f"{vmlinuz.name} is not signed: Secure Boot hosts could not boot it")
         root.mkdir()
         for merged in ("bin", "sbin", "lib", "lib64"):  # the same /usr merge as the machine the tools come from
             if Path("/", merged).is_symlink():
@@ -252,7 +260,7 @@ def build(*, out: Path, flavour: str = "cloud", cache: Path | None = None) -> Bo
         pack(root, initrd)
         kernel = out / f"vmlinuz-{version}"
         shutil.copyfile(vmlinuz, kernel)
-    return BootEnvironment(version=version, kernel=kernel, initrd=initrd)
+    return BootEnvironment(version=version, kernel=kernel, initrd=initrd, signer=signer)
 
 
 def main() -> None:
@@ -260,7 +268,7 @@ def main() -> None:
     parser.add_argument("--flavour", choices=sorted(KERNELS), default="cloud")
     parser.add_argument("--out", type=Path, default=REPO / "var/bootenv")
     built = build(out=parser.parse_args().out, flavour=parser.parse_args().flavour)
-    print(f"{built.version}\n{built.kernel}\n{built.initrd}")
+    print(f"{built.version}\n{built.kernel} (signed: {built.signer})\n{built.initrd}")
 
 
 if __name__ == "__main__":

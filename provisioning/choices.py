@@ -22,6 +22,13 @@ class BuildStage(models.TextChoices):
     BOOTED = "booted", "Booted"  # the installed system's first-boot report, after `done`
 
 
+class BootChain(models.TextChoices):
+    """How a build's installer was booted, as it said."""
+
+    IPXE = "ipxe", "iPXE"
+    SHIM_GRUB = "shim-grub", "shim → signed GRUB (Secure Boot)"
+
+
 class MenuTheme(models.TextChoices):
     DOCK2BOX = "dock2box", "Dock2Box"
     DOCKER = "docker", "Docker"

@@ -11,7 +11,7 @@ from dock2box.fields import MACAddressField
 from dock2box.validators import validate_domain, validate_safe_text
 from images.models import boot_version_errors, boot_version_field
 from provisioning.builds.templating import template_compile
-from provisioning.choices import BuildStage, BuildState, MenuTheme, TemplateKind
+from provisioning.choices import BootChain, BuildStage, BuildState, MenuTheme, TemplateKind
 
 validate_menu_key = RegexValidator(
     r"^[a-z][a-z0-9_-]{0,49}\Z", "Use lower-case letters, digits, '_' and '-', starting with a letter."
@@ -164,6 +164,12 @@ class Build(models.Model):
         null=True,
         blank=True,
         help_text="The installer's address: the first config fetch or event binds the build (and its secrets) to it.",
+    )
+    chain = models.CharField(
+        max_length=10, choices=BootChain.choices, blank=True, help_text="How its installer was booted, as it said."
+    )
+    secure_boot = models.BooleanField(
+        null=True, blank=True, help_text="Whether its installer ran with Secure Boot on, as its firmware said."
     )
     refusals = models.PositiveIntegerField(
         default=0, help_text="Requests with this build's token from another address, refused."

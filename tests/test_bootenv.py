@@ -20,6 +20,7 @@ def test_the_same_inputs_build_the_same_boot_environment(bootenv, debian_cache, 
     call_command("bootenv", "--default")
     version = ImageVersion.objects.get(image__name="d2b-bootenv")
     assert version.version == bootenv.version  # the name carries the hash of the content
+    assert bootenv.signer.startswith("Debian Secure Boot CA, Debian Secure Boot Signer")  # shim boots it
     assert boot_defaults_get().boot_version == version
     initrd = {entry["name"]: entry for entry in version.layers}["initrd"]
     assert initrd["digest"] == "sha256:" + hashlib.sha256(bootenv.initrd.read_bytes()).hexdigest()
@@ -34,6 +35,9 @@ def test_the_same_inputs_build_the_same_boot_environment(bootenv, debian_cache, 
         "opt/dock2box/images/layers.py",
         "usr/lib/syslinux/mbr/mbr.bin",
         "usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+        "usr/lib/shim/shimx64.efi.signed",  # Secure Boot hosts whose image has no signed loader of its own
+        "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+        "opt/dock2box/images/efi.py",
         "etc/lvm/lvm.conf",
     ]:
         assert needed in names, needed  # fmt: skip

@@ -113,7 +113,7 @@ def _installer_args(words: list[str]) -> list[str]:
     """The installer's arguments that carry a decision: the config and the options; the network facts each loader
     passes its own way (iPXE its DHCP lease, GRUB the boot NIC for the installer's own DHCP) are left out."""
     return [word for word in words if not word.startswith(("initrd=", "BOOTIF=", "d2b.ip=", "d2b.netmask=",
-                                                            "d2b.gateway=", "d2b.dns="))]  # fmt: skip
+                                                            "d2b.gateway=", "d2b.dns=", "d2b.chain="))]  # fmt: skip
 
 
 CASES = [

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from d2b_installer import bootloader, network
+from d2b_installer import bootloader, network, secureboot
 from d2b_installer.image import BlobReader, Prefetch, Progress, lay_file
 from d2b_installer.portal import Portal, kernel_arguments, parse_env
+from images.efi import signature
 from images.registry import RegistryError, Verified
 from provisioning.builds.render import config_env
 from tests.services import free_port
@@ -32,7 +33,7 @@ def test_the_env_config_reads_back_exactly_whatever_it_holds():
         "dhcp": False, "image": "debian", "image_version": "12", "image_type": "file",
         "image_source": {"url": "http://files/x.tar.gz", "digest": "sha256:" + "a" * 64, "size": 123},
         "registry": "", "file_uri": "", "gpt": True, "uefi": False, "kexec": False, "debug": False, "volmgt": "lvm",
-        "legacynet": False, "kopts": "console=ttyS0", "main_script": NASTY, "post_script": "",
+        "secure_boot": False, "legacynet": False, "kopts": "console=ttyS0", "main_script": NASTY, "post_script": "",
         "secrets": {"root_password_hash": "$6$salt$hash", "ssh_authorized_keys": ["ssh-ed25519 AAA a@b", "k2"],
                     "registry_username": "", "registry_password": "p'w"},
         "interfaces": [{"name": "eth0", "mac": "52:54:00:00:00:01", "ip": "10.0.0.5", "netmask": "255.255.255.0",
@@ -349,19 +350,19 @@ def test_paths_of_the_installed_system_resolve_inside_it(tmp_path):
 def test_an_image_that_cannot_boot_is_refused_naming_what_it_lacks(tmp_path):
     root = merged_usr_root(tmp_path / "root")
     with pytest.raises(RuntimeError, match=r"no initramfs for /boot/vmlinuz-6\.1\.0-28-cloud-amd64 and no tool"):
-        bootloader.check_bootable(root)
+        bootloader.check_bootable(root, secure_boot=False)
     (root / "usr/sbin/update-initramfs").write_text("")
-    bootloader.check_bootable(root)  # the tool makes the initramfs later
+    bootloader.check_bootable(root, secure_boot=False)  # the tool makes the initramfs later
     (root / "usr/sbin/update-initramfs").unlink()
     (root / "boot/initrd.img-6.1.0-28-cloud-amd64").write_text("initrd")
-    bootloader.check_bootable(root)
+    bootloader.check_bootable(root, secure_boot=False)
     (root / "usr/sbin/init").unlink()
     (root / "usr/lib/systemd/systemd").unlink()
     with pytest.raises(RuntimeError, match="no init"):
-        bootloader.check_bootable(root)
+        bootloader.check_bootable(root, secure_boot=False)
     (root / "boot/vmlinuz-6.1.0-28-cloud-amd64").unlink()
     with pytest.raises(RuntimeError, match="no kernel"):
-        bootloader.check_bootable(root)
+        bootloader.check_bootable(root, secure_boot=False)
 
 
 def test_each_host_gets_an_identity_of_its_own(tmp_path, monkeypatch):
@@ -461,3 +462,51 @@ def test_a_download_that_breaks_breaks_the_reader():
         while blob.read(1 << 20):
             pass
     prefetch.stop()
+
+
+# Secure Boot -----------------------------------------------------------------------------------------------------
+
+
+def test_signatures_are_read_from_the_pe_certificate_table():
+    assert signature(Path(secureboot.GRUB)) == "Debian Secure Boot CA, Debian Secure Boot Signer 2022 - grub2"
+    assert signature(Path(secureboot.SHIM)) == "a signature"  # Microsoft's, which names no "Secure Boot"
+    for unsigned in [Path("/usr/lib/shim/shimx64.efi"), Path("/usr/lib/ipxe/ipxe.efi"), Path("/etc/hostname")]:
+        assert signature(unsigned) is None
+
+
+def _image_root(tmp_path: Path, kernel: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "boot/efi").mkdir(parents=True)
+    (root / "boot/vmlinuz-6.1.0-1-amd64").write_bytes(kernel.read_bytes())
+    (root / "boot/initrd.img-6.1.0-1-amd64").write_bytes(b"initramfs")
+    return root
+
+
+def test_an_image_that_cannot_boot_under_secure_boot_is_refused_naming_what_it_lacks(tmp_path, monkeypatch):
+    root = _image_root(tmp_path, Path("/usr/lib/ipxe/ipxe.efi"))  # a PE without a signature, standing for a kernel
+    with pytest.raises(RuntimeError, match=r"kernel /boot/vmlinuz-6.1.0-1-amd64 is not signed"):
+        secureboot.check(root, root / "boot/vmlinuz-6.1.0-1-amd64")
+    signed = _image_root(tmp_path / "signed", Path(secureboot.GRUB))  # signed by Debian, standing for a kernel
+    secureboot.check(signed, signed / "boot/vmlinuz-6.1.0-1-amd64")  # the boot environment's loaders stand in
+    monkeypatch.setattr(secureboot, "SHIM", "/nonexistent/shimx64.efi.signed")
+    with pytest.raises(RuntimeError, match=r"no signed loader .*/nonexistent/shimx64.efi.signed in neither the image"):
+        secureboot.check(signed, signed / "boot/vmlinuz-6.1.0-1-amd64")
+
+
+def test_the_esp_gets_shim_grub_beside_it_and_a_config_booting_the_kernel_by_uuid(tmp_path):
+    root = _image_root(tmp_path, Path(secureboot.GRUB))
+    own = root / secureboot.SHIM.lstrip("/")  # the image's own shim is taken before the boot environment's
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"the image's shim")
+    kernel, initrd = bootloader.kernel_files(root)
+    secureboot.install(root, kernel, initrd, "root=UUID=1234-abcd ro console=ttyS0 it's")
+    esp = root / "boot/efi"
+    assert (esp / "EFI/BOOT/BOOTX64.EFI").read_bytes() == b"the image's shim"
+    assert (esp / "EFI/BOOT/grubx64.efi").read_bytes() == Path(secureboot.GRUB).read_bytes()
+    assert (esp / "dock2box/vmlinuz").read_bytes() == kernel.read_bytes()
+    config = (esp / "EFI/BOOT/grub.cfg").read_text()
+    assert "linux /dock2box/vmlinuz 'root=UUID=1234-abcd' 'ro' 'console=ttyS0' 'it'\\''s'" in config
+    assert "initrd /dock2box/initrd" in config
+    checked = subprocess.run(["grub-script-check"], input=config, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert not (esp / "EFI/BOOT/fbx64.efi").exists()  # (shim's fallback would write boot entries and reboot)

@@ -1,4 +1,5 @@
-"""A bootloader so the disk starts on its own: extlinux with syslinux's MBR code (BIOS), systemd-boot (UEFI); and
+"""A bootloader so the disk starts on its own: extlinux with syslinux's MBR code (BIOS), systemd-boot (UEFI), shim
+and Debian's signed GRUB (UEFI with Secure Boot: `secureboot`); and
 the initramfs, made again by the image's own tool for the root it was given.
 
 The image contract: the kernel is in the image's /boot (`vmlinuz` or `vmlinuz-<version>`), an init in /sbin/init
@@ -10,7 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
-from d2b_installer import rootfs
+from d2b_installer import rootfs, secureboot
 from d2b_installer.disk import Layout
 from d2b_installer.shell import log, run
 
@@ -57,10 +58,12 @@ def _release(root: Path, kernel: Path) -> str:
     return releases[0]
 
 
-def check_bootable(root: Path) -> None:
+def check_bootable(root: Path, *, secure_boot: bool) -> None:
     """Refuse, before anything is configured, an image that cannot start: no kernel, no init, or no initramfs and
-    no tool to make one."""
+    no tool to make one; with Secure Boot, an unsigned kernel or no signed loader."""
     kernel, initrd = kernel_files(root)
+    if secure_boot:
+        secureboot.check(root, kernel)
     if rootfs.has(root, *INITS) is None:
         raise RuntimeError("the image has no init (/sbin/init, systemd): it cannot boot")
     if initrd is None and rootfs.has(root, *UPDATE_INITRAMFS, *DRACUT) is None:
@@ -108,11 +111,20 @@ def initramfs(root: Path, *, rebuild: bool = False) -> None:
     log(f"initramfs for {release} made by the image's {Path(tool).name}")
 
 
-def install(root: Path, layout: Layout, options: str) -> None:
+def kind(layout: Layout, *, secure_boot: bool) -> str:
+    """The bootloader `install` writes, for an operator."""
+    if secure_boot:
+        return "UEFI Secure Boot (shim, signed GRUB)"
+    return "UEFI (systemd-boot)" if layout.uefi else "BIOS (extlinux)"
+
+
+def install(root: Path, layout: Layout, options: str, *, secure_boot: bool) -> None:
     kernel, initrd = kernel_files(root)
     root_fs = layout.filesystem("/")
     cmdline = f"root=UUID={root_fs.uuid} ro {options}".strip()
-    if layout.uefi:
+    if secure_boot:
+        secureboot.install(root, kernel, initrd, cmdline)
+    elif layout.uefi:
         _systemd_boot(root, kernel, initrd, cmdline)
     else:
         _extlinux(root, layout, kernel, initrd, cmdline)

@@ -1,7 +1,8 @@
 """The installed system's first-boot report: a one-shot systemd unit that tells the portal the system came up.
 
 The unit holds a credential the portal accepts once (`/var/lib/dock2box/booted.url`, readable by root only); it posts
-the image digest the installer laid, the machine-id systemd made, the kernel and the uptime; once the portal has
+the image digest the installer laid, the machine-id systemd made, the kernel, the uptime and whether the firmware
+runs with Secure Boot on; once the portal has
 heard it (or refused the credential for good) the credential is removed and the unit disabled. It retries for
 ten minutes while the network or the portal is away. It speaks HTTP with curl or wget when the image has one, else
 with bash's /dev/tcp (plain http only).
@@ -46,8 +47,11 @@ url=$(cat "$state/booted.url") || exit 0
 kernel=$(uname -r | tr -cd 'A-Za-z0-9._+~-')
 machine_id=$(tr -cd '0-9a-f' < /etc/machine-id)
 uptime=$(cut -d ' ' -f 1 /proc/uptime)
-body=$(printf '{{"digest": "%s", "machine_id": "%s", "kernel": "%s", "uptime": %s}}' \\
-  "$(tr -cd 'a-z0-9:' < "$state/image-digest")" "$machine_id" "$kernel" "${{uptime:-0}}")
+secure_boot=false  # the firmware's SecureBoot variable: 4 attribute bytes, then 1 when it is on
+variable=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+[ -r "$variable" ] && [ "$(od -An -t u1 -j 4 -N 1 "$variable" | tr -d ' ')" = 1 ] && secure_boot=true
+body=$(printf '{{"digest": "%s", "machine_id": "%s", "kernel": "%s", "uptime": %s, "secure_boot": %s}}' \\
+  "$(tr -cd 'a-z0-9:' < "$state/image-digest")" "$machine_id" "$kernel" "${{uptime:-0}}" "$secure_boot")
 
 post() {{  # prints the HTTP status, or nothing when the portal was not reached
   if command -v curl >/dev/null; then

@@ -4,6 +4,7 @@ import json
 import shlex
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from d2b_installer.shell import log
@@ -41,11 +42,13 @@ class Portal:
         self.config_url = _url(config_url)
         self.events_url = ""
 
-    def config(self, attempts: int = 5) -> dict[str, str]:
-        """Fetch the host's config, retrying while the network settles; a 4xx (a void token) is final."""
+    def config(self, facts: dict[str, str], attempts: int = 5) -> dict[str, str]:
+        """Fetch the host's config, saying `facts` of this boot (the portal records them on the build), retrying while
+        the network settles; a 4xx (a void token) is final."""
+        url = f"{self.config_url}?{urllib.parse.urlencode(facts)}" if facts else self.config_url
         for attempt in range(1, attempts + 1):
             try:
-                with urllib.request.urlopen(self.config_url, timeout=30) as response:  # noqa: S310 (checked)
+                with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (checked)
                     config = parse_env(response.read().decode())
                     self.events_url = _url(config["EVENTS_URL"])
                     return config

@@ -9,7 +9,7 @@ backoff for `d2b.report_wait` seconds (10 minutes by default), each try shown on
 import time
 from pathlib import Path
 
-from d2b_installer import bootloader, configure, disk, firstboot, image, network, rootfs
+from d2b_installer import bootloader, configure, disk, firstboot, image, network, rootfs, secureboot
 from d2b_installer.portal import Portal, kernel_arguments
 from d2b_installer.shell import log, log_tail
 from images.registry import RegistryClient
@@ -28,14 +28,25 @@ def _check(config: dict[str, str]) -> None:
         missing = [name for name in ("IMAGE_URL",) if not config.get(name)]
     else:
         raise RuntimeError(f"the config names no installable image (type {kind!r}): give the host an image")
+    if config.get("SECURE_BOOT") == "true" and config.get("UEFI") != "true":
+        raise RuntimeError("the host boots with Secure Boot, which needs UEFI, and its image is not set to UEFI")
     if missing:
         raise RuntimeError(f"the config lacks {', '.join('D2B_' + name for name in missing)} for a {kind} image")
 
 
+def _config(portal: Portal, arguments: dict[str, str]) -> dict[str, str]:
+    """The host's config, fetched saying how this installer was booted (the build records it), and checked."""
+    facts = {"chain": arguments.get("d2b.chain") or "ipxe", "secure_boot": "1" if secureboot.enabled() else "0"}
+    log(f"booted by {facts['chain']}, Secure Boot {'on' if facts['secure_boot'] == '1' else 'off'}")
+    config = portal.config(facts)
+    _check(config)
+    return config
+
+
 def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict[str, str]:
     started = time.monotonic()
-    config = portal.config()
-    _check(config)
+    config = _config(portal, arguments)
+    secure_boot = config.get("SECURE_BOOT") == "true"
     network.resolver(config.get("DNS_SERVERS", "").split(), config.get("DOMAIN", ""), keep=True)  # for the registry
     if config["IMAGE_TYPE"] == "docker":  # what to pull, and whether it can be read, before the disk is touched
         client = RegistryClient(
@@ -66,7 +77,7 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
                                 size=size, report=report)  # fmt: skip
     with rootfs.system(root):
         configure.run_script(root, "main script", config.get("MAIN_SCRIPT", ""))
-    bootloader.check_bootable(root)
+    bootloader.check_bootable(root, secure_boot=secure_boot)
     portal.event("image", 100, f"image laid: {digest}")
 
     stage[0] = "configure"
@@ -83,9 +94,9 @@ def install(portal: Portal, arguments: dict[str, str], stage: list[str]) -> dict
     # From here the disk may boot on its own; the portal must know that before, so that a lost `done` can never
     # make this host install again (its next PXE boot goes to the disk).
     wait = report_wait(arguments)
-    if not portal.deliver("bootloader", 0, "UEFI (systemd-boot)" if layout.uefi else "BIOS (extlinux)", within=wait):
+    if not portal.deliver("bootloader", 0, bootloader.kind(layout, secure_boot=secure_boot), within=wait):
         raise RuntimeError("the portal did not take the bootloader event; stopping before the disk can boot")
-    bootloader.install(root, layout, " ".join([config.get("KOPTS", ""), *extra]))
+    bootloader.install(root, layout, " ".join([config.get("KOPTS", ""), *extra]), secure_boot=secure_boot)
     disk.release(layout)
     if not portal.deliver("done", 100, f"installed in {time.monotonic() - started:.0f} s", within=wait):
         log("done was not heard; rebooting anyway: the portal sends this host to its disk and marks it unconfirmed")

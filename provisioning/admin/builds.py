@@ -48,7 +48,7 @@ class BuildAdmin(SelectorAdmin):
     readonly_fields = [
         "host", "version", "state", "progress_bar", "last_message_shown", "started_by", "duration", "created",
         "started", "finished", "last_activity", "bootloader_started", "first_boot", "booted", "booted_digest",
-        "client_address", "refusals", "last_refusal",
+        "client_address", "chain", "secure_boot", "refusals", "last_refusal",
     ]  # fmt: skip
     fields = readonly_fields
     inlines = [BuildEventInline]

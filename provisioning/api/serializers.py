@@ -91,8 +91,8 @@ class BuildSerializer(serializers.ModelSerializer):
         model = Build
         fields = [
             "id", "url", "host", "state", "image_version", "created", "first_boot", "started", "finished",
-            "last_activity", "bootloader_started", "booted", "booted_digest", "client_address", "refusals",
-            "last_refusal", "event_count", "progress", "last_message",
+            "last_activity", "bootloader_started", "booted", "booted_digest", "client_address", "chain", "secure_boot",
+            "refusals", "last_refusal", "event_count", "progress", "last_message",
         ]  # fmt: skip
         extra_kwargs = {"url": {"view_name": "build-detail"}}
 

@@ -224,6 +224,14 @@ def build_version_pin(*, build: Build) -> None:
         build.image_version = version
 
 
+def build_boot_facts_record(*, build: Build, chain: str, secure_boot: bool) -> None:
+    """Record how the build's installer was booted (its chain, and Secure Boot as its firmware said), as it says at
+    its config fetch; one statement, written only when it changes."""
+    if (build.chain, build.secure_boot) != (chain, secure_boot):
+        Build.objects.filter(pk=build.pk).update(chain=chain, secure_boot=secure_boot)
+        build.chain, build.secure_boot = chain, secure_boot
+
+
 @transaction.atomic
 def build_event_record(*, build: Build, stage: str, progress: int | None, message: str, now: datetime) -> BuildEvent:
     """Record an installer's progress; `done` and `failed` end the build and take the host out of build mode.

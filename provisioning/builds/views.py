@@ -18,11 +18,13 @@ from provisioning.builds.services import (
     BootReportRefused,
     EventLimitReached,
     InstallerRefused,
+    build_boot_facts_record,
     build_boot_report,
     build_event_record,
     build_for_installer,
     build_version_pin,
 )
+from provisioning.choices import BootChain
 
 MAX_EVENT_BODY = 64 * 1024
 
@@ -34,6 +36,20 @@ def _build_or_refusal(request: HttpRequest, token: str, *, fetch: bool) -> Insta
         return JsonResponse({"detail": str(refused)}, status=403)
 
 
+def _boot_facts(request: HttpRequest) -> tuple[str, bool] | JsonResponse | None:
+    """What the installer says of its boot with the config fetch (`?chain=ipxe|shim-grub&secure_boot=0|1`), None
+    when it says nothing, or a 400 naming the field."""
+    chain, secure_boot = request.GET.get("chain"), request.GET.get("secure_boot")
+    if chain is None and secure_boot is None:
+        return None
+    errors = {}
+    if chain not in BootChain.values:
+        errors["chain"] = [f"Send one of {', '.join(BootChain.values)}."]
+    if secure_boot not in ("0", "1"):
+        errors["secure_boot"] = ["Send 0 or 1."]
+    return JsonResponse(errors, status=400) if errors else (str(chain), secure_boot == "1")
+
+
 @require_GET
 def host_config(request: HttpRequest, token: str) -> HttpResponse:
     """`/config/<token>?format=env|json|kickstart|preseed|cloud-init`: the host's config, for its installer."""
@@ -41,6 +57,11 @@ def host_config(request: HttpRequest, token: str) -> HttpResponse:
     if isinstance(found, JsonResponse):
         return found
     build = found.build
+    facts = _boot_facts(request)
+    if isinstance(facts, JsonResponse):
+        return facts
+    if facts is not None:
+        build_boot_facts_record(build=build, chain=facts[0], secure_boot=facts[1])
     build_version_pin(build=build)
     fmt = request.GET.get("format", "env")
     rendered = host_config_render(
@@ -99,8 +120,8 @@ _KERNEL_RE = re.compile(r"^[A-Za-z0-9._+~-]{0,100}\Z")
 @csrf_exempt
 @require_POST
 def booted(request: HttpRequest, token: str) -> JsonResponse:
-    """`POST /booted/<credential>` `{"digest", "machine_id", "kernel", "uptime"}`: an installed system's first-boot
-    report, once per install (the credential is used up)."""
+    """`POST /booted/<credential>` `{"digest", "machine_id", "kernel", "uptime", "secure_boot"}`: an installed
+    system's first-boot report, once per install (the credential is used up)."""
     if len(request.body) > MAX_EVENT_BODY:
         return JsonResponse({"detail": f"Body over {MAX_EVENT_BODY} bytes."}, status=413)
     try:
@@ -120,9 +141,13 @@ def booted(request: HttpRequest, token: str) -> JsonResponse:
     uptime = payload.get("uptime", 0)
     if isinstance(uptime, bool) or not isinstance(uptime, int | float) or not 0 <= uptime < 10**9:
         errors["uptime"] = ["Send the seconds since the system started, a number."]
+    secure_boot = payload.get("secure_boot")
+    if secure_boot is not None and not isinstance(secure_boot, bool):
+        errors["secure_boot"] = ["Send true or false (whether the firmware runs with Secure Boot on)."]
     if errors:
         return JsonResponse(errors, status=400)
     detail = f"kernel {payload.get('kernel') or '?'}, up {uptime:.0f} s, machine-id {payload.get('machine_id') or '?'}"
+    detail += "" if secure_boot is None else f", Secure Boot {'on' if secure_boot else 'off'}"
     try:
         with acting_as(f"installed system ({client_address(request)})"):
             build = build_boot_report(

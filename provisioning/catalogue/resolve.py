@@ -136,4 +136,6 @@ def install_problem(settings: HostSettings) -> str | None:
         return f"image {image.name} {version.version} has no stored file and no file server is set (image or site)"
     if boot_file_urls(settings=settings, portal="") is None:
         return "no boot environment is set (host, image, site or boot defaults)"
+    if settings.secure_boot and not settings.uefi:
+        return f"the host boots with Secure Boot, which needs UEFI, and image {image.name} is not set to UEFI"
     return None

@@ -77,8 +77,12 @@ def ask_again_config(*, message: str, url: str) -> str:
 
 def install_lines(install: Install) -> list[str]:
     """Load the boot environment (a signed kernel: shim checks it) with the installer's arguments. GRUB does not
-    hand its DHCP lease to the kernel: the installer asks DHCP again on the boot NIC, which BOOTIF names."""
-    args = [f"d2b.config={install.config_url}", f"BOOTIF=01-{install.mac.replace(':', '-')}", *install.kopts.split()]
+    hand its DHCP lease to the kernel: the installer asks DHCP again on the boot NIC, which BOOTIF names; it tells
+    the portal it was booted by this chain (`d2b.chain`)."""
+    args = [
+        f"d2b.config={install.config_url}", f"BOOTIF=01-{install.mac.replace(':', '-')}", "d2b.chain=shim-grub",
+        *install.kopts.split(),
+    ]  # fmt: skip
     return [
         _echo(f"Dock2Box: installing {install.label} on {install.fqdn}"),
         f"linux {quote('/' + relay_name(install.kernel_url))} {' '.join(quote(arg) for arg in args)}",

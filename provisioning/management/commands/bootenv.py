@@ -29,4 +29,5 @@ class Command(BaseCommand):
         if options["default"]:
             boot_defaults_update(data={"boot_version": version})
         self.stdout.write(f"Boot environment {options['image']} {version.version}: {version.size} bytes"
-                          f"{' (the default)' if options['default'] else ''}")  # fmt: skip
+                          f"{' (the default)' if options['default'] else ''}; its kernel is signed by {built.signer}"
+                          " (Secure Boot hosts boot it through shim)")  # fmt: skip
