@@ -6,7 +6,8 @@ Seeds a fresh PostgreSQL database (`dock2box_bench`) with N hosts (10 % in build
 be deployed on this machine (Redis as the shared cache), and measures with wrk (Debian) and a Lua script that walks
 the MACs:
   0. (this checkout's code only) every known host's script rendered ahead, as the worker's beat does;
-  1. per-host scripts only (`/ipxe?mac=`), 50 and 200 connections;
+  1. per-host scripts only (`/ipxe?mac=`), 50 and 200 connections; the same hosts' GRUB configs (`/grub?mac=`,
+     the Secure Boot chain's, relayed by the TFTP server), 50 connections;
   2. the full chain per MAC (`/boot.ipxe` → `/ipxe` → `/config/<token>` for hosts in build), 50 and 200 connections;
   3. `/config/<token>` of the hosts in build mode, each format on its own line, 50 connections (after a warm-up,
      as for 1: a build's first use binds it and writes, later ones within `DOCK2BOX_LAST_SEEN_INTERVAL` do not);
@@ -317,6 +318,9 @@ def main() -> None:
         wrk(url, script_paths, 50, 3)  # warm-up: connections, catalogue, first last-seen writes
         results["per-host script, 50 connections"] = wrk(url, script_paths, 50, args.duration)
         results["per-host script, 200 connections"] = wrk(url, script_paths, 200, args.duration)
+        grub_paths = [f"/grub?mac={mac}" for mac, _ in macs]
+        wrk(url, grub_paths, 50, 3)  # warm-up: the GRUB configs are kept apart from the iPXE scripts
+        results["per-host GRUB config, 50 connections"] = wrk(url, grub_paths, 50, args.duration)
         results["full chain, 50 connections"] = wrk(url, chain_paths(macs), 50, args.duration)
         results["full chain, 200 connections"] = wrk(url, chain_paths(macs), 200, args.duration)
         tokens = [token for _, token in macs if token]
@@ -346,7 +350,9 @@ def main() -> None:
         print(
             f"| {name} | {result['rps']:.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['errors']:.0f} |"
         )
-    print(f"\nPer-host scripts reach {ratio:.1%} of nginx serving a static file of the same size.\n")
+    grub = results["per-host GRUB config, 50 connections"]["rps"] / results["per-host script, 50 connections"]["rps"]
+    print(f"\nPer-host scripts reach {ratio:.1%} of nginx serving a static file of the same size; GRUB configs "
+          f"{grub:.2f}x the per-host iPXE rate.\n")  # fmt: skip
     served = sum(result["requests"] for name, result in results.items() if not name.startswith("nginx"))
     print(f"Web workers' resident memory after the run ({served:.0f} requests over {args.hosts} hosts, "
           f"{len(rss)} workers): {min(rss):.0f}-{max(rss):.0f} MiB.\n")  # fmt: skip

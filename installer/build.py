@@ -29,6 +29,7 @@ KERNELS = {"cloud": "linux-image-cloud-amd64", "generic": "linux-image-amd64"}
 MODULES = [
     "virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "sd_mod", "sr_mod", "nvme", "ahci", "ata_piix",
     "vfat", "nls_cp437", "nls_ascii", "dm_mod", "ext4", "crc32c_generic", "crc32c_intel", "e1000", "e1000e",
+    "efivarfs",
 ]  # fmt: skip
 GENERIC_DIRECTORIES = ["drivers/net/ethernet", "drivers/ata", "drivers/scsi", "drivers/nvme", "drivers/md",
                        "drivers/block", "drivers/virtio", "drivers/message/fusion"]  # fmt: skip

@@ -1,17 +1,23 @@
+import shutil
+import socket
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from images import services as image_services
 from installer.build import build
+from provisioning.boot.binaries import GRUB, SHIM
 from provisioning.catalogue.services import boot_defaults_update
 from tests import factories
 from tests.debian_images import Containers, DebianImages, debian_images
 from tests.registry import Registry
+from tests.services import free_port, manage, stop, wait_until
 
 
 def grant(user: User, *codenames: str) -> None:
@@ -113,6 +119,30 @@ def portal(live_server, transactional_db, settings, bootenv, admin_user):
     api = APIClient()
     api.force_authenticate(admin_user)
     return url, api, site, subnet
+
+
+@pytest.fixture
+def secure_boot(portal, live_server, tmp_path):
+    """The Secure Boot chain as a firmware's PXE reaches it on port 69 (QEMU's own TFTP server, a directory): shim,
+    GRUB beside it, and GRUB's first config standing in for our server there: it goes on from `manage.py tftpd` on
+    its own port, which relays what the portal answers. Returns the `Machine` arguments of a Secure Boot guest and
+    the TFTP server's log."""
+    url, *_ = portal
+    port = free_port(socket.SOCK_DGRAM)
+    log = tmp_path / "tftpd.log"
+    reach = f"http://127.0.0.1:{urlsplit(live_server.url).port}"
+    process = manage("tftpd", "--bind", "127.0.0.1", "--port", str(port),
+                     env={"DOCK2BOX_PUBLIC_URL": url, "DOCK2BOX_TFTP_PORTAL_URL": reach},
+                     stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    wait_until(lambda: "serving" in log.read_text(), what="tftpd")
+    directory = tmp_path / "firmware-tftp"
+    (directory / "grub").mkdir(parents=True)
+    shutil.copyfile(settings.DOCK2BOX_SHIM_EFI, directory / SHIM)
+    shutil.copyfile(settings.DOCK2BOX_GRUB_EFI, directory / GRUB)
+    shutil.copyfile("/usr/lib/ipxe/ipxe.efi", directory / "ipxe.efi")  # (the negative control)
+    (directory / "grub/grub.cfg").write_text(f"set root=tftp,10.0.2.2:{port}\nconfigfile /grub/grub.cfg\n")
+    yield {"bootfile": SHIM, "tftp": directory, "secure_boot": True}, log
+    stop(process)
 
 
 @pytest.fixture(scope="session")

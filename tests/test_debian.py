@@ -14,6 +14,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -31,6 +32,8 @@ from tests.test_install import create_host
 pytestmark = pytest.mark.slow
 GiB = 1 << 30
 ROOT_HASH = "$6$dock2box$" + "x" * 86  # a well-formed SHA-512 crypt hash nobody can log in with
+# Secure Boot as the running system sees it: the firmware's variable, 4 attribute bytes and then 1 when it is on.
+SECURE_BOOT_STATE = "printf SecureBoot=; od -An -t u1 -j 4 -N 1 /sys/firmware/efi/efivars/SecureBoot-* | tr -d ' '"
 PROBE = "hostname; cat /etc/machine-id; cat /etc/ssh/ssh_host_ed25519_key.pub; systemctl is-system-running --wait; " \
         "systemctl --failed --no-legend --plain; ip -4 -o addr show; grep ^root: /etc/shadow"  # fmt: skip
 
@@ -98,24 +101,26 @@ def page(port: int) -> str:
         return response.read().decode()
 
 
-def deploy(url: str, workdir: Path, key: Path, host: Host, ip: str, *, uefi: bool, restrict: bool = False) -> Booted:
+def deploy(
+    workdir: Path, key: Path, host: Host, ip: str, *, boot: dict[str, Any], restrict: bool = False, probe: str = PROBE
+) -> Booted:
     """Install `host` on an empty disk in QEMU, boot the disk, and probe the running system over forwarded ports.
-    With `restrict`, the installed system reaches nothing outside (its first-boot report cannot get through)."""
+    `boot`: how the machine boots (`Machine`'s arguments: its first stage, its firmware). With `restrict`, the
+    installed system reaches nothing outside (its first-boot report cannot get through)."""
     mac = host.interfaces.get().mac
     workdir.mkdir()
     disk = workdir / "disk.img"
     with disk.open("wb") as handle:
         handle.truncate(4 * GiB)
-    with Machine(mac=mac, bootfile=f"{url}/boot.ipxe", workdir=workdir, disks=[disk], memory=1024,
-                 uefi=uefi) as machine:  # fmt: skip
+    with Machine(mac=mac, workdir=workdir, disks=[disk], memory=1024, **boot) as machine:
         install_console = machine.wait_exit(timeout=900)
     http, ssh_port = free_port(), free_port()
-    with Machine(mac=mac, bootfile="" if restrict else f"{url}/boot.ipxe", workdir=workdir, disks=[disk],
-                 memory=1024, uefi=uefi, forwards=[(http, ip, 80), (ssh_port, ip, 22)],
-                 restrict=restrict) as machine:  # fmt: skip
+    again = {**boot, "bootfile": "" if restrict else boot["bootfile"]}
+    with Machine(mac=mac, workdir=workdir, disks=[disk], memory=1024, forwards=[(http, ip, 80), (ssh_port, ip, 22)],
+                 restrict=restrict, **again) as machine:  # fmt: skip
         try:
             wait_until(lambda: "Dock2Box build" in page(http), timeout=400, what="the application's page")
-            probe = ssh(ssh_port, key, PROBE).splitlines()
+            probe = ssh(ssh_port, key, probe).splitlines()
             if not restrict:  # the report is sent once the system is up: wait for it while the machine runs
                 wait_until(lambda: Host.objects.get(pk=host.pk).status == "deployed", timeout=180,
                            what="the first-boot report")  # fmt: skip
@@ -141,13 +146,16 @@ def assert_running(booted: Booted, hostname: str, ip: str, built: DebianImages) 
     assert host_key.startswith("ssh-ed25519 ") and host_key.encode() != built.image_host_key.strip()
 
 
-def test_a_debian_12_dockerfile_becomes_two_running_servers_bios_and_uefi(
-    portal, site_key, debian_registry, bookworm, settings, tmp_path
+def test_a_debian_12_dockerfile_becomes_three_running_servers_bios_uefi_and_secure_boot(
+    portal, site_key, debian_registry, bookworm, settings, tmp_path, secure_boot
 ):
-    """Two hosts from one registry image, installed at once (BIOS/MBR and UEFI/GPT, a setting of two portal images
-    naming it): each runs the application under its own name
-    and address, with a machine-id and SSH host keys of its own, and each is deployed with the image's digest."""
+    """Three hosts from one registry image, installed at once (BIOS/MBR and UEFI/GPT, a setting of two portal images
+    naming it; the third UEFI with Secure Boot enforced by its firmware, booted by shim and Debian's signed GRUB
+    through our TFTP server): each runs the application under its own name and address, with a machine-id and SSH
+    host keys of its own, and each is deployed with the image's digest. The Secure Boot one runs with Secure Boot
+    on, its disk booted the same way (shim, signed GRUB, signed kernel), and its build says so."""
     url, api, _site, subnet = portal
+    ipxe = {"bootfile": f"{url}/boot.ipxe"}
     types = layer_types(debian_registry.address, bookworm.app)
     assert types[-1] == "application/vnd.oci.image.layer.v1.tar+zstd" and len(types) == 3, types
     bios, uefi = (add_image(portal, debian_registry, settings, bookworm, uefi=uefi) for uefi in (False, True))
@@ -156,15 +164,19 @@ def test_a_debian_12_dockerfile_becomes_two_running_servers_bios_and_uefi(
          "10.0.2.50", False),
         (create_host(api, subnet, uefi, fqdn="uefi.lab.example.com", mac="52:54:00:d2:b1:02", ip="10.0.2.51"),
          "10.0.2.51", True),
+        (create_host(api, subnet, uefi, fqdn="secure.lab.example.com", mac="52:54:00:d2:b1:04", ip="10.0.2.53",
+                     secure_boot=True), "10.0.2.53", None),
     ]  # fmt: skip
+    boots = {False: ipxe, True: {**ipxe, "uefi": True}, None: secure_boot[0]}
     started = time.monotonic()
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(3) as pool:
+        probes = {False: PROBE, True: PROBE, None: f"{PROBE}; {SECURE_BOOT_STATE}"}
         runs = [
-            pool.submit(deploy, url, tmp_path / host.hostname, site_key, host, ip, uefi=uefi)
+            pool.submit(deploy, tmp_path / host.hostname, site_key, host, ip, boot=boots[uefi], probe=probes[uefi])
             for host, ip, uefi in hosts
         ]
         booted = [run.result() for run in runs]
-    print(f"two Debian 12 hosts installed, booted and probed in {time.monotonic() - started:.0f} s")
+    print(f"three Debian 12 hosts installed, booted and probed in {time.monotonic() - started:.0f} s")
 
     for (host, ip, _uefi), result in zip(hosts, booted, strict=True):
         assert_running(result, host.hostname, ip, bookworm)
@@ -175,8 +187,20 @@ def test_a_debian_12_dockerfile_becomes_two_running_servers_bios_and_uefi(
         assert 0 < host.boot_seconds < 900
         build = Build.objects.get(host=host)
         assert (build.state, build.booted_digest) == ("done", bookworm.app_digest)
-    (_, bios_id, bios_key, *_), (_, uefi_id, uefi_key, *_) = (result.probe for result in booted)
-    assert bios_id != uefi_id and bios_key != uefi_key
+    (_, bios_id, bios_key, *_), (_, uefi_id, uefi_key, *_), (_, secure_id, *_) = (result.probe for result in booted)
+    assert len({bios_id, uefi_id, secure_id}) == 3 and bios_key != uefi_key
+    secure = booted[2]
+    assert secure.probe[-1] == "SecureBoot=1"  # inside the installed system: the firmware enforces it
+    assert "Welcome to GRUB!" in secure.install_console and "shim and signed GRUB (the boot environment's)" in (
+        secure.install_console
+    )
+    build = Build.objects.get(host=hosts[2][0])
+    assert (build.chain, build.secure_boot) == ("shim-grub", True)
+    assert "Secure Boot on" in build.events.get(stage="booted").message
+    assert (Build.objects.get(host=hosts[1][0]).chain, Build.objects.get(host=hosts[1][0]).secure_boot) == (
+        "ipxe",
+        False,
+    )
     data = api.get(f"/api/v2/hosts/{hosts[0][0].pk}/").json()
     assert (data["deployment"], data["deployed_digest"]) == ("deployed", bookworm.app_digest)
 
@@ -190,7 +214,8 @@ def test_a_debian_13_server_runs_and_is_shown_not_reporting_when_its_report_is_b
     url, api, _site, subnet = portal
     image = add_image(portal, debian_registry, settings, trixie, kopts="d2b.initramfs=rebuild")
     host = create_host(api, subnet, image, fqdn="trixie.lab.example.com", mac="52:54:00:d2:b1:03", ip="10.0.2.52")
-    booted = deploy(url, tmp_path / "trixie", site_key, host, "10.0.2.52", uefi=False, restrict=True)
+    booted = deploy(tmp_path / "trixie", site_key, host, "10.0.2.52", boot={"bootfile": f"{url}/boot.ipxe"},
+                    restrict=True)  # fmt: skip
     assert_running(booted, "trixie", "10.0.2.52", trixie)
     assert "made by the image's update-initramfs" in booted.install_console
     host.refresh_from_db()

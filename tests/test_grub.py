@@ -1,4 +1,5 @@
-"""The Secure Boot chain's GRUB configs: the same decisions as the iPXE scripts, in GRUB's language."""
+"""Secure Boot on the portal's side: GRUB configs making the same decisions as the iPXE scripts in GRUB's language,
+the TFTP server relaying them, the first stages over HTTP, and what a build records and the portal refuses."""
 
 import re
 import shlex
@@ -13,10 +14,12 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from hosts.services import host_update, site_update
 from provisioning.boot.relay import relay_name, relay_url
 from provisioning.boot.render import grub
 from provisioning.builds.services import host_enter_build
 from provisioning.catalogue.services import boot_defaults_update, pxe_menu_update
+from provisioning.models import Build
 from tests.boot_world import BUILD_MAC, IDLE_MAC, UNKNOWN_MAC, make_world
 from tests.services import free_port, manage, stop, wait_until
 from tests.test_boot import golden, grub_check, script
@@ -263,3 +266,44 @@ def test_the_portal_serves_the_first_stages_by_fixed_name_for_http_boot(client, 
     )
     for name in ["grub.cfg", "..%2F..%2Fetc%2Fpasswd", "stage0.ipxe"]:
         assert client.get(f"/boot/{name}").status_code == 404
+
+
+# What the portal records and refuses for Secure Boot -------------------------------------------------------------
+
+
+def test_a_build_records_its_chain_and_secure_boot_as_the_installer_and_the_first_boot_say(client, world):
+    token = re.search(r"/config/([A-Za-z0-9_-]+)", script(client, f"/grub?mac={BUILD_MAC}")).group(1)
+    for bad, field in [("chain=pxelinux&secure_boot=1", "chain"), ("chain=ipxe&secure_boot=yes", "secure_boot"),
+                       ("secure_boot=1", "chain")]:  # fmt: skip
+        response = client.get(f"/config/{token}?{bad}")
+        assert response.status_code == 400 and field in response.json(), (bad, response.content)
+    assert Build.objects.filter(pk=world.build.pk, chain="", secure_boot=None).exists()  # nothing half-written
+    config = client.get(f"/config/{token}?chain=shim-grub&secure_boot=1").content.decode()
+    assert "D2B_SECURE_BOOT='false'" in config  # the host's setting (its firmware has it on all the same)
+    assert Build.objects.filter(pk=world.build.pk, chain="shim-grub", secure_boot=True).exists()
+    assert client.get(f"/config/{token}").status_code == 200  # (an installer that says nothing changes nothing)
+    assert Build.objects.filter(pk=world.build.pk, chain="shim-grub", secure_boot=True).exists()
+    assert client.get(f"/api/v2/builds/{world.build.pk}/").status_code in (401, 403)  # (the API needs a login)
+
+    path = re.search(r"^D2B_BOOTED_URL='https?://[^/]+(/booted/[A-Za-z0-9_-]+)'$", config, flags=re.M).group(1)
+    for stage in ["config", "disk", "image", "configure", "bootloader", "done"]:
+        client.post(f"/config/{token}/events", {"stage": stage, "progress": 100}, "application/json")
+    report = {"digest": "sha256:" + "ab" * 32, "machine_id": "0" * 32, "kernel": "6.1.0-28-amd64", "uptime": 9}
+    refused = client.post(path, {**report, "secure_boot": "on"}, "application/json")
+    assert refused.status_code == 400 and "secure_boot" in refused.json()
+    assert client.post(path, {**report, "secure_boot": True}, "application/json").status_code == 201
+    assert "Secure Boot on" in Build.objects.get(pk=world.build.pk).events.get(stage="booted").message
+
+
+def test_secure_boot_is_the_hosts_else_its_sites_and_a_non_uefi_image_is_refused_before_build_mode(
+    client, world, admin_client
+):
+    host = world.idle_host  # its image (a tarball) is not set to UEFI
+    site_update(site=world.site, data={"secure_boot": True, "ssh_authorized_keys": ""})
+    response = admin_client.post(f"/api/v2/hosts/{host.pk}/enter-build/")
+    assert response.status_code == 400, response.content
+    assert "Secure Boot, which needs UEFI, and image tarball is not set to UEFI" in response.content.decode()
+    host_update(host=host, data={"secure_boot": False})  # its own setting wins over its site's
+    assert admin_client.post(f"/api/v2/hosts/{host.pk}/enter-build/").status_code in (200, 201)
+    data = admin_client.get(f"/api/v2/hosts/{host.pk}/").json()
+    assert data["secure_boot"] is False and admin_client.get(f"/api/v2/sites/{world.site.pk}/").json()["secure_boot"]

@@ -41,7 +41,7 @@ def image_root(tmp_path_factory, debian_cache):
 
 
 def create_host(
-    api, subnet, image: str, build: bool = True, *, fqdn: str = "vm01.lab.example.com", mac: str = VM_MAC,
+    api, subnet, image: str | None, build: bool = True, *, fqdn: str = "vm01.lab.example.com", mac: str = VM_MAC,
     ip: str = "10.0.2.15", **settings,
 ) -> Host:  # fmt: skip
     response = api.post("/api/v2/hosts/", {
