@@ -48,7 +48,7 @@ class BuildAdmin(SelectorAdmin):
     readonly_fields = [
         "host", "version", "state", "progress_bar", "last_message_shown", "started_by", "duration", "created",
         "started", "finished", "last_activity", "bootloader_started", "first_boot", "booted", "booted_digest",
-        "client_address", "chain", "secure_boot", "refusals", "last_refusal",
+        "client_address", "chain", "secure_boot_shown", "refusals", "last_refusal",
     ]  # fmt: skip
     fields = readonly_fields
     inlines = [BuildEventInline]
@@ -69,6 +69,11 @@ class BuildAdmin(SelectorAdmin):
         if build.last_message and build.state == BuildState.FAILED:
             return format_html('<b style="color: var(--error-fg)">{}</b>', build.last_message)
         return build.last_message or "-"
+
+    @admin.display(description="Secure Boot")
+    def secure_boot_shown(self, build: Build) -> str:
+        """As its installer's firmware said; "-" before it said anything."""
+        return {True: "on", False: "off"}.get(build.secure_boot, "-")  # type: ignore[arg-type]
 
     @admin.display(description="duration")
     def duration(self, build: Build) -> str:
