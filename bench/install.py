@@ -4,6 +4,8 @@ throughput of the installer against busybox `wget` of the same file in the same 
     .venv/bin/python bench/install.py [--sizes 64 256] [--compression gz|zst] [--debian] [--cpus 1]
     .venv/bin/python bench/install.py --concurrent 10   (ten image stages at once, no QEMU: bench/install_many.py)
 
+`--secure-boot` adds the first size as a UEFI image installed twice, with Secure Boot off (iPXE, systemd-boot) and on
+(OVMF enforcing it with Microsoft's keys: shim → Debian's signed GRUB through `manage.py tftpd`), both timed.
 `--debian` adds the real-image case: the Debian 12 nginx image built from deploy/images (tests/debian_images.py:
 mmdebstrap, podman, buildah) in a registry on loopback, installed as a docker image; timed from power-on to `done`
 and to the application's page answering through a port QEMU forwards, with `wget` of its largest layer beside it.
@@ -19,6 +21,7 @@ installer's download path (Python, urllib, sha256 on every byte) without a disk,
 import argparse
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,10 +74,26 @@ os.environ.update({
 CPUS = 1  # the guest's vCPUs (--cpus); TCG runs one host thread per vCPU
 
 
-def qemu(*extra: str, disk: Path | None = None, bootfile: str = "", forward: str = "") -> subprocess.Popen:
+def qemu(
+    *extra: str, disk: Path | None = None, bootfile: str = "", forward: str = "", firmware: str = "", tftp: str = ""
+) -> subprocess.Popen:
+    """A guest booting from the network; `firmware`: "" (BIOS), "uefi", or "secure" (UEFI enforcing Secure Boot with
+    Microsoft's keys, its own PXE: no iPXE option ROM); `tftp`: the directory QEMU's user network serves by TFTP."""
     args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-smp", str(CPUS), "-m", "1024", "-boot", "n",
-            "-netdev", f"user,id=n0{',bootfile=' + bootfile if bootfile else ''}{',' + forward if forward else ''}",
-            "-device", f"virtio-net-pci,netdev=n0,mac={MAC}", *extra]  # fmt: skip
+            "-netdev", f"user,id=n0{',bootfile=' + bootfile if bootfile else ''}{',' + forward if forward else ''}"
+                       f"{',tftp=' + tftp if tftp else ''}",
+            "-device", f"virtio-net-pci,netdev=n0,mac={MAC}{',romfile=' if firmware == 'secure' else ''}",
+            *extra]  # fmt: skip
+    if firmware:
+        from tests.qemu import OVMF_CODE, OVMF_SECURE_CODE, OVMF_SECURE_VARS, OVMF_VARS
+
+        variables = WORK / f"vars-{time.monotonic_ns()}.fd"
+        variables.write_bytes((OVMF_SECURE_VARS if firmware == "secure" else OVMF_VARS).read_bytes())
+        code = OVMF_SECURE_CODE if firmware == "secure" else OVMF_CODE
+        args += ["-machine", "q35,smm=on" if firmware == "secure" else "q35",
+                 *(["-global", "driver=cfi.pflash01,property=secure,value=on"] if firmware == "secure" else []),
+                 "-drive", f"if=pflash,format=raw,readonly=on,file={code}",
+                 "-drive", f"if=pflash,format=raw,file={variables}"]  # fmt: skip
     if disk:
         args += ["-drive", f"file={disk},if=virtio,format=raw"]
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -124,6 +143,57 @@ def download_seconds(console: str) -> float:
     """From the installer's `image 0` event to its `image 100` one, by the guest's clock."""
     stamps = {m.group(2): float(m.group(1)) for m in re.finditer(r"\[\s*([\d.]+)\] event image (0|100) ", console)}
     return stamps["100"] - stamps["0"]
+
+
+def secure_boot_case(image, site, subnet) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
+    """The same UEFI file image installed twice on an empty disk: Secure Boot off (iPXE, systemd-boot) and on (the
+    firmware enforcing it: shim → Debian's signed GRUB through `manage.py tftpd`, shim and GRUB on the disk). For each,
+    power-on → `done` and power-on → the installed system's marker (the second boot included), in seconds."""
+    from django.conf import settings
+
+    from hosts import services as host_services
+    from provisioning.boot.binaries import GRUB, SHIM
+    from provisioning.builds.services import host_enter_build
+    from tests.host_image import MARKER
+    from tests.services import manage, stop
+
+    port = free_port(socket.SOCK_DGRAM)
+    log = WORK / "tftpd.log"
+    tftpd = manage("tftpd", "--bind", "127.0.0.1", "--port", str(port),
+                   env={"DOCK2BOX_TFTP_PORTAL_URL": f"http://127.0.0.1:{PORT}"},
+                   stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    directory = WORK / "firmware-tftp"
+    (directory / "grub").mkdir(parents=True)
+    (directory / SHIM).write_bytes(Path(settings.DOCK2BOX_SHIM_EFI).read_bytes())
+    (directory / GRUB).write_bytes(Path(settings.DOCK2BOX_GRUB_EFI).read_bytes())
+    (directory / "grub/grub.cfg").write_text(f"set root=tftp,10.0.2.2:{port}\nconfigfile /grub/grub.cfg\n")
+    results = {}
+    try:
+        wait_until(lambda: "serving" in log.read_text(), what="tftpd")
+        for secure in (False, True):
+            host = host_services.host_create(
+                data={"fqdn": "uefi.bench.example.com", "site": site, "image": image, "secure_boot": secure},
+                interfaces=[{"name": "eth0", "mac": MAC, "ip": "10.0.2.15", "subnet": subnet}],
+            )
+            host_enter_build(host=host)
+            disk = WORK / f"disk-uefi-{secure}.img"
+            with disk.open("wb") as handle:
+                handle.truncate(2 << 30)
+            boot = {"firmware": "secure", "bootfile": SHIM, "tftp": str(directory)} if secure else {
+                "firmware": "uefi", "bootfile": f"{PORTAL}/boot.ipxe"}  # fmt: skip
+            started = time.monotonic()
+            seen, console = watch(qemu(disk=disk, **boot), ["event done"])
+            installed = time.monotonic() - started
+            if "event done" not in seen:
+                raise SystemExit(f"the UEFI install (Secure Boot {secure}) failed:\n{console[-3000:]}")
+            seen2, console2 = watch(qemu(disk=disk, **boot), [MARKER], timeout=300)
+            if MARKER not in seen2:
+                raise SystemExit(f"the UEFI disk (Secure Boot {secure}) did not boot:\n{console2[-3000:]}")
+            host_services.host_delete(host=host)
+            results["on" if secure else "off"] = (seen["event done"], installed + seen2[MARKER])
+    finally:
+        stop(tftpd)
+    return results
 
 
 def debian_case(bootenv, site, subnet, registry) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -188,6 +258,8 @@ def main() -> None:
     parser.add_argument("--compression", choices=["gz", "zst"], default="gz", help="of the file images")
     parser.add_argument("--debian", action="store_true", help="add the Debian 12 nginx image built from Dockerfiles")
     parser.add_argument("--cpus", type=int, default=1, help="vCPUs of the guest, for the installs and for wget")
+    parser.add_argument("--secure-boot", action="store_true",
+                        help="add the first size as a UEFI image installed with Secure Boot off and on")  # fmt: skip
     parser.add_argument("--concurrent", type=int, default=0, help="instead: N image stages at once, without QEMU")
     options = parser.parse_args()
     if options.concurrent:
@@ -237,7 +309,7 @@ def main() -> None:
                                 cwd=ROOT, stdout=log, stderr=log)  # fmt: skip
     wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1), what="gunicorn")
 
-    rows, transfer, debian = [], [], None
+    rows, transfer, debian, secure = [], [], None, None
     try:
         if registry is not None:
             debian = debian_case(bootenv, site, subnet, registry)
@@ -257,6 +329,15 @@ def main() -> None:
             with tarball.open("rb") as handle:
                 version = image_services.image_version_create(data={
                     "image": image, "version": "1", "timestamp": timezone.now(), "file": File(handle, tarball.name)})  # fmt: skip
+            if options.secure_boot and secure is None:
+                uefi = image_services.image_create(
+                    data={"name": f"bench-{size}-uefi", "type": "file", "kopts": "console=ttyS0", "uefi": True,
+                          "gpt": True}
+                )  # fmt: skip
+                with tarball.open("rb") as handle:
+                    image_services.image_version_create(data={
+                        "image": uefi, "version": "1", "timestamp": timezone.now(), "file": File(handle, tarball.name)})  # fmt: skip
+                secure = (size, secure_boot_case(uefi, site, subnet))
             host = host_services.host_create(
                 data={"fqdn": f"bench{size}.bench.example.com", "site": site, "image": image},
                 interfaces=[{"name": "eth0", "mac": MAC, "ip": "10.0.2.15", "subnet": subnet}],
@@ -305,6 +386,15 @@ def main() -> None:
             f"| {size} MiB | {wget:.1f} | {wgetsha:.1f} ({wgetsha / wget:.2f}) | {python:.1f} ({python / wget:.2f}) "
             f"| {install:.1f} ({install / wget:.2f}) |"
         )
+
+    if secure:
+        size, lines = secure
+        print()
+        print(f"| {size} MiB file image, UEFI | power-on → done (s) | power-on → marker (s) |\n|---|---|---|")
+        for name, (done, marker) in lines.items():
+            print(f"| Secure Boot {name} | {done:.1f} | {marker:.1f} |")
+        ratio = lines["on"][1] / lines["off"][1]
+        print(f"\nPower-on → marker with Secure Boot on: {ratio:.2f}x the same image with it off.")
 
     if debian:
         print()
