@@ -21,19 +21,22 @@ class Machine:
     def __init__(self, *, mac: str, bootfile: str, workdir: Path, uefi: bool = False, disks: list[Path] = (),
                  memory: int = 512, nic: str = "virtio-net-pci", sata: bool = False,
                  forwards: list[tuple[int, str, int]] = (), restrict: bool = False, secure_boot: bool = False,
-                 tftp: Path | None = None):  # fmt: skip
+                 tftp: Path | None = None, tap: str = ""):  # fmt: skip
         """`forwards`: (port on 127.0.0.1, guest address, guest port) for TCP; `restrict`: the guest reaches nothing
         outside (not the host's loopback either), while the forwards still reach it. `secure_boot`: UEFI firmware
         that enforces Secure Boot, and the firmware's own PXE (no iPXE option ROM on the NIC); `tftp`: the directory
-        QEMU's user network serves by TFTP on 10.0.2.2:69 (firmware PXE asks port 69)."""
+        QEMU's user network serves by TFTP on 10.0.2.2:69 (firmware PXE asks port 69); `tap`: the NIC on that tap
+        device (which the test made) instead of QEMU's user network."""
         args = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-accel", "tcg", "-m", str(memory), "-boot", "n"]
         netdev = ["user", "id=n0", f"bootfile={bootfile}"] if bootfile else ["user", "id=n0"]
         netdev += [f"tftp={tftp}"] if tftp else []
         netdev += [f"hostfwd=tcp:127.0.0.1:{port}-{address}:{guest}" for port, address, guest in forwards]
         netdev += ["restrict=on"] if restrict else []
-        rom = ",romfile=" if secure_boot else ""
+        if tap:
+            netdev = ["tap", "id=n0", f"ifname={tap}", "script=no", "downscript=no"]
+        rom = ",romfile=" if secure_boot or tap else ""  # the firmware's own PXE and HTTP boot, not iPXE's ROM
         args += ["-netdev", ",".join(netdev), "-device", f"{nic},netdev=n0,mac={mac}{rom}"]
-        if uefi or secure_boot:
+        if uefi or secure_boot or tap:
             variables = workdir / "OVMF_VARS.fd"
             shutil.copy(OVMF_SECURE_VARS if secure_boot else OVMF_VARS, variables)
             args += ["-machine", "q35,smm=on" if secure_boot else "q35"]
