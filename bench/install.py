@@ -160,7 +160,7 @@ def secure_boot_case(image, site, subnet) -> dict[str, tuple[float, float]]:  # 
     port = free_port(socket.SOCK_DGRAM)
     log = WORK / "tftpd.log"
     tftpd = manage("tftpd", "--bind", "127.0.0.1", "--port", str(port),
-                   env={"DOCK2BOX_TFTP_PORTAL_URL": f"http://127.0.0.1:{PORT}"},
+                   env={"DOCK2BOX_TFTP_PORTAL_URL": f"http://127.0.0.1:{PORT}", "DOCK2BOX_LOG_LEVEL": "INFO"},
                    stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
     directory = WORK / "firmware-tftp"
     (directory / "grub").mkdir(parents=True)
