@@ -81,7 +81,10 @@ class BootFiles:
         url = relay_url(name)
         if url is None:
             return None
-        return self.relay.fetch(url, client=client, once=url.startswith(f"{self.portal}/grub/"))
+        # The portal's answers are per host and read once (a config, an install picked, one asked again); files (the
+        # boot environment, the portal's under /files/ or a file server's) are kept and revalidated.
+        scripted = url.startswith(f"{self.portal}/") and not url.startswith(f"{self.portal}/files/")
+        return self.relay.fetch(url, client=client, once=scripted)
 
     def refuse_upload(self, path: str, context: Any) -> None:
         logger.warning("tftp upload=%r client=%s outcome=refused", str(path)[:200], getattr(context, "host", "?"))
